@@ -1,0 +1,297 @@
+"""The corpus folder: hand-editable YAML tables, organisation aliases and the source texts.
+
+Layout (paths relative to the corpus folder)::
+
+    tables/<year>-<council_id>.yaml   one council table per file, one record per column
+    organisations.yaml                canonical names and their aliases (ゆいはあと …)
+    synonyms.yaml                     query synonyms for search
+    sources/                          the original documents, unchanged
+
+:class:`Corpus` loads all of it and answers the lookups the rest of kb needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from kb.errors import InputError
+from kb.fields import FIELDS, Field
+from kb.layout import NOTE_COLUMN
+from kb.model import Chunk, Column, Source, Table, chunks_of
+from kb.text import is_empty, normalise_organisation
+
+TABLES_DIR = "tables"
+ORGANISATIONS_FILE = "organisations.yaml"
+SYNONYMS_FILE = "synonyms.yaml"
+
+_COLUMN_KEYS = {
+    "key",
+    "page",
+    "organisation",
+    "item_no",
+    "item_title",
+    "category",
+    "shares_heading",
+    "notes",
+    *(f.value for f in FIELDS),
+}
+_NOTE_KEYS = {NOTE_COLUMN, *(f.value for f in FIELDS)}
+
+
+# --- YAML ------------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line cell text as literal blocks, so a file reads like the table."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: object) -> str:
+    return yaml.dump(data, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=1000)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- tables ----------------------------------------------------------------------------
+
+
+def _item_nos(value: object, where: dict) -> list[int]:
+    if value is None or value == "":
+        return []
+    values = value if isinstance(value, list) else [value]
+    try:
+        return [int(v) for v in values]
+    except (TypeError, ValueError):
+        raise InputError(
+            f"item_no は番号か番号のリストにしてください（{value!r}）", **where
+        ) from None
+
+
+def _column_from_dict(raw: object, file: str, index: int) -> Column:
+    where = {"file": file, "column": f"列 {index + 1}"}
+    if not isinstance(raw, dict):
+        raise InputError("列の記述が項目名: 値 の形になっていません", **where)
+    if raw.get("key"):
+        where["column"] = f"列 {raw['key']}"
+    unknown = set(raw) - _COLUMN_KEYS
+    if unknown:
+        raise InputError(f"不明な項目名です: {', '.join(sorted(map(str, unknown)))}", **where)
+    for required in ("key", "page", "organisation"):
+        if raw.get(required) in (None, ""):
+            raise InputError(f"{required} がありません", **where)
+    notes = raw.get("notes") or {}
+    if not isinstance(notes, dict) or set(notes) - _NOTE_KEYS:
+        raise InputError(
+            f"notes の項目名は {', '.join(sorted(_NOTE_KEYS))} のどれかにしてください", **where
+        )
+    return Column(
+        key=str(raw["key"]),
+        page=int(raw["page"]),
+        organisation=normalise_organisation(str(raw["organisation"])),
+        item_nos=_item_nos(raw.get("item_no"), where),
+        item_title=str(raw.get("item_title") or ""),
+        category=str(raw.get("category") or ""),
+        cells={f: str(raw.get(f.value) or "") for f in FIELDS},
+        notes={str(k): str(v) for k, v in notes.items()},
+        shares_heading=bool(raw.get("shares_heading", False)),
+    )
+
+
+def _column_to_dict(column: Column) -> dict:
+    item_no: int | list[int] | None = column.item_nos or None
+    if column.item_nos and len(column.item_nos) == 1:
+        item_no = column.item_nos[0]
+    data: dict = {
+        "key": column.key,
+        "page": column.page,
+        "organisation": column.organisation,
+        "item_no": item_no,
+        "item_title": column.item_title,
+        "category": column.category,
+    }
+    if column.shares_heading:
+        data["shares_heading"] = True
+    data.update({f.value: column.text(f) for f in FIELDS})
+    if column.notes:
+        data["notes"] = dict(column.notes)
+    return data
+
+
+def table_from_dict(raw: object, file: str) -> Table:
+    """Build a Table from parsed YAML, checking what a hand edit can break."""
+    if not isinstance(raw, dict):
+        raise InputError("表のファイルが 年度・会議・列 の形になっていません", file=file)
+    for required in ("year", "council", "council_id", "columns"):
+        if raw.get(required) in (None, ""):
+            raise InputError(f"{required} がありません", file=file)
+    source = raw.get("source") or {}
+    table = Table(
+        year=int(raw["year"]),
+        council=str(raw["council"]),
+        council_id=str(raw["council_id"]),
+        source=Source(
+            title=str(source.get("title") or ""),
+            document=str(source.get("document") or ""),
+            file=str(source.get("file") or ""),
+        ),
+        columns=[_column_from_dict(c, file, i) for i, c in enumerate(raw["columns"])],
+    )
+    _check_unique_keys(table, file)
+    return table
+
+
+def _check_unique_keys(table: Table, file: str) -> None:
+    seen: set[str] = set()
+    for column in table.columns:
+        if column.key in seen:
+            raise InputError("列のキーが重複しています", file=file, column=f"列 {column.key}")
+        seen.add(column.key)
+
+
+def table_to_dict(table: Table) -> dict:
+    return {
+        "year": table.year,
+        "council": table.council,
+        "council_id": table.council_id,
+        "source": asdict(table.source),
+        "columns": [_column_to_dict(c) for c in table.columns],
+    }
+
+
+_HEADER = (
+    "# {council} {year}年度の取組み進捗状況一覧（kb のコーパス）\n"
+    "# セルの文章は直接編集できます。編集後に `kb build` を実行すると検索に反映されます。\n"
+)
+
+
+def load_table(path: Path) -> Table:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark else None
+        raise InputError(f"YAML として読めません（{exc}）", file=str(path), row=row) from exc
+    return table_from_dict(raw, str(path))
+
+
+def save_table(table: Table, path: Path) -> None:
+    header = _HEADER.format(council=table.council, year=table.year)
+    write_atomically(path, header + dump_yaml(table_to_dict(table)))
+
+
+def table_path(root: Path, table: Table) -> Path:
+    return root / TABLES_DIR / f"{table.slug}.yaml"
+
+
+# --- the corpus ------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    """Everything under ``corpus/``: tables, aliases, and lookups over their chunks."""
+
+    root: Path
+    tables: list[Table]
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> Corpus:
+        paths = sorted((root / TABLES_DIR).glob("*.yaml"))
+        tables = [load_table(p) for p in paths]
+        _check_unique_tables(tables, paths)
+        return cls(root=root, tables=tables, aliases=load_aliases(root / ORGANISATIONS_FILE))
+
+    @cached_property
+    def chunks(self) -> list[Chunk]:
+        return [chunk for table in self.tables for chunk in chunks_of(table)]
+
+    @cached_property
+    def _by_id(self) -> dict[str, Chunk]:
+        return {chunk.id: chunk for chunk in self.chunks}
+
+    @cached_property
+    def _by_column(self) -> dict[str, list[Chunk]]:
+        columns: dict[str, list[Chunk]] = {}
+        for chunk in self.chunks:
+            columns.setdefault(chunk.column_id, []).append(chunk)
+        return columns
+
+    def chunk(self, chunk_id: str) -> Chunk:
+        """The chunk with this id; KeyError if there is none."""
+        return self._by_id[chunk_id]
+
+    def column_of(self, chunk: Chunk) -> list[Chunk]:
+        """All non-empty cells of the chunk's column, in field order (item → next_year)."""
+        return self._by_column[chunk.column_id]
+
+    def organisations(self) -> list[str]:
+        """Organisation names in table order, each once."""
+        return list(dict.fromkeys(c.organisation for c in self.chunks))
+
+    def content_hash(self) -> str:
+        """A hash of everything that affects an index built from this corpus."""
+        digest = hashlib.sha256()
+        for path in sorted(self.root.glob("*.yaml")) + sorted(
+            (self.root / TABLES_DIR).glob("*.yaml")
+        ):
+            digest.update(path.relative_to(self.root).as_posix().encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def _check_unique_tables(tables: list[Table], paths: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for table, path in zip(tables, paths, strict=True):
+        if table.slug in seen:
+            raise InputError(
+                f"{seen[table.slug].name} と同じ年度・会議（{table.year} {table.council}）です",
+                file=str(path),
+            )
+        seen[table.slug] = path
+
+
+def load_aliases(path: Path) -> dict[str, str]:
+    """Alias → canonical organisation name, from ``organisations.yaml``."""
+    if not path.exists():
+        return {}
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    aliases: dict[str, str] = {}
+    for entry in raw.get("organisations", []):
+        name = normalise_organisation(entry["name"])
+        for alias in [name, *entry.get("aliases", [])]:
+            aliases[normalise_organisation(alias)] = name
+    return aliases
+
+
+def fields_present(columns: Iterable[Column]) -> dict[Field, int]:
+    """How many non-empty cells each field has across ``columns``."""
+    columns = list(columns)
+    return {f: sum(1 for c in columns if not is_empty(c.text(f))) for f in FIELDS}

@@ -1,0 +1,44 @@
+"""Errors users can act on. Each names where the problem is (file, row, column, parameter)."""
+
+from __future__ import annotations
+
+
+class KbError(Exception):
+    """Base for every error kb reports to a user instead of a traceback."""
+
+
+class InputError(KbError):
+    """Bad input data: a sheet, CSV or corpus file that cannot be accepted as it is."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        """``column`` is written as the user sees it: "C列" in a sheet, "列 c03" in YAML."""
+        self.problem = message
+        self.file = file
+        self.row = row
+        self.column = column
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        # Rendered the way office staff name a spot in a sheet: 「data.csv（3行目、C列）」.
+        spot = []
+        if self.row is not None:
+            spot.append(f"{self.row}行目")
+        if self.column is not None:
+            spot.append(self.column)
+        where = (self.file or "") + (f"（{'、'.join(spot)}）" if spot else "")
+        return f"{where}: {self.problem}" if where else self.problem
+
+
+class IndexMissingError(KbError):
+    """No index has been built yet."""
+
+
+class IndexMismatchError(KbError):
+    """The index on disk was built by another embedder or schema, or is damaged."""

@@ -1,0 +1,441 @@
+"""Turn a council spreadsheet (.xlsx / .csv, wide or long layout) into a corpus table.
+
+The entry point is :func:`ingest`: it reads the file, validates every row, and only then
+writes ``corpus/tables/<year>-<council_id>.yaml`` in one atomic step. Any problem raises
+:class:`kb.errors.InputError` naming file, row and column, and leaves the corpus as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kb.corpus import Corpus, save_table, table_path
+from kb.errors import InputError
+from kb.fields import FIELDS, Field, is_category_label, is_organisation_label, parse_field_label
+from kb.layout import (
+    EXTRA_ROWS,
+    META_ROWS,
+    NOTE_COLUMN,
+    guess_item,
+    long_header,
+    parse_item_nos,
+    parse_notes,
+)
+from kb.model import Column, Source, Table
+from kb.sheets import Sheet, column_letter, read_sheets
+from kb.text import fold, normalise_organisation, split_categories
+
+
+@dataclass
+class TableMeta:
+    """Table-level facts; given on the command line or read from the sheet's top rows."""
+
+    year: int | None = None
+    council: str | None = None
+    council_id: str | None = None
+    document: str | None = None
+    title: str | None = None
+    file: str | None = None
+
+    def fill(self, other: TableMeta) -> TableMeta:
+        """Self, with blanks taken from ``other``."""
+        return TableMeta(
+            **{k: v if v not in (None, "") else getattr(other, k) for k, v in vars(self).items()}
+        )
+
+
+_ERA_BASE = {"令和": 2018, "平成": 1988, "昭和": 1925}
+_ERA_YEAR = re.compile(r"(令和|平成|昭和)\s*(元|\d{1,2})\s*年度?")
+_WESTERN_YEAR = re.compile(r"((?:19|20)\d{2})\s*年度?")
+
+
+def parse_year(text: str) -> int | None:
+    """平成29年度 → 2017, 令和元年度 → 2019, 2018年度 → 2018, "2018" → 2018."""
+    text = unicodedata.normalize("NFKC", text).strip()
+    if re.fullmatch(r"(19|20)\d{2}", text):
+        return int(text)
+    era = _ERA_YEAR.search(text)
+    if era:
+        return _ERA_BASE[era.group(1)] + (1 if era.group(2) == "元" else int(era.group(2)))
+    western = _WESTERN_YEAR.search(text)
+    return int(western.group(1)) if western else None
+
+
+@dataclass
+class _Draft:
+    """A column being assembled from a sheet, with where its parts came from."""
+
+    page: int
+    organisation: str
+    shares_heading: bool = False
+    category: str = ""
+    cells: dict[Field, str] = field(default_factory=dict)
+    extras: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    where: dict[str, tuple[int, str]] = field(default_factory=dict)  # part → (row, column)
+
+
+# --- wide layout -----------------------------------------------------------------------
+
+
+def _is_block_start(sheet: Sheet, row: int) -> bool:
+    return is_organisation_label(sheet.cell(row, 0))
+
+
+def _read_meta_rows(sheet: Sheet, end: int, file: str) -> TableMeta:
+    meta: dict[str, object] = {}
+    for r in range(end):
+        label, value = fold(sheet.cell(r, 0)), sheet.cell(r, 1)
+        attr = next((a for k, a in META_ROWS.items() if fold(k) == label), None)
+        if attr:
+            meta[attr] = value
+        elif label and not any(sheet.rows[r][1:]):
+            meta.setdefault("title", sheet.cell(r, 0))
+    if "year" in meta:
+        year = parse_year(str(meta["year"]))
+        if year is None:
+            raise InputError(
+                f"年度「{meta['year']}」を読み取れません",
+                file=file,
+                row=_row_of(sheet, "年度"),
+                column="B列",
+            )
+        meta["year"] = year
+    return TableMeta(**meta)  # type: ignore[arg-type]
+
+
+def _row_of(sheet: Sheet, label: str) -> int | None:
+    return next(
+        (r + 1 for r, row in enumerate(sheet.rows) if row and fold(row[0]) == fold(label)), None
+    )
+
+
+def _read_block(sheet: Sheet, start: int, end: int, page: int, file: str) -> list[_Draft]:
+    """Columns of the block of rows [start, end) whose first row is the 団体名 row."""
+    used = [c for c in range(1, sheet.width) if any(sheet.cell(r, c) for r in range(start, end))]
+    drafts: dict[int, _Draft] = {}
+    previous: _Draft | None = None
+    for c in used:
+        heading = normalise_organisation(sheet.cell(start, c))
+        if not heading and (previous is None or c - 1 not in drafts):
+            raise InputError(
+                "団体名がありません", file=file, row=start + 1, column=column_letter(c)
+            )
+        drafts[c] = previous = _Draft(
+            page=page,
+            organisation=heading or previous.organisation,  # type: ignore[union-attr]
+            shares_heading=not heading,
+        )
+    seen_fields: dict[Field, int] = {}
+    last: Field | None = None
+    for r in range(start + 1, end):
+        label = sheet.cell(r, 0)
+        if not label and not any(sheet.rows[r][1:]):
+            continue
+        part = _row_part(label, last, sheet, r, file)
+        if isinstance(part, Field):
+            if part in seen_fields and part != last:
+                raise InputError(
+                    f"「{part.label}」の行が2回あります（{seen_fields[part]}行目と{r + 1}行目）",
+                    file=file,
+                    row=r + 1,
+                    column="A列",
+                )
+            seen_fields.setdefault(part, r + 1)
+            last = part
+        for c, draft in drafts.items():
+            _put(draft, part, sheet.cell(r, c), (r + 1, column_letter(c)))
+    return list(drafts.values())
+
+
+def _row_part(label: str, last: Field | None, sheet: Sheet, r: int, file: str) -> Field | str:
+    """What a row of a block holds: a Field, "category", or an extra-row attribute."""
+    if not label:
+        if last is None:
+            raise InputError("行見出し（A列）が空です", file=file, row=r + 1, column="A列")
+        return last  # a cell continued on the next row, as in merged label cells
+    if is_category_label(label):
+        return "category"
+    extra = next((a for k, a in EXTRA_ROWS.items() if fold(k) == fold(label)), None)
+    if extra:
+        return extra
+    parsed = parse_field_label(label)
+    if parsed is None:
+        raise InputError(
+            f"不明な行見出し「{label}」です。課題区分・(１)項目・内容・(２)進捗・(３)課題・"
+            "(４)解決策・(５)来年度以降の取組み のどれかにしてください",
+            file=file,
+            row=r + 1,
+            column="A列",
+        )
+    return parsed
+
+
+def _put(draft: _Draft, part: Field | str, value: str, where: tuple[int, str]) -> None:
+    if isinstance(part, Field):
+        before = draft.cells.get(part, "")
+        draft.cells[part] = f"{before}\n{value}" if before and value else before or value
+    elif part == "category":
+        draft.category = value
+    else:
+        draft.extras[part] = value
+    draft.where.setdefault(str(part), where)
+
+
+def _read_wide(sheets: list[Sheet], file: str) -> tuple[TableMeta, list[_Draft]]:
+    meta = TableMeta()
+    drafts: list[_Draft] = []
+    for sheet in sheets:
+        starts = [r for r in range(len(sheet.rows)) if _is_block_start(sheet, r)]
+        if not starts:
+            continue
+        meta = meta.fill(_read_meta_rows(sheet, starts[0], file))
+        for start, end in zip(starts, [*starts[1:], len(sheet.rows)], strict=True):
+            page = len({d.page for d in drafts}) + 1
+            drafts += _read_block(sheet, start, end, page, file)
+    return meta, drafts
+
+
+# --- long layout -----------------------------------------------------------------------
+
+
+def _long_columns(sheet: Sheet) -> tuple[int, dict[str, int]] | None:
+    """The header row and its attribute → column index, if the sheet is in long layout."""
+    header = next((r for r, row in enumerate(sheet.rows) if any(row)), None)
+    if header is None:
+        return None
+    columns = {
+        long_header(name): c for c, name in enumerate(sheet.rows[header]) if long_header(name)
+    }
+    if {"organisation", "field", "text"} <= columns.keys():
+        return header, columns  # type: ignore[return-value]
+    return None
+
+
+def _read_long(
+    sheet: Sheet, header: int, columns: dict[str, int], file: str
+) -> tuple[TableMeta, list[_Draft]]:
+    metas: list[TableMeta] = []
+    drafts: dict[tuple, _Draft] = {}
+    for r in range(header + 1, len(sheet.rows)):
+        row = {attr: sheet.cell(r, c) for attr, c in columns.items()}
+        if not any(row.values()):
+            continue
+        where = lambda attr, r=r: (r + 1, column_letter(columns[attr]))  # noqa: E731
+        organisation = normalise_organisation(row["organisation"])
+        if not organisation:
+            raise InputError(
+                "団体名がありません",
+                file=file,
+                row=r + 1,
+                column=column_letter(columns["organisation"]),
+            )
+        f = parse_field_label(row["field"])
+        if f is None:
+            raise InputError(
+                f"不明な欄「{row['field']}」です。item・progress・challenge・solution・next_year "
+                "（項目・進捗・課題・解決策・来年度）のどれかにしてください",
+                file=file,
+                row=r + 1,
+                column=column_letter(columns["field"]),
+            )
+        page = _int(row.get("page") or "1", file, *where("page")) if row.get("page") else 1
+        group = (page, row.get("key") or (organisation, row.get("item_no", "")))
+        draft = drafts.setdefault(group, _Draft(page=page, organisation=organisation))
+        if f in draft.cells:
+            first_row = draft.where[f.value][0]
+            raise InputError(
+                f"同じセル（{organisation} {row.get('item_no', '')} の{f.ja}）が2回あります（{first_row}行目と{r + 1}行目）",
+                file=file,
+                row=r + 1,
+                column=column_letter(columns["field"]),
+            )
+        _put(draft, f, row["text"], where("text"))
+        draft.category = draft.category or row.get("category", "")
+        draft.shares_heading = draft.shares_heading or row.get("shares_heading", "") in (
+            "1",
+            "true",
+            "True",
+            "○",
+        )
+        for attr in ("item_no", "item_title", "key"):
+            if attr in row and not draft.extras.get(attr):
+                draft.extras[attr] = row[attr]
+                draft.where.setdefault(attr, where(attr))
+        if row.get("note"):
+            draft.notes[f.value] = row["note"]
+        if row.get("column_note"):
+            draft.notes[NOTE_COLUMN] = row["column_note"]
+        metas.append(
+            TableMeta(
+                **{
+                    a: row[a]
+                    for a in ("council", "council_id", "document", "title", "file")
+                    if row.get(a)
+                }
+            )
+        )
+        if row.get("year"):
+            year = parse_year(row["year"])
+            if year is None:
+                raise InputError(
+                    f"年度「{row['year']}」を読み取れません",
+                    file=file,
+                    row=r + 1,
+                    column=column_letter(columns["year"]),
+                )
+            metas[-1].year = year
+    return _agreed_meta(metas, file), list(drafts.values())
+
+
+def _agreed_meta(metas: list[TableMeta], file: str) -> TableMeta:
+    agreed = TableMeta()
+    for attr in vars(agreed):
+        values = {getattr(m, attr) for m in metas if getattr(m, attr) not in (None, "")}
+        if len(values) > 1:
+            raise InputError(
+                f"1つのファイルに複数の {attr} があります（{', '.join(map(str, sorted(values, key=str)))}）。年度・会議ごとにファイルを分けてください",
+                file=file,
+            )
+        setattr(agreed, attr, values.pop() if values else None)
+    return agreed
+
+
+def _int(value: str, file: str, row: int, column: str) -> int:
+    try:
+        return int(unicodedata.normalize("NFKC", value))
+    except ValueError:
+        raise InputError(
+            f"数値ではありません「{value}」", file=file, row=row, column=column
+        ) from None
+
+
+# --- assembling the table --------------------------------------------------------------
+
+
+def _column(draft: _Draft, index: int, file: str) -> Column:
+    extras, notes = draft.extras, dict(draft.notes)
+    if extras.get("notes"):
+        try:
+            notes.update(parse_notes(extras["notes"]))
+        except ValueError as exc:
+            raise InputError(
+                str(exc), file=file, row=draft.where["notes"][0], column=draft.where["notes"][1]
+            ) from None
+    guessed_nos, guessed_title = guess_item(
+        draft.cells.get(Field.item, ""), split_categories(draft.category)
+    )
+    item_nos = guessed_nos
+    if extras.get("item_no"):
+        try:
+            item_nos = parse_item_nos(extras["item_no"])
+        except ValueError:
+            row, col = draft.where["item_no"]
+            raise InputError(
+                f"項目番号は数字で書いてください「{extras['item_no']}」",
+                file=file,
+                row=row,
+                column=col,
+            ) from None
+    page = _int(extras["page"], file, *draft.where["page"]) if extras.get("page") else draft.page
+    return Column(
+        key=extras.get("key") or f"c{index:02d}",
+        page=page,
+        organisation=draft.organisation,
+        item_nos=item_nos,
+        item_title=extras["item_title"] if "item_title" in extras else guessed_title,
+        category=draft.category,
+        cells={f: draft.cells.get(f, "") for f in FIELDS},
+        notes=notes,
+        shares_heading=draft.shares_heading,
+    )
+
+
+def _check_duplicates(columns: list[Column], drafts: list[_Draft], file: str) -> None:
+    seen: dict[tuple, Column] = {}
+    for column, draft in zip(columns, drafts, strict=True):
+        identity = (
+            (column.page, column.organisation, tuple(column.item_nos)) if column.item_nos else None
+        )
+        for key, clash in (("key", column.key), ("item", identity)):
+            if clash is None:
+                continue
+            other = seen.get((key, clash))
+            if other is not None:
+                row, col = (
+                    draft.where.get("item_no")
+                    or draft.where.get("key")
+                    or next(iter(draft.where.values()), (None, None))
+                )
+                what = (
+                    f"列キー {column.key}"
+                    if key == "key"
+                    else f"{column.organisation} 項目{column.item_no}（{column.page}ページ）"
+                )
+                raise InputError(f"同じ列が2つあります: {what}", file=file, row=row, column=col)
+            seen[(key, clash)] = column
+
+
+def council_id_for(council: str, corpus: Corpus | None) -> str:
+    """The id an existing table of this council uses, else a short stable hash of its name."""
+    for table in corpus.tables if corpus else []:
+        if table.council == council:
+            return table.council_id
+    return "c" + hashlib.sha1(council.encode()).hexdigest()[:6]
+
+
+def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Table:
+    """Parse a spreadsheet into a Table without touching the corpus."""
+    file = str(path)
+    sheets = read_sheets(path)
+    long = _long_columns(sheets[0])
+    if long:
+        meta, drafts = _read_long(sheets[0], *long, file)
+    else:
+        meta, drafts = _read_wide(sheets, file)
+    if not drafts:
+        raise InputError(
+            "表が見つかりません。A列に「団体名」の行がある横長の表か、"
+            "「団体名」「欄」「内容」の見出しがある縦長の表にしてください",
+            file=file,
+        )
+    meta = given.fill(meta)
+    if meta.year is None:
+        raise InputError(
+            "年度がわかりません。表題（例: 平成30年度…）か「年度」の行を入れるか、--year で指定してください",
+            file=file,
+        )
+    if not meta.council:
+        raise InputError(
+            "会議名がわかりません。「会議」の行を入れるか、--council で指定してください", file=file
+        )
+    columns = [_column(d, i, file) for i, d in enumerate(drafts, start=1)]
+    _check_duplicates(columns, drafts, file)
+    return Table(
+        year=int(meta.year),
+        council=meta.council,
+        council_id=meta.council_id or council_id_for(meta.council, corpus),
+        source=Source(title=meta.title or "", document=meta.document or "", file=meta.file or ""),
+        columns=columns,
+    )
+
+
+def ingest(
+    path: Path, corpus_dir: Path, given: TableMeta, replace: bool = False
+) -> tuple[Table, Path]:
+    """Validate ``path`` and write it into the corpus; returns the table and where it went."""
+    corpus = Corpus.load(corpus_dir)
+    table = read_table(path, given, corpus)
+    target = table_path(corpus_dir, table)
+    if target.exists() and not replace:
+        raise InputError(
+            f"{table.year}年度の{table.council}の表は既にあります（{target}）。"
+            "置き換えるときは --replace を付けてください",
+            file=str(path),
+        )
+    save_table(table, target)
+    return table, target

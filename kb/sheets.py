@@ -1,0 +1,154 @@
+"""Read and write spreadsheets (.xlsx, .csv) as plain grids of strings.
+
+This module knows about files, encodings and merged cells, nothing about councils: the
+layouts are interpreted by :mod:`kb.ingest` and produced by :mod:`kb.export`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openpyxl
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.exceptions import InvalidFileException
+
+from kb.errors import InputError
+
+SUPPORTED = (".xlsx", ".csv")
+# Japanese offices save CSV as UTF-8 (often with a BOM, Excel's "CSV UTF-8") or as
+# Shift_JIS; cp932 is Microsoft's Shift_JIS with the NEC/IBM extensions Excel writes.
+CSV_ENCODINGS = ("utf-8-sig", "cp932")
+
+
+@dataclass
+class Sheet:
+    """One worksheet (or a whole CSV file) as rows of cell strings."""
+
+    name: str
+    rows: list[list[str]]
+    # (row, col) cells, 0-based, covered by a merge that starts further left.
+    merged_from_left: set[tuple[int, int]] = field(default_factory=set)
+
+    def cell(self, row: int, col: int) -> str:
+        line = self.rows[row]
+        return line[col] if col < len(line) else ""
+
+    @property
+    def width(self) -> int:
+        return max((len(r) for r in self.rows), default=0)
+
+
+def column_letter(col: int) -> str:
+    """0-based column index → spreadsheet letter, as users see it (0 → "A列")."""
+    return f"{get_column_letter(col + 1)}列"
+
+
+def read_sheets(path: Path) -> list[Sheet]:
+    """Read every sheet of ``path``; raise InputError for empty, unreadable or unknown files."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise InputError(
+            "対応していない形式です。.xlsx か .csv のファイルを指定してください", file=str(path)
+        )
+    if not path.exists():
+        raise InputError("ファイルが見つかりません", file=str(path))
+    if path.stat().st_size == 0:
+        raise InputError("ファイルが空です", file=str(path))
+    sheets = _read_csv(path) if suffix == ".csv" else _read_xlsx(path)
+    if not any(any(cell for cell in row) for sheet in sheets for row in sheet.rows):
+        raise InputError("ファイルに表がありません（すべてのセルが空です）", file=str(path))
+    return sheets
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    for encoding in CSV_ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InputError(
+        "文字コードを読み取れません。UTF-8 か Shift_JIS で保存し直してください", file=str(path)
+    )
+
+
+def _read_csv(path: Path) -> list[Sheet]:
+    text = _decode(path)
+    rows = [[_clean(cell) for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
+    return [Sheet(name=path.name, rows=rows)]
+
+
+def _read_xlsx(path: Path) -> list[Sheet]:
+    try:
+        book = openpyxl.load_workbook(path, data_only=True)
+    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+        raise InputError(f"Excel ファイルとして開けません（{exc}）", file=str(path)) from exc
+    sheets = []
+    for ws in book.worksheets:
+        rows = [[_clean(cell) for cell in row] for row in ws.iter_rows(values_only=True)]
+        merged = {
+            (r - 1, c - 1)
+            for rng in ws.merged_cells.ranges
+            for r in range(rng.min_row, rng.max_row + 1)
+            for c in range(rng.min_col + 1, rng.max_col + 1)
+        }
+        sheets.append(Sheet(name=ws.title, rows=rows, merged_from_left=merged))
+    return sheets
+
+
+def _clean(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value).replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue()
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> None:
+    """UTF-8 with a BOM, so Excel on a Japanese PC opens it without garbling."""
+    path.write_text(csv_text(rows), encoding="utf-8-sig", newline="")
+
+
+def write_xlsx(path: Path, sheets: list[Sheet]) -> None:
+    """Write sheets, merging each run of cells marked ``merged_from_left`` into its left cell."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for sheet in sheets:
+        ws = book.create_sheet(sheet.name[:31])
+        for row in sheet.rows:
+            ws.append(row)
+        for r, c in sorted(sheet.merged_from_left):
+            if (r, c - 1) not in sheet.merged_from_left:
+                end = c
+                while (r, end + 1) in sheet.merged_from_left:
+                    end += 1
+                ws.merge_cells(start_row=r + 1, start_column=c, end_row=r + 1, end_column=end + 1)
+        _style(ws)
+    book.save(path)
+
+
+def _style(ws: openpyxl.worksheet.worksheet.Worksheet) -> None:
+    ws.column_dimensions["A"].width = 22
+    for col in range(2, ws.max_column + 1):
+        ws.column_dimensions[get_column_letter(col)].width = 36
+    for row in ws.iter_rows():
+        for cell in row:
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for cell in ws["A"]:
+        cell.font = Font(bold=True)
