@@ -347,7 +347,7 @@ def _column(draft: _Draft, index: int, file: str) -> Column:
         page=page,
         organisation=draft.organisation,
         item_nos=item_nos,
-        item_title=extras["item_title"] if "item_title" in extras else guessed_title,
+        item_title=extras.get("item_title", guessed_title),
         category=draft.category,
         cells={f: draft.cells.get(f, "") for f in FIELDS},
         notes=notes,
