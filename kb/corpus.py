@@ -141,7 +141,8 @@ def _column_to_dict(column: Column) -> dict:
         data["shares_heading"] = True
     data.update({f.value: column.text(f) for f in FIELDS})
     if column.notes:
-        data["notes"] = dict(column.notes)
+        order = [NOTE_COLUMN, *(f.value for f in FIELDS)]
+        data["notes"] = {k: column.notes[k] for k in sorted(column.notes, key=order.index)}
     return data
 
 
@@ -192,14 +193,19 @@ _HEADER = (
 )
 
 
-def load_table(path: Path) -> Table:
+def _read_yaml(path: Path) -> object:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         row = mark.line + 1 if mark else None
-        raise InputError(f"YAML として読めません（{exc}）", file=str(path), row=row) from exc
-    return table_from_dict(raw, str(path))
+        # str(exc) spans several lines with source excerpts; errors are reported on one line.
+        detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"YAML として読めません（{detail}）", file=str(path), row=row) from exc
+
+
+def load_table(path: Path) -> Table:
+    return table_from_dict(_read_yaml(path), str(path))
 
 
 def save_table(table: Table, path: Path) -> None:
@@ -282,12 +288,21 @@ def load_aliases(path: Path) -> dict[str, str]:
     """Alias → canonical organisation name, from ``organisations.yaml``."""
     if not path.exists():
         return {}
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = _read_yaml(path) or {}
+    entries = (raw.get("organisations") or []) if isinstance(raw, dict) else None
+    if not isinstance(entries, list):
+        raise InputError(
+            "「organisations:」の下に「- name: 団体名」を並べてください", file=str(path)
+        )
     aliases: dict[str, str] = {}
-    for entry in raw.get("organisations", []):
-        name = normalise_organisation(entry["name"])
-        for alias in [name, *entry.get("aliases", [])]:
-            aliases[normalise_organisation(alias)] = name
+    for n, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise InputError(f"{n}番目の団体に name（団体名）がありません", file=str(path))
+        name = normalise_organisation(str(entry["name"]))
+        # Hand edits may leave "aliases:" empty or give one alias without a list.
+        extra = entry.get("aliases") or []
+        for alias in [name, *([extra] if isinstance(extra, str) else extra)]:
+            aliases[normalise_organisation(str(alias))] = name
     return aliases
 
 

@@ -121,7 +121,8 @@ def _read_block(sheet: Sheet, start: int, end: int, page: int, file: str) -> lis
     previous: _Draft | None = None
     for c in used:
         heading = normalise_organisation(sheet.cell(start, c))
-        if not heading and (previous is None or c - 1 not in drafts):
+        merged = (start, c) in sheet.merged_from_left or not sheet.knows_merges
+        if not heading and (previous is None or c - 1 not in drafts or not merged):
             raise InputError(
                 "団体名がありません", file=file, row=start + 1, column=column_letter(c)
             )
@@ -186,6 +187,13 @@ def _put(draft: _Draft, part: Field | str, value: str, where: tuple[int, str]) -
     draft.where.setdefault(str(part), where)
 
 
+def _block_end(sheet: Sheet, start: int, limit: int) -> int:
+    """End of the block starting at ``start``: label-only rows after its last filled row are
+    the next page's furniture (a repeated title, 資料２－２), not field rows."""
+    filled = [r for r in range(start + 1, limit) if any(sheet.rows[r][1:])]
+    return filled[-1] + 1 if filled else start + 1
+
+
 def _read_wide(sheets: list[Sheet], file: str) -> tuple[TableMeta, list[_Draft]]:
     meta = TableMeta()
     drafts: list[_Draft] = []
@@ -194,9 +202,9 @@ def _read_wide(sheets: list[Sheet], file: str) -> tuple[TableMeta, list[_Draft]]
         if not starts:
             continue
         meta = meta.fill(_read_meta_rows(sheet, starts[0], file))
-        for start, end in zip(starts, [*starts[1:], len(sheet.rows)], strict=True):
+        for start, limit in zip(starts, [*starts[1:], len(sheet.rows)], strict=True):
             page = len({d.page for d in drafts}) + 1
-            drafts += _read_block(sheet, start, end, page, file)
+            drafts += _read_block(sheet, start, _block_end(sheet, start, limit), page, file)
     return meta, drafts
 
 
@@ -404,6 +412,8 @@ def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Ta
             file=file,
         )
     meta = given.fill(meta)
+    if meta.year is None and meta.title:
+        meta.year = parse_year(meta.title)  # 平成30年度取組み進捗状況一覧
     if meta.year is None:
         raise InputError(
             "年度がわかりません。表題（例: 平成30年度…）か「年度」の行を入れるか、--year で指定してください",

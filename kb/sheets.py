@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class Sheet:
     rows: list[list[str]]
     # (row, col) cells, 0-based, covered by a merge that starts further left.
     merged_from_left: set[tuple[int, int]] = field(default_factory=set)
+    # xlsx records merges; CSV cannot, so there a blank cell may stand for one.
+    knows_merges: bool = False
 
     def cell(self, row: int, col: int) -> str:
         line = self.rows[row]
@@ -86,7 +89,7 @@ def _read_csv(path: Path) -> list[Sheet]:
 def _read_xlsx(path: Path) -> list[Sheet]:
     try:
         book = openpyxl.load_workbook(path, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise InputError(f"Excel ファイルとして開けません（{exc}）", file=str(path)) from exc
     sheets = []
     for ws in book.worksheets:
@@ -97,7 +100,7 @@ def _read_xlsx(path: Path) -> list[Sheet]:
             for r in range(rng.min_row, rng.max_row + 1)
             for c in range(rng.min_col + 1, rng.max_col + 1)
         }
-        sheets.append(Sheet(name=ws.title, rows=rows, merged_from_left=merged))
+        sheets.append(Sheet(name=ws.title, rows=rows, merged_from_left=merged, knows_merges=True))
     return sheets
 
 

@@ -1,0 +1,131 @@
+"""Measure search quality on graded queries: nDCG@k, Recall@k and MRR per mode.
+
+Query files (``eval/queries.yaml``) name relevant cells by organisation, field and a
+passage of their text, so judgements survive re-chunking and new ids::
+
+    queries:
+      - query: 看護師不足
+        kind: paraphrase
+        relevant:
+          - {org: 厚木市障がい福祉課①, field: challenge, contains: 看護人材の不足により, grade: 2}
+
+A passage matches a cell when organisation and field are equal and the passage is part of
+the cell text, both compared after NFKC and whitespace removal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from kb.errors import InputError
+from kb.fields import Field
+from kb.model import Chunk
+from kb.search import Mode, SearchService
+from kb.text import fold, normalise_organisation
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    query: str
+    kind: str
+    grades: dict[str, int]  # chunk id → grade (2 answers the query, 1 related)
+
+
+def load_queries(path: Path, chunks: Sequence[Chunk]) -> list[EvalQuery]:
+    """Read a query file and resolve every judgement to exactly one chunk."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"評価用の質問ファイルを読めません（{exc}）", file=str(path)) from exc
+    by_cell: dict[tuple[str, Field], list[Chunk]] = {}
+    for chunk in chunks:
+        by_cell.setdefault((fold(chunk.organisation), chunk.field), []).append(chunk)
+    queries = []
+    for n, entry in enumerate(raw.get("queries", []), start=1):
+        grades: dict[str, int] = {}
+        for judged in entry.get("relevant", []):
+            key = (fold(normalise_organisation(judged["org"])), Field(judged["field"]))
+            found = [c for c in by_cell.get(key, []) if fold(judged["contains"]) in fold(c.text)]
+            if len(found) != 1:
+                raise InputError(
+                    f"質問 {n}「{entry['query']}」の正解 {judged['org']} / {judged['field']} / "
+                    f"「{judged['contains']}」に当てはまるセルが{len(found)}件あります（1件にしてください）",
+                    file=str(path),
+                )
+            grades[found[0].id] = int(judged.get("grade", 1))
+        queries.append(EvalQuery(str(entry["query"]), str(entry.get("kind", "")), grades))
+    if not queries:
+        raise InputError("質問がありません（queries: の下に並べてください）", file=str(path))
+    return queries
+
+
+def ndcg(ranked: Sequence[str], grades: dict[str, int], k: int) -> float:
+    def dcg(gains: Sequence[int]) -> float:
+        return sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(gains))
+
+    ideal = dcg(sorted(grades.values(), reverse=True)[:k])
+    return dcg([grades.get(i, 0) for i in ranked[:k]]) / ideal if ideal else 0.0
+
+
+def recall(ranked: Sequence[str], grades: dict[str, int], k: int) -> float:
+    return len(set(ranked[:k]) & grades.keys()) / len(grades) if grades else 0.0
+
+
+def reciprocal_rank(ranked: Sequence[str], grades: dict[str, int]) -> float:
+    return next((1 / r for r, i in enumerate(ranked, start=1) if i in grades), 0.0)
+
+
+def evaluate(
+    service: SearchService, queries: Sequence[EvalQuery], modes: Sequence[Mode], k: int = 10
+) -> dict:
+    """Mean metrics per mode, per-query figures, and the queries each mode misses."""
+    report: dict = {"k": k, "queries": len(queries), "modes": {}}
+    for mode in modes:
+        rows = []
+        for q in queries:
+            ranked = [h.chunk.id for h in service.search(q.query, k=k, mode=mode).hits]
+            rows.append(
+                {
+                    "query": q.query,
+                    "kind": q.kind,
+                    "ndcg": ndcg(ranked, q.grades, k),
+                    "recall": recall(ranked, q.grades, k),
+                    "rr": reciprocal_rank(ranked, q.grades),
+                }
+            )
+        report["modes"][mode.value] = {
+            "ndcg@10": float(np.mean([r["ndcg"] for r in rows])),
+            "recall@10": float(np.mean([r["recall"] for r in rows])),
+            "mrr": float(np.mean([r["rr"] for r in rows])),
+            "misses": [r["query"] for r in rows if r["recall"] == 0],
+            "per_query": rows,
+        }
+    return report
+
+
+def render(report: dict) -> str:
+    """Side-by-side table of the modes, then each mode's misses."""
+    modes = report["modes"]
+    lines = [f"{report['queries']}件の質問で評価（上位{report['k']}件）", ""]
+    lines.append(f"{'':10}{'nDCG@10':>10}{'Recall@10':>11}{'MRR':>8}")
+    for name, m in modes.items():
+        lines.append(f"{name:10}{m['ndcg@10']:>10.3f}{m['recall@10']:>11.3f}{m['mrr']:>8.3f}")
+    kinds = sorted({r["kind"] for m in modes.values() for r in m["per_query"] if r["kind"]})
+    if kinds:
+        lines += ["", "種類別 nDCG@10: " + "  ".join(f"{n}" for n in modes)]
+        for kind in kinds:
+            cells = [
+                np.mean([r["ndcg"] for r in m["per_query"] if r["kind"] == kind])
+                for m in modes.values()
+            ]
+            lines.append(f"  {kind:12}" + "  ".join(f"{c:.3f}" for c in cells))
+    for name, m in modes.items():
+        missed = "、".join(m["misses"]) or "なし"
+        lines.append(f"\n{name} で正解が1件も上位に入らなかった質問: {missed}")
+    return "\n".join(lines)

@@ -1,0 +1,28 @@
+"""Split a text into matched and unmatched pieces, for highlighting in any output.
+
+One pass with one regular expression (longest terms first), so overlapping terms such as
+看護 and 看護師 never nest. Callers escape each piece for their medium (HTML, terminal).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+
+def pieces(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, matched) pairs; joined, the pieces give ``text`` back."""
+    words = sorted({t for t in terms if t}, key=len, reverse=True)
+    if not words:
+        return [(text, False)] if text else []
+    pattern = re.compile("|".join(map(re.escape, words)))
+    out: list[tuple[str, bool]] = []
+    last = 0
+    for match in pattern.finditer(text):
+        if match.start() > last:
+            out.append((text[last : match.start()], False))
+        out.append((match.group(), True))
+        last = match.end()
+    if last < len(text):
+        out.append((text[last:], False))
+    return out

@@ -1,0 +1,248 @@
+"""Build the search index from the corpus, and open it again safely.
+
+Layout of the index folder::
+
+    current -> builds/<build id>     symlink, swapped atomically after a build succeeds
+    builds/<build id>/               manifest.json, chunks.sqlite, *.npy, dense.faiss, lexical/
+    cache/embeddings.sqlite          passage vectors by (embedder, text), kept across builds
+
+A build writes a new folder beside the live one and only then repoints ``current``, so a
+failed or killed build leaves the previous index exactly as it was, and a running server
+keeps answering from the folder it opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faiss
+
+from kb import dense, lexical
+from kb.analysis import Analyzer
+from kb.corpus import Corpus
+from kb.embedding import Embedder, EmbeddingCache, embed_passages
+from kb.errors import IndexMismatchError, IndexMissingError, KbError
+from kb.model import Chunk
+from kb.settings import Settings
+from kb.store import ChunkStore, write_store
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+CURRENT = "current"
+BUILDS = "builds"
+KEEP_BUILDS = 2  # the live build and the one before it (a server may still read it)
+
+
+def passage_text(chunk: Chunk) -> str:
+    """What the embedder sees for a chunk: the cell with the column's context."""
+    title = f"「{chunk.item_title}」" if chunk.item_title else ""
+    return f"{chunk.organisation}{title}の{chunk.field.ja}: {chunk.text}"
+
+
+def lexical_text(chunk: Chunk) -> str:
+    """What BM25 indexes for a chunk: the cell plus who wrote it, so names find it."""
+    return f"{chunk.text}\n{chunk.organisation}"
+
+
+@dataclass
+class BuildReport:
+    build_id: str
+    chunks: int
+    embedded: int
+    seconds: float
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _files_of(folder: Path) -> dict[str, int]:
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def build(
+    settings: Settings,
+    embedder: Embedder,
+    analyzer: Analyzer,
+    corpus: Corpus | None = None,
+    before_swap: Callable[[Path], None] | None = None,
+) -> BuildReport:
+    """Build an index of ``corpus`` (default: the settings' corpus) and make it current.
+
+    ``before_swap`` is called with the finished build folder just before it goes live.
+    """
+    started = time.perf_counter()
+    corpus = corpus or Corpus.load(settings.corpus_dir)
+    chunks = corpus.chunks
+    if not chunks:
+        raise KbError(
+            f"{settings.corpus_dir} に検索できるセルがありません。先に kb ingest で表を取り込んでください"
+        )
+    root = settings.index_dir
+    build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    staging = root / BUILDS / f".{build_id}.partial"
+    staging.mkdir(parents=True)
+    try:
+        _log(f"{len(chunks)}セルを索引にします（埋め込み: {embedder.name}）")
+        cache = EmbeddingCache(root / "cache" / "embeddings.sqlite")
+        try:
+            vectors, embedded = embed_passages(embedder, [passage_text(c) for c in chunks], cache)
+        finally:
+            cache.close()
+        dense.save(dense.build_index(vectors), staging)
+        lexical.save(
+            lexical.build_index([analyzer.tokens(lexical_text(c)) for c in chunks]), staging
+        )
+        write_store(staging, chunks)
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "build_id": build_id,
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "embedder": {"name": embedder.name, "dim": embedder.dim},
+            "corpus_hash": corpus.content_hash(),
+            "chunks": len(chunks),
+            "dense_index": "hnsw" if len(chunks) >= dense.APPROXIMATE_FROM else "flat",
+            "files": _files_of(staging),
+        }
+        (staging / MANIFEST).write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+        _fsync_tree(staging)
+        final = root / BUILDS / build_id
+        staging.rename(final)
+        if before_swap:
+            before_swap(final)
+        _point_current(root, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _prune(root)
+    return BuildReport(build_id, len(chunks), embedded, time.perf_counter() - started)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _point_current(root: Path, target: Path) -> None:
+    link = root / f".{CURRENT}.{os.getpid()}.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(target.relative_to(root))
+    os.replace(link, root / CURRENT)  # rename(2) is atomic: readers see old or new
+
+
+def _prune(root: Path) -> None:
+    """Remove builds older than the last KEEP_BUILDS, and leftovers of killed builds."""
+    builds = root / BUILDS
+    live = (root / CURRENT).resolve()
+    finished = sorted(p for p in builds.iterdir() if not p.name.startswith("."))
+    for old in finished[:-KEEP_BUILDS]:
+        if old.resolve() != live:
+            shutil.rmtree(old, ignore_errors=True)
+    for partial in builds.glob(".*.partial"):
+        if time.time() - partial.stat().st_mtime > 3600:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+# --- opening ---------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedIndex:
+    """An opened build: its manifest and the three searchable parts."""
+
+    folder: Path
+    manifest: dict
+    store: ChunkStore
+    dense: faiss.Index
+    lexical: object
+
+
+def current_build(index_dir: Path) -> Path:
+    link = index_dir / CURRENT
+    if not link.exists():
+        raise IndexMissingError(
+            f"索引がありません（{index_dir}）。先に kb build を実行してください"
+        )
+    return link.resolve()
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexMismatchError(
+            f"索引の manifest.json を読めません（{folder}: {exc}）。kb build で作り直してください"
+        ) from exc
+
+
+def check_manifest(manifest: dict, folder: Path, embedder_name: str) -> None:
+    """Refuse an index this kb cannot search: other schema, other embedder, damaged files."""
+    rebuild = "kb build で索引を作り直してください"
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise IndexMismatchError(
+            f"索引の形式が古いか新しすぎます（schema {manifest.get('schema_version')}、"
+            f"この kb は {SCHEMA_VERSION}）。{rebuild}"
+        )
+    built_with = manifest.get("embedder", {}).get("name")
+    if built_with != embedder_name:
+        raise IndexMismatchError(
+            f"索引は埋め込みモデル「{built_with}」で作られていますが、設定は「{embedder_name}」です。"
+            f"{rebuild}（または KB_EMBEDDER={built_with} を指定してください）"
+        )
+    for name, size in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.exists():
+            raise IndexMismatchError(f"索引のファイル {name} がありません（{folder}）。{rebuild}")
+        if path.stat().st_size != size:
+            raise IndexMismatchError(
+                f"索引のファイル {name} の大きさが記録と違います（壊れているか途中までしか書かれていません）。{rebuild}"
+            )
+
+
+def open_index(index_dir: Path, embedder_name: str) -> LoadedIndex:
+    """Open the current build after checking it; raises a KbError telling what to do."""
+    folder = current_build(index_dir)
+    manifest = read_manifest(folder)
+    check_manifest(manifest, folder, embedder_name)
+    try:
+        return LoadedIndex(
+            folder=folder,
+            manifest=manifest,
+            store=ChunkStore(folder),
+            dense=dense.load(folder),
+            lexical=lexical.load(folder),
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise IndexMismatchError(
+            f"索引を読み込めません（{folder.name}: {exc.__class__.__name__}: {exc}）。kb build で作り直してください"
+        ) from exc
+
+
+def corpus_changed_since(loaded: LoadedIndex, corpus_dir: Path) -> bool:
+    """True when the corpus has been edited after this index was built."""
+    return Corpus.load(corpus_dir).content_hash() != loaded.manifest.get("corpus_hash")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

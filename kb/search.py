@@ -1,0 +1,283 @@
+"""Search: one service object that owns the loaded index, the analyser and the embedder.
+
+The CLI, the JSON API and the HTML views all call :class:`SearchService`; they differ only
+in how they print its :class:`Hit` objects, whose :meth:`Hit.as_dict` is the one public
+JSON shape of a result.
+
+Hybrid search fuses the dense (FAISS) and lexical (BM25) rankings with reciprocal rank
+fusion: each list contributes ``weight / (RRF_K + rank)``. RRF needs no score calibration
+between the two very different scorers and was tuned on ``eval/queries.yaml``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from kb import dense, lexical
+from kb.analysis import Analyzer, Synonyms
+from kb.corpus import ORGANISATIONS_FILE, SYNONYMS_FILE, load_aliases
+from kb.embedding import Embedder, load_embedder
+from kb.errors import KbError
+from kb.fields import FIELDS, Field
+from kb.index import LoadedIndex, current_build, open_index
+from kb.model import Chunk
+from kb.settings import Settings
+from kb.store import Filters
+from kb.text import agency_of, normalise_organisation
+
+MAX_K = 100
+MAX_QUERY_CHARS = 500
+CANDIDATES = 200  # per ranking, before fusion
+RRF_K = 40
+DENSE_WEIGHT = 1.0
+LEXICAL_WEIGHT = 1.0
+
+
+class Mode(StrEnum):
+    hybrid = "hybrid"
+    dense = "dense"
+    lexical = "lexical"
+
+
+@dataclass
+class Hit:
+    """A matching cell, its score, the words that matched, and the rest of its column."""
+
+    chunk: Chunk
+    score: float
+    matched_terms: list[str] = field(default_factory=list)
+    column: list[Chunk] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            **self.chunk.as_dict(),
+            "score": round(float(self.score), 6),
+            "matched_terms": self.matched_terms,
+            "column": [
+                {"id": c.id, "field": c.field.value, "field_ja": c.field.ja, "text": c.text}
+                for c in self.column
+                if c.id != self.chunk.id
+            ],
+        }
+
+
+@dataclass
+class Group:
+    """Hits of one organisation, for "who tackled this"."""
+
+    organisation: str
+    hits: list[Hit]
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: Mode
+    hits: list[Hit]
+    matched: int  # how many cells matched at all (before cutting to k)
+    facets: dict[str, dict] = field(default_factory=dict)
+
+    def groups(self) -> list[Group]:
+        """Hits grouped by organisation, groups in order of their best hit."""
+        by_org: dict[str, list[Hit]] = {}
+        for hit in self.hits:
+            by_org.setdefault(hit.chunk.organisation, []).append(hit)
+        return [Group(org, hits) for org, hits in by_org.items()]
+
+
+def rrf(rankings: Sequence[tuple[np.ndarray, float]], k: int | None = None) -> dict[int, float]:
+    """Reciprocal rank fusion of (positions best-first, weight) rankings."""
+    k = RRF_K if k is None else k
+    fused: dict[int, float] = {}
+    for positions, weight in rankings:
+        for rank, position in enumerate(positions, start=1):
+            fused[int(position)] = fused.get(int(position), 0.0) + weight / (k + rank)
+    return fused
+
+
+def _top(scores: np.ndarray, allowed: np.ndarray | None, n: int) -> np.ndarray:
+    """Positions of the ``n`` best positive scores, best first."""
+    if allowed is not None:
+        scores = np.where(allowed, scores, 0.0)
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > n:
+        positive = positive[np.argpartition(-scores[positive], n)[:n]]
+    return positive[np.argsort(-scores[positive], kind="stable")]
+
+
+class SearchService:
+    """Loaded once per process; safe to call from several threads at once."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings.embedder)
+        self._synonyms_path = settings.corpus_dir / SYNONYMS_FILE
+        self._synonyms_mtime = _mtime(self._synonyms_path)
+        self.analyzer = Analyzer(Synonyms.load(self._synonyms_path))
+        self.aliases = load_aliases(settings.corpus_dir / ORGANISATIONS_FILE)
+        self._index = open_index(settings.index_dir, self.embedder.name)
+        self._reload_lock = threading.Lock()
+
+    # --- keeping up with rebuilds and edits --------------------------------------------
+
+    @property
+    def index(self) -> LoadedIndex:
+        """The current build; picks up a rebuild (``kb build``) without a restart."""
+        self._refresh()
+        return self._index
+
+    def _refresh(self) -> None:
+        try:
+            live = current_build(self.settings.index_dir)
+        except KbError:
+            return  # the index folder vanished; keep serving what is loaded
+        if live != self._index.folder or _mtime(self._synonyms_path) != self._synonyms_mtime:
+            with self._reload_lock:
+                if live != self._index.folder:
+                    self._index = open_index(self.settings.index_dir, self.embedder.name)
+                mtime = _mtime(self._synonyms_path)
+                if mtime != self._synonyms_mtime:
+                    self.analyzer.synonyms = Synonyms.load(self._synonyms_path)
+                    self._synonyms_mtime = mtime
+
+    # --- filters -----------------------------------------------------------------------
+
+    def resolve_organisations(self, names: Iterable[str]) -> tuple[str, ...]:
+        """Turn what a user typed (a name, an alias, part of a name) into organisation or
+        agency names of the index; unknown names raise a KbError listing the known ones."""
+        values = self.index.store.values
+        known = [*values["organisation"], *values["agency"]]
+        resolved: list[str] = []
+        for name in names:
+            wanted = normalise_organisation(name)
+            if wanted in self.aliases and self.aliases[wanted] != wanted:
+                # An alias names the agency (座間養護学校 → both of its sheets ① and ②).
+                wanted = agency_of(self.aliases[wanted])
+            matches = [k for k in known if k == wanted] or [
+                k for k in values["organisation"] if wanted in k
+            ]
+            if not matches:
+                raise KbError(
+                    f"団体「{name}」は見つかりません。登録されている団体: {'、'.join(values['organisation'])}"
+                )
+            resolved += matches
+        return tuple(dict.fromkeys(resolved))
+
+    def filters(
+        self,
+        fields: Iterable[str] = (),
+        organisations: Iterable[str] = (),
+        categories: Iterable[str] = (),
+        years: Iterable[int] = (),
+    ) -> Filters:
+        """Validated filters from user input; unknown values raise a KbError naming them."""
+        values = self.index.store.values
+        parsed_fields = []
+        for f in fields:
+            try:
+                parsed_fields.append(Field(f))
+            except ValueError:
+                raise KbError(
+                    f"欄「{f}」はありません（{', '.join(x.value for x in FIELDS)}）"
+                ) from None
+        for c in categories:
+            if c not in values["categories"]:
+                raise KbError(f"課題区分「{c}」はありません（{'、'.join(values['categories'])}）")
+        for y in years:
+            if y not in values["year"]:
+                raise KbError(f"{y}年度の表はありません（{', '.join(map(str, values['year']))}）")
+        return Filters(
+            fields=tuple(parsed_fields),
+            organisations=self.resolve_organisations(organisations),
+            categories=tuple(categories),
+            years=tuple(years),
+        )
+
+    # --- search ------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: Mode | str = Mode.hybrid,
+        filters: Filters | None = None,
+        with_facets: bool = False,
+    ) -> SearchResult:
+        """The ``k`` best cells for ``query``; raises KbError for bad parameters."""
+        mode = Mode(mode)
+        if not 1 <= k <= MAX_K:
+            raise KbError(f"k は 1〜{MAX_K} にしてください（{k}）")
+        if len(query) > MAX_QUERY_CHARS:
+            raise KbError(f"検索語が長すぎます（{len(query)}文字、{MAX_QUERY_CHARS}文字まで）")
+        index = self.index
+        filters = filters or Filters()
+        allowed = index.store.mask(filters)
+        terms = self.analyzer.query_tokens(query)
+        rankings = []
+        if mode in (Mode.hybrid, Mode.lexical):
+            rankings.append(
+                (_top(lexical.scores(index.lexical, terms), allowed, CANDIDATES), LEXICAL_WEIGHT)
+            )
+        if mode in (Mode.hybrid, Mode.dense) and query.strip():
+            vector = self.embedder.embed_queries([query])[0]
+            positions, _ = dense.search(index.dense, vector, CANDIDATES, allowed)
+            rankings.append((positions, DENSE_WEIGHT))
+        fused = rrf(rankings)
+        order = sorted(fused, key=lambda p: (-fused[p], p))
+        facets = index.store.facet_counts(np.array(order, dtype=np.int64)) if with_facets else {}
+        hits = self._hits(order[:k], fused, terms)
+        return SearchResult(query=query, mode=mode, hits=hits, matched=len(order), facets=facets)
+
+    def _hits(
+        self, positions: Sequence[int], scores: dict[int, float], terms: list[str]
+    ) -> list[Hit]:
+        store = self.index.store
+        return [
+            Hit(
+                chunk=chunk,
+                score=scores[p],
+                matched_terms=self.analyzer.matched_surfaces(chunk.text, terms),
+                column=store.column(chunk),
+            )
+            for p, chunk in zip(positions, store.get(positions), strict=True)
+        ]
+
+    # --- cells -------------------------------------------------------------------------
+
+    def cell(self, chunk_id: str) -> Hit:
+        """One cell with its column; KeyError if there is no such cell."""
+        store = self.index.store
+        position = store.position(chunk_id)
+        if position is None:
+            raise KeyError(chunk_id)
+        (chunk,) = store.get([position])
+        return Hit(chunk=chunk, score=1.0, column=store.column(chunk))
+
+    def similar(self, chunk_id: str, k: int = 5) -> list[Hit]:
+        """Cells of *other* agencies closest in meaning to this one."""
+        index = self.index
+        position = index.store.position(chunk_id)
+        if position is None:
+            raise KeyError(chunk_id)
+        (chunk,) = index.store.get([position])
+        others = np.asarray(index.store.codes["agency"]) != index.store.values["agency"].index(
+            chunk.agency
+        )
+        vector = dense.vectors(index.dense, np.array([position]))[0]
+        positions, scores = dense.search(index.dense, vector, k, others)
+        return self._hits(
+            list(positions), dict(zip(map(int, positions), map(float, scores), strict=True)), []
+        )
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,195 @@
+"""The chunks of a built index: metadata in SQLite, filter columns as numpy arrays.
+
+Search works on row positions (0 … n-1, the same order as the FAISS and BM25 rows). The
+store turns positions into :class:`~kb.model.Chunk` objects, finds a column's cells, and
+answers filters and facet counts with numpy over small integer codes, so neither needs
+all chunk objects in memory (a million chunks load in milliseconds, memory-mapped).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kb.fields import FIELDS, Field
+from kb.model import Chunk
+
+DB = "chunks.sqlite"
+FACETS = "facets.json"
+_CODES = ("field", "year", "organisation", "agency", "categories")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions on a search; empty tuples mean "any"."""
+
+    fields: tuple[Field, ...] = ()
+    organisations: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    years: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.organisations or self.categories or self.years)
+
+
+def _chunk_row(chunk: Chunk) -> dict:
+    return {
+        "id": chunk.id,
+        "text": chunk.text,
+        "field": chunk.field.value,
+        "year": chunk.year,
+        "council": chunk.council,
+        "council_id": chunk.council_id,
+        "document": chunk.document,
+        "page": chunk.page,
+        "organisation": chunk.organisation,
+        "item_nos": list(chunk.item_nos),
+        "item_title": chunk.item_title,
+        "category": chunk.category,
+        "column_key": chunk.column_key,
+    }
+
+
+def _chunk_from_row(data: str) -> Chunk:
+    row = json.loads(data)
+    row["field"] = Field(row["field"])
+    row["item_nos"] = tuple(row["item_nos"])
+    return Chunk(**row)
+
+
+def write_store(folder: Path, chunks: Sequence[Chunk]) -> None:
+    """Write ``chunks`` (in index row order) into ``folder``."""
+    db = sqlite3.connect(folder / DB)
+    db.execute(
+        "CREATE TABLE chunks (pos INTEGER PRIMARY KEY, id TEXT UNIQUE, column_id TEXT, data TEXT)"
+    )
+    db.executemany(
+        "INSERT INTO chunks VALUES (?, ?, ?, ?)",
+        (
+            (i, c.id, c.column_id, json.dumps(_chunk_row(c), ensure_ascii=False))
+            for i, c in enumerate(chunks)
+        ),
+    )
+    db.execute("CREATE INDEX by_column ON chunks (column_id)")
+    db.commit()
+    db.close()
+    values = {
+        "organisation": sorted({c.organisation for c in chunks}),
+        "agency": sorted({c.agency for c in chunks}),
+        "categories": sorted({cat for c in chunks for cat in c.categories}),
+        "year": sorted({c.year for c in chunks}),
+    }
+    if len(values["categories"]) > 63:
+        raise ValueError("too many categories for a 64-bit mask")
+    lookup = {name: {v: i for i, v in enumerate(vals)} for name, vals in values.items()}
+    codes = {
+        "field": np.array([FIELDS.index(c.field) for c in chunks], dtype=np.uint8),
+        "year": np.array([c.year for c in chunks], dtype=np.int16),
+        "organisation": np.array(
+            [lookup["organisation"][c.organisation] for c in chunks], dtype=np.int32
+        ),
+        "agency": np.array([lookup["agency"][c.agency] for c in chunks], dtype=np.int32),
+        "categories": np.array(
+            [sum(1 << lookup["categories"][cat] for cat in c.categories) for c in chunks],
+            dtype=np.uint64,
+        ),
+    }
+    for name in _CODES:
+        np.save(folder / f"{name}.npy", codes[name])
+    (folder / FACETS).write_text(json.dumps(values, ensure_ascii=False), encoding="utf-8")
+
+
+class ChunkStore:
+    """Read side of :func:`write_store`; safe to share between threads."""
+
+    def __init__(self, folder: Path) -> None:
+        self._db = sqlite3.connect(f"file:{folder / DB}?mode=ro", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+        self.values: dict[str, list] = json.loads((folder / FACETS).read_text(encoding="utf-8"))
+        self.codes = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _CODES}
+
+    def __len__(self) -> int:
+        return len(self.codes["field"])
+
+    def _query(self, sql: str, params: Sequence) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def get(self, positions: Iterable[int]) -> list[Chunk]:
+        """Chunks at ``positions``, in that order."""
+        positions = [int(p) for p in positions]
+        if not positions:
+            return []
+        marks = ",".join("?" * len(positions))
+        rows = dict(self._query(f"SELECT pos, data FROM chunks WHERE pos IN ({marks})", positions))
+        return [_chunk_from_row(rows[p]) for p in positions]
+
+    def position(self, chunk_id: str) -> int | None:
+        rows = self._query("SELECT pos FROM chunks WHERE id = ?", [chunk_id])
+        return rows[0][0] if rows else None
+
+    def column(self, chunk: Chunk) -> list[Chunk]:
+        """The non-empty cells of ``chunk``'s column, in field order."""
+        rows = self._query(
+            "SELECT data FROM chunks WHERE column_id = ? ORDER BY pos", [chunk.column_id]
+        )
+        return [_chunk_from_row(data) for (data,) in rows]
+
+    def mask(self, filters: Filters) -> np.ndarray | None:
+        """Boolean row mask for ``filters``; None when nothing is filtered."""
+        if not filters:
+            return None
+        mask = np.ones(len(self), dtype=bool)
+        if filters.fields:
+            mask &= np.isin(self.codes["field"], [FIELDS.index(f) for f in filters.fields])
+        if filters.years:
+            mask &= np.isin(self.codes["year"], list(filters.years))
+        if filters.organisations:
+            wanted = set(filters.organisations)
+            org_codes = [i for i, v in enumerate(self.values["organisation"]) if v in wanted]
+            agency_codes = [i for i, v in enumerate(self.values["agency"]) if v in wanted]
+            mask &= np.isin(self.codes["organisation"], org_codes) | np.isin(
+                self.codes["agency"], agency_codes
+            )
+        if filters.categories:
+            bits = sum(
+                1 << i for i, v in enumerate(self.values["categories"]) if v in filters.categories
+            )
+            mask &= (self.codes["categories"] & np.uint64(bits)) != 0
+        return mask
+
+    def facet_counts(self, positions: np.ndarray) -> dict[str, dict]:
+        """How many of ``positions`` fall in each organisation, field, category and year."""
+        positions = np.asarray(positions, dtype=np.int64)
+
+        def count(name: str, labels: list) -> dict:
+            codes = np.asarray(self.codes[name])[positions]
+            counts = (
+                np.bincount(codes, minlength=len(labels))
+                if len(codes)
+                else np.zeros(len(labels), int)
+            )
+            return {label: int(n) for label, n in zip(labels, counts, strict=True) if n}
+
+        category_codes = np.asarray(self.codes["categories"])[positions]
+        return {
+            "organisation": count("organisation", self.values["organisation"]),
+            "field": count("field", [f.value for f in FIELDS]),
+            "year": _year_counts(self.codes["year"], positions),
+            "category": {
+                cat: int(((category_codes >> np.uint64(i)) & np.uint64(1)).sum())
+                for i, cat in enumerate(self.values["categories"])
+                if ((category_codes >> np.uint64(i)) & np.uint64(1)).any()
+            },
+        }
+
+
+def _year_counts(years: np.ndarray, positions: np.ndarray) -> dict[int, int]:
+    values, counts = np.unique(np.asarray(years)[positions], return_counts=True)
+    return {int(v): int(n) for v, n in zip(values, counts, strict=True)}

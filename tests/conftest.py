@@ -1,0 +1,116 @@
+"""Shared fixtures: a scratch copy of the corpus, the real ``kb`` command, tree hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "corpus"
+SEED = Path("/work/shared/seed/000_0684602b9e56e822.txt")
+# The console script of the running interpreter's environment (the venv), not whatever
+# ``kb`` happens to be first on PATH.
+KB = Path(sys.executable).with_name("kb")
+
+RunKb = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def corpus_copy(tmp_path: Path) -> Path:
+    """A private copy of the project's corpus folder, safe to ingest into or break."""
+    return Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
+
+
+@pytest.fixture
+def empty_corpus(tmp_path: Path) -> Path:
+    """A corpus folder with nothing in it yet."""
+    root = tmp_path / "empty-corpus"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def run_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
+    """Run the installed ``kb`` command in a subprocess against a given corpus.
+
+    ``run_kb("export", "-o", out, corpus=path)`` returns the CompletedProcess (text mode,
+    UTF-8). ``KB_HOME`` and the default ``KB_INDEX`` and working directory are scratch
+    folders, so nothing defaults to the checkout. Safe to call from several threads.
+    """
+    scratch = tmp_path_factory.mktemp("kb-run")
+
+    def run(
+        *args: object, corpus: Path, index: Path | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "KB_HOME": str(scratch),
+            "KB_CORPUS": str(corpus),
+            "KB_INDEX": str(index or scratch / "index"),
+            "PYTHONUTF8": "1",
+        }
+        return subprocess.run(
+            [str(KB), *map(str, args)],
+            env=env,
+            cwd=cwd or scratch,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def invoke_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
+    """Like ``run_kb`` but in this process, through click's CliRunner: the same command code
+    without a process start-up, for the many success paths. Exceptions other than a clean
+    exit propagate. Prefer ``run_kb`` for exit codes and what goes to stdout and stderr.
+    """
+    from click.testing import CliRunner
+
+    from kb.cli import main
+
+    scratch = tmp_path_factory.mktemp("kb-invoke")
+
+    def invoke(
+        *args: object, corpus: Path, index: Path | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        env = {
+            "KB_HOME": str(scratch),
+            "KB_CORPUS": str(corpus),
+            "KB_INDEX": str(index or scratch / "index"),
+        }
+        with contextlib.chdir(cwd or scratch):
+            result = CliRunner().invoke(main, list(map(str, args)), env=env, catch_exceptions=False)
+        return subprocess.CompletedProcess(
+            ["kb", *map(str, args)], result.exit_code, result.stdout, result.stderr
+        )
+
+    return invoke
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path → sha256 of every file (hidden ones included) and a marker for every
+    folder under ``root``: equal digests mean nothing was added, removed or changed."""
+    digest: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix()
+        digest[key] = "<dir>" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+@pytest.fixture
+def digest() -> Callable[[Path], dict[str, str]]:
+    """:func:`tree_digest` as a fixture, for proving a command left a folder untouched."""
+    return tree_digest

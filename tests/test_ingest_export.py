@@ -1,0 +1,625 @@
+"""Export and ingest through the real ``kb`` command: round trips, council sheets, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import groupby
+from pathlib import Path
+
+import openpyxl
+import pytest
+import yaml
+from conftest import CORPUS, tree_digest
+
+from kb.corpus import Corpus, load_table
+from kb.fields import FIELDS, Field
+from kb.model import Table
+
+TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
+COUNCIL = "厚木地域小児等在宅医療連絡会議"
+
+
+@pytest.fixture(scope="module")
+def original() -> Table:
+    return load_table(TABLE)
+
+
+def raw_columns() -> list[dict]:
+    """The table's columns straight from the YAML, not through kb."""
+    return yaml.safe_load(TABLE.read_text(encoding="utf-8"))["columns"]
+
+
+def non_empty(text: str | None) -> bool:
+    return (text or "").strip() not in ("", "－")
+
+
+def only_table(corpus_dir: Path) -> Table:
+    (path,) = (corpus_dir / "tables").glob("*.yaml")
+    return load_table(path)
+
+
+def assert_ok(result) -> None:
+    assert result.returncode == 0, result.stderr
+
+
+# --- round trips -----------------------------------------------------------------------
+
+EXPORTS = {
+    "wide.xlsx": [],
+    "wide.csv": [],
+    "long.csv": ["--layout", "long"],
+    "long.xlsx": ["--layout", "long"],
+}
+
+
+def run_all(jobs: list[Callable[[], object]]) -> list:
+    """Run independent ``kb`` processes side by side (each one is mostly start-up time)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
+@pytest.fixture(scope="module")
+def exported(run_kb, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The real corpus exported once in every format; "stdout" holds ``kb export``'s output."""
+    root = tmp_path_factory.mktemp("exported")
+    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+    jobs = [
+        partial(run_kb, "export", *options, "-o", root / name, corpus=corpus)
+        for name, options in EXPORTS.items()
+    ]
+    jobs.append(partial(run_kb, "export", "--format", "jsonl", corpus=corpus))
+    *writes, jsonl = run_all(jobs)
+    for result in writes:
+        assert_ok(result)
+        assert result.stdout == ""
+        assert result.stderr.startswith("書き出しました")
+    assert_ok(jsonl)
+    (root / "stdout").write_text(jsonl.stdout, encoding="utf-8")
+    return {name: root / name for name in [*EXPORTS, "stdout"]}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_export_then_ingest_gives_the_same_table(
+    invoke_kb, exported: dict[str, Path], empty_corpus: Path, original: Table, name: str
+) -> None:
+    ingested = invoke_kb("ingest", exported[name], corpus=empty_corpus)
+    assert_ok(ingested)
+    target = empty_corpus / "tables" / "2017-atsugi.yaml"
+    assert ingested.stdout.strip() == str(target)
+    assert "20列を取り込みました" in ingested.stderr
+    assert [p.name for p in (empty_corpus / "tables").iterdir()] == ["2017-atsugi.yaml"]
+    assert load_table(target) == original
+
+
+def test_wide_xlsx_merges_a_shared_heading_and_puts_a_page_per_sheet(
+    exported: dict[str, Path],
+) -> None:
+    book = openpyxl.load_workbook(exported["wide.xlsx"])
+    assert book.sheetnames == ["1ページ", "2ページ", "3ページ", "4ページ"]
+    first = book["1ページ"]
+    heading = next(r for r in first.iter_rows() if r[0].value == "団体名")
+    names = [c.value for c in heading]
+    assert names[1:4] == ["神奈川県医療課", "厚木医師会", "厚木市立病院"]
+    merged = {str(r) for r in first.merged_cells.ranges}
+    row = heading[0].row
+    # 厚木市立病院 (items 8 and 17) and もみじ (12 and 6) each head two columns.
+    assert merged == {f"D{row}:E{row}", f"F{row}:G{row}"}
+
+
+def test_export_jsonl_prints_one_object_per_non_empty_cell(
+    exported: dict[str, Path],
+) -> None:
+    stdout = exported["stdout"].read_text(encoding="utf-8")
+    assert stdout.endswith("\n")
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert all(isinstance(r, dict) for r in records)
+    keys = {"id", "year", "page", "organisation", "item_no", "category", "field", "text"}
+    assert all(keys <= r.keys() for r in records)
+    expected = sum(non_empty(c.get(f.value)) for c in raw_columns() for f in FIELDS)
+    assert len(records) == expected == 82
+    assert len({r["id"] for r in records}) == len(records)
+    assert records == [c.as_dict() for c in Corpus.load(CORPUS).chunks]
+    c13 = next(r for r in records if r["id"] == "2017-atsugi-c13-challenge")
+    assert c13["year"] == 2017 and c13["page"] == 3 and c13["item_no"] == 6
+    assert (c13["organisation"], c13["field"]) == ("厚木市障がい福祉課①", "challenge")
+    assert c13["text"].startswith("看護人材の不足により")
+
+
+def test_export_jsonl_to_a_file_writes_the_same_lines(
+    invoke_kb, exported: dict[str, Path], corpus_copy: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cells.jsonl"
+    to_file = invoke_kb("export", "-o", out, corpus=corpus_copy)
+    assert_ok(to_file)
+    assert to_file.stdout == ""
+    assert out.read_text(encoding="utf-8") == exported["stdout"].read_text(encoding="utf-8")
+
+
+# --- a council's own sheet ---------------------------------------------------------------
+
+TITLE = "平成30年度取組み進捗状況一覧"
+PROGRESS = "（２）30年度の進捗状況について、実績や検討している内容"
+CHALLENGE = "（３）取組みを進める中で見えてきた課題"
+SOLUTION = "（４）課題に対する考えうる解決策または関係機関と話し合いたいこと"
+NEXT_YEAR = "（５）来年度以降の取組み"
+
+# As councils keep it: a title, no kb rows, 厚木市立病院 heading two item columns (the
+# heading cell C4 is empty, merged with B4 in the xlsx), a cell continued on a second row
+# with an empty label, dashes and blanks, and a second page under a repeated title.
+COUNCIL_SHEET: list[list[str]] = [
+    [TITLE],
+    ["資料２－２"],
+    [],
+    ["団体名", "厚木市立病院", "", "訪問看護ステーション\u3000さくら", "神奈川県ﾘﾊﾋﾞﾘﾃｰｼｮﾝ事業団"],
+    ["課題区分", "体制構築", "情報集約", "人材育成", "－"],
+    [
+        "(１)項目・内容",
+        "８　体制構築\n退院前のケースカンファレンス",
+        "17　情報集約\nマイサポートブックの活用",
+        "12　人材育成　小児訪問看護の勉強会",
+        "－",
+    ],
+    [PROGRESS, "病棟と地域の合同カンファレンスを開いた。", "外来で配布した。", "－", ""],
+    [CHALLENGE, "退院後の連絡先が分かりにくい。", "", "受け入れる事業所が少ない。", "－"],
+    ["", "", "", "経験を積む機会も少ない。", ""],
+    [SOLUTION, "－", "", "合同の勉強会を開きたい。", "送迎の相談をしたい。"],
+    [NEXT_YEAR, "連絡票を作る。", "病棟でも配布する。", "", ""],
+    [],
+    [TITLE],
+    ["団体名", "厚木児童相談所"],
+    ["課題区分", "資源把握"],
+    ["(１)項目・内容", "16　資源把握　厚木地域の福祉資源調査"],
+    [PROGRESS, "利用している事業所を抽出した。"],
+    [CHALLENGE, "－"],
+    [SOLUTION, "－"],
+    [NEXT_YEAR, "連絡会議を共催する。"],
+]
+
+
+def write_council_xlsx(path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in COUNCIL_SHEET:
+        sheet.append([value or None for value in row])
+    sheet.merge_cells("B4:C4")
+    book.save(path)
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    path.write_bytes(out.getvalue().encode(encoding))
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_a_council_sheet_without_kb_rows_ingests(
+    invoke_kb, corpus_copy: Path, tmp_path: Path, digest, suffix: str
+) -> None:
+    sheet = tmp_path / f"平成30年度{suffix}"
+    if suffix == ".xlsx":
+        write_council_xlsx(sheet)
+    else:
+        write_csv(sheet, COUNCIL_SHEET)
+    before = digest(corpus_copy / "tables")
+    result = invoke_kb("ingest", sheet, "--council", COUNCIL, corpus=corpus_copy)
+    assert_ok(result)
+    # The council already has a table, so its id is reused; the 2017 table is untouched.
+    target = corpus_copy / "tables" / "2018-atsugi.yaml"
+    assert result.stdout.strip() == str(target)
+    after = digest(corpus_copy / "tables")
+    assert after.pop("2018-atsugi.yaml")
+    assert after == before
+
+    table = load_table(target)
+    assert (table.year, table.council, table.council_id) == (2018, COUNCIL, "atsugi")
+    assert table.source.title == TITLE
+    columns = {c.key: c for c in table.columns}
+    assert [(c.page, c.organisation, c.item_nos) for c in table.columns] == [
+        (1, "厚木市立病院", [8]),
+        (1, "厚木市立病院", [17]),
+        (1, "訪問看護ステーションさくら", [12]),
+        (1, "神奈川県リハビリテーション事業団", []),
+        (2, "厚木児童相談所", [16]),
+    ]
+    assert [c.shares_heading for c in table.columns] == [False, True, False, False, False]
+    assert columns["c01"].item_title == "退院前のケースカンファレンス"
+    assert columns["c02"].category == "情報集約"
+    assert (
+        columns["c03"].text(Field.challenge)
+        == "受け入れる事業所が少ない。\n経験を積む機会も少ない。"
+    )
+    assert columns["c03"].text(Field.solution) == "合同の勉強会を開きたい。"
+    assert columns["c05"].text(Field.next_year) == "連絡会議を共催する。"
+
+    chunks = [c for c in Corpus.load(corpus_copy).chunks if c.year == 2018]
+    ids = {c.id for c in chunks}
+    # The continuation row (index 8) adds to a cell, not a chunk.
+    assert len(ids) == sum(
+        non_empty(text)
+        for row in COUNCIL_SHEET[5:8] + COUNCIL_SHEET[9:11] + COUNCIL_SHEET[15:]
+        for text in row[1:]
+    )
+    assert "2018-atsugi-c01-solution" not in ids  # "－"
+    assert "2018-atsugi-c02-challenge" not in ids  # blank
+    assert "2018-atsugi-c05-challenge" not in ids
+    assert "2018-atsugi-c03-challenge" in ids
+
+    checked = invoke_kb("corpus", "--check", corpus=corpus_copy)
+    assert checked.returncode == 0, checked.stderr
+    assert "2018-atsugi: 元の文書の指定がないため確認していません" in checked.stderr
+
+
+def test_command_line_year_wins_over_the_title(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    sheet = tmp_path / "council.csv"
+    write_csv(sheet, COUNCIL_SHEET)
+    options = ["--council", "テスト会議", "--year", "2019", "--council-id", "test"]
+    result = invoke_kb("ingest", sheet, *options, corpus=empty_corpus)
+    assert_ok(result)
+    assert only_table(empty_corpus).year == 2019
+    assert (empty_corpus / "tables" / "2019-test.yaml").exists()
+
+
+def test_shift_jis_csv_reads_the_same_as_utf8(
+    invoke_kb, exported: dict[str, Path], tmp_path: Path, original: Table
+) -> None:
+    utf8 = exported["wide.csv"]
+    text = utf8.read_text(encoding="utf-8-sig")
+    sjis = tmp_path / "sjis.csv"
+    sjis.write_bytes(text.encode("cp932"))
+    with pytest.raises(UnicodeDecodeError):
+        sjis.read_bytes().decode("utf-8")  # so the cp932 fallback is what reads it
+    tables = []
+    for path in (utf8, sjis):
+        corpus = tmp_path / f"from-{path.stem}"
+        assert_ok(invoke_kb("ingest", path, corpus=corpus))
+        tables.append(only_table(corpus))
+    assert tables[0] == tables[1] == original
+
+
+def test_small_shift_jis_sheet_with_half_width_kana(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    rows = [
+        ["会議", "テスト会議"],
+        ["年度", "令和元年度"],
+        ["団体名", "神奈川県ﾘﾊﾋﾞﾘﾃｰｼｮﾝ事業団", "座間養護学校①"],
+        ["課題区分", "体制構築", "人材育成"],
+        ["(３)見えてきた課題", "医療的ケア児の受け入れ先が足りない。", "研修の機会が少ない。"],
+    ]
+    utf8, sjis = tmp_path / "utf8.csv", tmp_path / "sjis.csv"
+    write_csv(utf8, rows)
+    write_csv(sjis, rows, encoding="cp932")
+    assert_ok(invoke_kb("ingest", sjis, corpus=empty_corpus))
+    table = only_table(empty_corpus)
+    assert table.year == 2019
+    assert [c.organisation for c in table.columns] == [
+        "神奈川県リハビリテーション事業団",
+        "座間養護学校①",
+    ]
+    assert table.columns[0].text(Field.challenge) == "医療的ケア児の受け入れ先が足りない。"
+    assert_ok(invoke_kb("ingest", utf8, "--replace", corpus=empty_corpus))
+    assert only_table(empty_corpus) == table
+
+
+# --- bad input -------------------------------------------------------------------------
+
+WIDE = [
+    ["会議", "テスト会議"],
+    ["年度", "2018"],
+    [],
+    ["団体名", "A病院", "B課"],
+    ["課題区分", "体制構築", "人材育成"],
+    ["(１)項目・内容", "1 体制構築 会議の実施", "2 人材育成 研修"],
+    ["(２)進捗状況", "進捗A。", "進捗B。"],
+    ["(３)見えてきた課題", "課題A。", "課題B。"],
+]
+LONG = [
+    ["年度", "会議", "団体名", "項目番号", "欄", "内容"],
+    ["2018", "テスト会議", "A病院", "1", "item", "1 体制構築 会議の実施"],
+    ["2018", "テスト会議", "A病院", "1", "challenge", "課題A。"],
+    ["2018", "テスト会議", "B課", "2", "challenge", "課題B。"],
+]
+
+
+def edited(rows: list[list[str]], row: int, col: int, value: str) -> list[list[str]]:
+    """A copy of ``rows`` with the cell at 1-based ``row`` and 0-based ``col`` replaced."""
+    copy = [list(r) for r in rows]
+    copy[row - 1][col] = value
+    return copy
+
+
+def csv_bytes(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def xlsx_bytes(rows: list[list[str]]) -> bytes:
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+# Bytes that are neither UTF-8 (0x81 cannot start a character) nor cp932 (0x7f cannot
+# follow the lead byte 0x81).
+UNDECODABLE = "団体名,A病院\n".encode() + b"\x81\x7f\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("wide.csv", csv_bytes(WIDE)), ("long.csv", csv_bytes(LONG)), ("wide.xlsx", xlsx_bytes(WIDE))],
+)
+def test_the_base_files_of_the_bad_input_cases_are_good(
+    invoke_kb, empty_corpus: Path, tmp_path: Path, name: str, content: bytes
+) -> None:
+    """Each bad file below differs from one of these in one respect only."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert_ok(invoke_kb("ingest", path, corpus=empty_corpus))
+    assert len(only_table(empty_corpus).columns) == 2
+
+
+BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
+    # id, file name, content, expected message, "N行目、X列" or None
+    (
+        "wide-unknown-row-label",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 7, 0, "感想")),
+        "不明な行見出し「感想」です",
+        "7行目、A列",
+    ),
+    (
+        "long-unknown-field",
+        "long.csv",
+        csv_bytes(edited(LONG, 3, 4, "感想")),
+        "不明な欄「感想」です",
+        "3行目、E列",
+    ),
+    (
+        "wide-missing-organisation",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 4, 1, "")),
+        "団体名がありません",
+        "4行目、B列",
+    ),
+    (
+        "wide-xlsx-missing-organisation",
+        "wide.xlsx",
+        xlsx_bytes(edited(WIDE, 4, 1, "")),
+        "団体名がありません",
+        "4行目、B列",
+    ),
+    (
+        "long-missing-organisation",
+        "long.csv",
+        csv_bytes(edited(LONG, 4, 2, "")),
+        "団体名がありません",
+        "4行目、C列",
+    ),
+    (
+        "wide-field-row-twice",
+        "wide.csv",
+        csv_bytes([*WIDE, ["(２)進捗状況", "進捗C。", "進捗D。"]]),
+        "「(２)進捗状況」の行が2回あります（7行目と9行目）",
+        "9行目、A列",
+    ),
+    (
+        "long-cell-twice",
+        "long.csv",
+        csv_bytes([*LONG, LONG[2]]),
+        "同じセル（A病院 1 の課題）が2回あります（3行目と5行目）",
+        "5行目、E列",
+    ),
+    (
+        "wide-unreadable-year",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 2, 1, "来年")),
+        "年度「来年」を読み取れません",
+        "2行目、B列",
+    ),
+    (
+        "long-unreadable-year",
+        "long.csv",
+        csv_bytes(edited(LONG, 3, 0, "来年度")),
+        "年度「来年度」を読み取れません",
+        "3行目、A列",
+    ),
+    ("no-year", "wide.csv", csv_bytes(WIDE[:1] + WIDE[2:]), "年度がわかりません", None),
+    ("no-council", "wide.csv", csv_bytes(WIDE[1:]), "会議名がわかりません", None),
+    ("undecodable-bytes", "wide.csv", UNDECODABLE, "文字コードを読み取れません", None),
+    ("empty-file", "wide.csv", b"", "ファイルが空です", None),
+    ("only-empty-cells", "wide.csv", b",,\r\n , ,\r\n,,\r\n", "すべてのセルが空です", None),
+    (
+        "only-empty-xlsx-cells",
+        "wide.xlsx",
+        xlsx_bytes([["", "  "], [], ["", "", ""]]),
+        "すべてのセルが空です",
+        None,
+    ),
+    ("unsupported-extension", "wide.txt", csv_bytes(WIDE), "対応していない形式です", None),
+    ("not-really-xlsx", "wide.xlsx", csv_bytes(WIDE), "Excel ファイルとして開けません", None),
+    ("no-table", "wide.csv", csv_bytes([["メモ", "来週に送ります"]]), "表が見つかりません", None),
+]
+
+
+def test_undecodable_bytes_really_are_neither_utf8_nor_cp932() -> None:
+    for encoding in ("utf-8-sig", "cp932"):
+        with pytest.raises(UnicodeDecodeError):
+            UNDECODABLE.decode(encoding)
+
+
+@pytest.fixture(scope="module")
+def bad_runs(run_kb, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """Each bad file ingested into its own copy of the corpus, all side by side.
+
+    case id → (file, CompletedProcess, corpus digest before, corpus digest after).
+    """
+    prepared = {}
+    for case, name, content, _, _ in BAD_INPUT:
+        root = tmp_path_factory.mktemp(case)
+        corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+        path = root / "incoming" / name
+        path.parent.mkdir()
+        path.write_bytes(content)
+        prepared[case] = (path, corpus, tree_digest(corpus))
+    results = run_all(
+        [partial(run_kb, "ingest", path, corpus=corpus) for path, corpus, _ in prepared.values()]
+    )
+    return {
+        case: (path, result, before, tree_digest(corpus))
+        for (case, (path, corpus, before)), result in zip(prepared.items(), results, strict=True)
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "message", "spot"),
+    [(case[0], case[3], case[4]) for case in BAD_INPUT],
+    ids=[case[0] for case in BAD_INPUT],
+)
+def test_bad_input_is_refused_with_one_clear_error_and_the_corpus_unchanged(
+    bad_runs: dict[str, tuple], case: str, message: str, spot: str | None
+) -> None:
+    path, result, before, after = bad_runs[case]
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    where = f"{path}（{spot}）" if spot else str(path)
+    assert lines[0].startswith(f"エラー: {where}: "), lines[0]
+    assert message in lines[0]
+    assert after == before
+
+
+def test_a_missing_file_is_refused(run_kb, corpus_copy: Path, tmp_path: Path, digest) -> None:
+    before = digest(corpus_copy)
+    result = run_kb("ingest", tmp_path / "nowhere.csv", corpus=corpus_copy)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"エラー: {tmp_path / 'nowhere.csv'}: ファイルが見つかりません\n"
+    assert digest(corpus_copy) == before
+
+
+# --- replacing a table -----------------------------------------------------------------
+
+
+def test_ingesting_the_same_year_and_council_twice_needs_replace(
+    run_kb,
+    invoke_kb,
+    exported: dict[str, Path],
+    corpus_copy: Path,
+    tmp_path: Path,
+    digest,
+    original: Table,
+) -> None:
+    old = "看護人材の不足により"
+    new = "看護師の不足により"
+    text = exported["wide.csv"].read_text(encoding="utf-8-sig")
+    assert text.count(old) == 1
+    sheet = tmp_path / "wide.csv"
+    sheet.write_text(text.replace(old, new), encoding="utf-8")
+
+    before = digest(corpus_copy)
+    refused = run_kb("ingest", sheet, corpus=corpus_copy)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "2017年度の厚木地域小児等在宅医療連絡会議の表は既にあります" in refused.stderr
+    assert "--replace" in refused.stderr
+    assert digest(corpus_copy) == before
+
+    replaced = invoke_kb("ingest", sheet, "--replace", corpus=corpus_copy)
+    assert_ok(replaced)
+    after = digest(corpus_copy)
+    assert {k for k in before if before[k] != after.get(k)} == {"tables/2017-atsugi.yaml"}
+    assert after.keys() == before.keys()
+    table = only_table(corpus_copy)
+    c13 = next(c for c in table.columns if c.key == "c13")
+    assert c13.text(Field.challenge).startswith(new)
+    c13.cells[Field.challenge] = c13.text(Field.challenge).replace(new, old)
+    assert table == original
+
+
+# --- kb corpus -------------------------------------------------------------------------
+
+
+def expected_pages() -> list[tuple[int, list[tuple[str, list[int]]]]]:
+    """Pages → organisations in order with their item numbers, straight from the YAML."""
+    pages = []
+    for page, columns in groupby(raw_columns(), key=lambda c: c["page"]):
+        organisations = []
+        for name, group in groupby(columns, key=lambda c: c["organisation"]):
+            items = []
+            for c in group:
+                no = c.get("item_no")
+                items += no if isinstance(no, list) else [no] if no is not None else []
+            organisations.append((name, items))
+        pages.append((page, organisations))
+    return pages
+
+
+def test_corpus_command_lists_pages_organisations_items_and_field_counts(
+    run_kb, corpus_copy: Path
+) -> None:
+    result = run_kb("corpus", corpus=corpus_copy)
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    assert "年度: 2017" in lines[0] and "セル: 82" in lines[0]
+    shown: list[tuple[int, list[tuple[str, list[int]]]]] = []
+    for line in lines:
+        if line.startswith("  ") and line.strip().endswith("ページ"):
+            shown.append((int(line.strip().removesuffix("ページ")), []))
+        elif line.startswith("    ") and "（項目 " in line:
+            name, _, items = line.strip().rpartition("（項目 ")
+            numbers = [] if items == "番号なし）" else [int(n) for n in items[:-1].split("、")]
+            shown[-1][1].append((name, numbers))
+    assert shown == expected_pages()
+    assert len(shown) == 4
+    assert "    厚木市立病院（項目 8、17）" in lines
+    assert "    神奈川県リハビリテーション事業団（項目 5、10）" in lines
+    counts = {f: sum(non_empty(c.get(f.value)) for c in raw_columns()) for f in FIELDS}
+    assert f"  欄ごとのセル数: {'　'.join(f'{f.ja} {n}' for f, n in counts.items())}" in lines
+    assert counts[Field.challenge] == 14
+
+
+def test_corpus_command_json(run_kb, corpus_copy: Path) -> None:
+    result = run_kb("corpus", "--json", corpus=corpus_copy)
+    assert_ok(result)
+    summary = json.loads(result.stdout)
+    assert summary["years"] == [2017] and summary["councils"] == [COUNCIL]
+    assert summary["cells"] == 82
+    (table,) = summary["tables"]
+    assert (table["columns"], table["organisations"]) == (20, 17)
+    pages = [
+        (p["page"], [(o["organisation"], o["items"]) for o in p["organisations"]])
+        for p in table["pages"]
+    ]
+    assert pages == expected_pages()
+    assert table["cells"] == {
+        "item": 19,
+        "progress": 19,
+        "challenge": 14,
+        "solution": 14,
+        "next_year": 16,
+    }
+
+
+def test_corpus_check_passes_on_the_real_corpus(run_kb, corpus_copy: Path, digest) -> None:
+    before = digest(corpus_copy)
+    result = run_kb("corpus", "--check", corpus=corpus_copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "すべての表が元の文書と一致しました"
+    assert digest(corpus_copy) == before
+
+
+def test_corpus_check_json_carries_the_verdict(run_kb, corpus_copy: Path) -> None:
+    result = run_kb("corpus", "--check", "--json", corpus=corpus_copy)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["check"] == {"2017-atsugi": []}
