@@ -106,9 +106,8 @@ class Analyzer:
         """Every word of ``text`` with its index terms; words with no terms are kept too,
         so surfaces line up with the text for highlighting."""
         text = _clean(text)
-        if not text:
-            return []
-        return [_token(m) for m in self._tokenizer().tokenize(text)]
+        tokenizer = self._tokenizer()
+        return [_token(m) for part in _parts(text) for m in tokenizer.tokenize(part)]
 
     def tokens(self, text: str) -> list[str]:
         """Index terms of ``text``, in order, with repeats (BM25 counts them)."""
@@ -129,10 +128,31 @@ class Analyzer:
 
 
 def _clean(text: str) -> str:
-    # NFKC folds half-width katakana and full-width ASCII; surrogates and control
-    # characters (pasted from anywhere) would make Sudachi fail, so they go.
-    text = unicodedata.normalize("NFKC", text.encode("utf-8", "replace").decode("utf-8"))
+    # Surrogates and control characters (pasted from anywhere) would make Sudachi fail, so
+    # they go, one character for one. Width (ｶﾅ, ＡＢＣ, ２８) is not folded here: Sudachi
+    # folds it itself and keeps surfaces as written, so highlighting finds them in the text.
+    text = text.encode("utf-8", "replace").decode("utf-8")
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
+def _fold(text: str) -> str:
+    """Cleaned, NFKC-folded and lower-cased, for comparing with synonym entries."""
+    return unicodedata.normalize("NFKC", _clean(text)).lower()
+
+
+# Sudachi refuses input longer than 49,149 UTF-8 bytes; longer texts go in parts.
+_MAX_PART_BYTES = 40_000
+
+
+def _parts(text: str) -> list[str]:
+    """``text`` cut into parts Sudachi accepts, after a line break or 。 where possible."""
+    parts: list[str] = []
+    while len(text.encode("utf-8")) > _MAX_PART_BYTES:
+        head = text.encode("utf-8")[:_MAX_PART_BYTES].decode("utf-8", "ignore")
+        cut = max(head.rfind("\n"), head.rfind("。")) + 1 or len(head)
+        parts.append(text[:cut])
+        text = text[cut:]
+    return [*parts, text] if text else parts
 
 
 def _token(morpheme) -> Token:
@@ -150,7 +170,8 @@ def _token(morpheme) -> Token:
 def _term(normalised: str, surface: str) -> str:
     # Sudachi "normalises" some English words into katakana (nurse → ナース); an English
     # query should match English text, so ASCII words keep their own spelling.
-    return surface.lower() if surface.isascii() else normalised
+    folded = unicodedata.normalize("NFKC", surface)
+    return folded.lower() if folded.isascii() else normalised
 
 
 def _keep(term: str) -> bool:
@@ -186,7 +207,7 @@ class Synonyms:
 
     def expansions(self, query: str, query_terms: list[str]) -> list[str]:
         """Words to add to ``query``: synonyms of every entry the query mentions."""
-        folded = _clean(query).lower()
+        folded = _fold(query)
         terms = set(query_terms)
         found: list[str] = []
         for group in self.groups:
@@ -201,7 +222,7 @@ class Synonyms:
 def _mentions(folded_query: str, terms: set[str], word: str) -> bool:
     """Does the query mention ``word``? English words must match whole words (so "st" is
     not found in "stay"); Japanese words match as text or as an index term."""
-    word = _clean(word).lower()
+    word = _fold(word)
     if _ASCII_WORD.match(word):
         return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", folded_query) is not None
     return word in folded_query or word in terms

@@ -265,8 +265,9 @@ def _print_hits(result, grouped: bool) -> None:
     "--field",
     "fields",
     multiple=True,
-    type=click.Choice(["item", "progress", "challenge", "solution", "next_year"]),
-    help="欄で絞り込む（複数可）",
+    # Checked by SearchService.filters, so a wrong value gets the same Japanese error and
+    # exit code 1 as a wrong --org, --category or --year.
+    help="欄で絞り込む（item・progress・challenge・solution・next_year、複数可）",
 )
 @click.option("--org", "orgs", multiple=True, help="団体で絞り込む（略称可、複数可）")
 @click.option("--category", "categories", multiple=True, help="課題区分で絞り込む（複数可）")
@@ -319,3 +320,36 @@ def evaluate(settings: Settings, queries: Path, modes: tuple[str, ...], as_json:
         _dump(report)
     else:
         click.echo(ev.render(report))
+
+
+# --- web ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="待ち受けるアドレス（既定はこのPCからのみ）",
+)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_settings
+@_fail_cleanly
+def serve(settings: Settings, host: str, port: int) -> None:
+    """ウェブ画面と API を起動する。索引がなければ先に作る。"""
+    import uvicorn
+
+    from kb.analysis import Analyzer
+    from kb.embedding import load_embedder
+    from kb.index import CURRENT
+    from kb.index import build as run_build
+    from kb.search import SearchService
+    from kb.web import create_app
+
+    embedder = load_embedder(settings.embedder)
+    if not (settings.index_dir / CURRENT).exists():
+        log("索引がないため、先に作ります（初回のみ）…")
+        run_build(settings, embedder, Analyzer())
+    app = create_app(settings, SearchService(settings, embedder))
+    log(f"http://{host}:{port}/ で開いています（終了は Ctrl+C）")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -42,3 +42,11 @@ class IndexMissingError(KbError):
 
 class IndexMismatchError(KbError):
     """The index on disk was built by another embedder or schema, or is damaged."""
+
+
+class FilterError(KbError):
+    """A search parameter with a value kb does not know; ``param`` names the parameter."""
+
+    def __init__(self, message: str, param: str) -> None:
+        self.param = param
+        super().__init__(message)

@@ -21,7 +21,10 @@ def pieces(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
     for match in pattern.finditer(text):
         if match.start() > last:
             out.append((text[last : match.start()], False))
-        out.append((match.group(), True))
+        if out and out[-1][1] and match.start() == last:
+            out[-1] = (out[-1][0] + match.group(), True)  # 看護 + 人材 read as one mark
+        else:
+            out.append((match.group(), True))
         last = match.end()
     if last < len(text):
         out.append((text[last:], False))

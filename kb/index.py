@@ -22,23 +22,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import faiss
 
 from kb import dense, lexical
 from kb.analysis import Analyzer
-from kb.corpus import Corpus
+from kb.corpus import ORGANISATIONS_FILE, TABLES_DIR, Corpus
 from kb.embedding import Embedder, EmbeddingCache, embed_passages
 from kb.errors import IndexMismatchError, IndexMissingError, KbError
 from kb.model import Chunk
 from kb.settings import Settings
 from kb.store import ChunkStore, write_store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 CURRENT = "current"
 BUILDS = "builds"
+SNAPSHOT = "corpus"
 KEEP_BUILDS = 2  # the live build and the one before it (a server may still read it)
 
 
@@ -95,6 +97,7 @@ def build(
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     staging = root / BUILDS / f".{build_id}.partial"
     staging.mkdir(parents=True)
+    written = staging  # the folder to remove if the build fails before going live
     try:
         _log(f"{len(chunks)}セルを索引にします（埋め込み: {embedder.name}）")
         cache = EmbeddingCache(root / "cache" / "embeddings.sqlite")
@@ -107,6 +110,7 @@ def build(
             lexical.build_index([analyzer.tokens(lexical_text(c)) for c in chunks]), staging
         )
         write_store(staging, chunks)
+        _snapshot_corpus(corpus, staging / SNAPSHOT)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "build_id": build_id,
@@ -123,14 +127,25 @@ def build(
         _fsync_tree(staging)
         final = root / BUILDS / build_id
         staging.rename(final)
+        written = final
         if before_swap:
             before_swap(final)
         _point_current(root, final)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if (root / CURRENT).resolve() != written.resolve():  # never the build gone live
+            shutil.rmtree(written, ignore_errors=True)
         raise
     _prune(root)
     return BuildReport(build_id, len(chunks), embedded, time.perf_counter() - started)
+
+
+def _snapshot_corpus(corpus: Corpus, target: Path) -> None:
+    """Copy the tables the build was made from, so pages that show whole tables (the grid,
+    an organisation's items) always agree with the cells the index returns."""
+    shutil.copytree(corpus.root / TABLES_DIR, target / TABLES_DIR)
+    aliases = corpus.root / ORGANISATIONS_FILE
+    if aliases.exists():
+        shutil.copy2(aliases, target / ORGANISATIONS_FILE)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -172,6 +187,11 @@ class LoadedIndex:
     store: ChunkStore
     dense: faiss.Index
     lexical: object
+
+    @cached_property
+    def corpus(self) -> Corpus:
+        """The tables this build was made from (loaded on first use)."""
+        return Corpus.load(self.folder / SNAPSHOT)
 
 
 def current_build(index_dir: Path) -> Path:

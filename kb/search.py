@@ -23,7 +23,7 @@ from kb import dense, lexical
 from kb.analysis import Analyzer, Synonyms
 from kb.corpus import ORGANISATIONS_FILE, SYNONYMS_FILE, load_aliases
 from kb.embedding import Embedder, load_embedder
-from kb.errors import KbError
+from kb.errors import FilterError, KbError
 from kb.fields import FIELDS, Field
 from kb.index import LoadedIndex, current_build, open_index
 from kb.model import Chunk
@@ -34,6 +34,9 @@ from kb.text import agency_of, normalise_organisation
 MAX_K = 100
 MAX_QUERY_CHARS = 500
 CANDIDATES = 200  # per ranking, before fusion
+# Dense retrieval ranks every cell, so "how many match" has no natural cut-off; facet
+# counts describe the best FACET_DEPTH results instead.
+FACET_DEPTH = 50
 RRF_K = 40
 DENSE_WEIGHT = 1.0
 LEXICAL_WEIGHT = 1.0
@@ -89,6 +92,11 @@ class SearchResult:
         for hit in self.hits:
             by_org.setdefault(hit.chunk.organisation, []).append(hit)
         return [Group(org, hits) for org, hits in by_org.items()]
+
+    @property
+    def browsing(self) -> bool:
+        """True for a listing by filters alone, without a query."""
+        return not self.query.strip()
 
 
 def rrf(rankings: Sequence[tuple[np.ndarray, float]], k: int | None = None) -> dict[int, float]:
@@ -163,8 +171,9 @@ class SearchService:
                 k for k in values["organisation"] if wanted in k
             ]
             if not matches:
-                raise KbError(
-                    f"団体「{name}」は見つかりません。登録されている団体: {'、'.join(values['organisation'])}"
+                raise FilterError(
+                    f"団体「{name}」は見つかりません。登録されている団体: {'、'.join(values['organisation'])}",
+                    param="org",
                 )
             resolved += matches
         return tuple(dict.fromkeys(resolved))
@@ -183,15 +192,21 @@ class SearchService:
             try:
                 parsed_fields.append(Field(f))
             except ValueError:
-                raise KbError(
-                    f"欄「{f}」はありません（{', '.join(x.value for x in FIELDS)}）"
+                raise FilterError(
+                    f"欄「{f}」はありません（{', '.join(x.value for x in FIELDS)}）", param="field"
                 ) from None
         for c in categories:
             if c not in values["categories"]:
-                raise KbError(f"課題区分「{c}」はありません（{'、'.join(values['categories'])}）")
+                raise FilterError(
+                    f"課題区分「{c}」はありません（{'、'.join(values['categories'])}）",
+                    param="category",
+                )
         for y in years:
             if y not in values["year"]:
-                raise KbError(f"{y}年度の表はありません（{', '.join(map(str, values['year']))}）")
+                raise FilterError(
+                    f"{y}年度の表はありません（{', '.join(map(str, values['year']))}）",
+                    param="year",
+                )
         return Filters(
             fields=tuple(parsed_fields),
             organisations=self.resolve_organisations(organisations),
@@ -212,9 +227,11 @@ class SearchService:
         """The ``k`` best cells for ``query``; raises KbError for bad parameters."""
         mode = Mode(mode)
         if not 1 <= k <= MAX_K:
-            raise KbError(f"k は 1〜{MAX_K} にしてください（{k}）")
+            raise FilterError(f"k は 1〜{MAX_K} にしてください（{k}）", param="k")
         if len(query) > MAX_QUERY_CHARS:
-            raise KbError(f"検索語が長すぎます（{len(query)}文字、{MAX_QUERY_CHARS}文字まで）")
+            raise FilterError(
+                f"検索語が長すぎます（{len(query)}文字、{MAX_QUERY_CHARS}文字まで）", param="q"
+            )
         index = self.index
         filters = filters or Filters()
         allowed = index.store.mask(filters)
@@ -230,7 +247,8 @@ class SearchService:
             rankings.append((positions, DENSE_WEIGHT))
         fused = rrf(rankings)
         order = sorted(fused, key=lambda p: (-fused[p], p))
-        facets = index.store.facet_counts(np.array(order, dtype=np.int64)) if with_facets else {}
+        top = np.array(order[: max(k, FACET_DEPTH)], dtype=np.int64)
+        facets = index.store.facet_counts(top) if with_facets else {}
         hits = self._hits(order[:k], fused, terms)
         return SearchResult(query=query, mode=mode, hits=hits, matched=len(order), facets=facets)
 

@@ -1,0 +1,319 @@
+"""The web UI and JSON API: one FastAPI app, thin views, HTML in ``web/templates``.
+
+Every view asks :class:`~kb.search.SearchService` (held on ``app.state.service``) and hands
+the result to a template or returns :meth:`Hit.as_dict` JSON, the same shape the CLI prints.
+Pages use no JavaScript of their own: filters are links and forms, a cell's column opens
+with ``<details>``, so the strict Content-Security-Policy costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kb import browse
+from kb.errors import FilterError
+from kb.fields import FIELDS, Field
+from kb.highlight import pieces
+from kb.search import FACET_DEPTH, MAX_K, MAX_QUERY_CHARS, Hit, Mode, SearchService
+from kb.settings import WEB_DIR, Settings
+from kb.store import Filters
+
+MAX_BODY_BYTES = 16 * 1024
+DEFAULT_PAGE_K = 20
+EXAMPLES = (
+    "看護師不足",
+    "人手が足りない",
+    "ショートステイ",
+    "停電のとき人工呼吸器の子はどうする",
+    "マイサポートブック",
+    "nurse shortage",
+)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI styles itself inline; scripts stay external everywhere, docs included.
+DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def secure(response: Response, path: str = "") -> Response:
+    """Add the security headers every response must carry, error pages included."""
+    response.headers["Content-Security-Policy"] = DOCS_CSP if path.startswith("/docs") else CSP
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+# --- template helpers ------------------------------------------------------------------
+
+
+def highlight(text: str, terms: list[str]) -> Markup:
+    """Escape first, then mark matched terms and keep line breaks."""
+    html = "".join(
+        f"<mark>{escape(p)}</mark>" if matched else str(escape(p))
+        for p, matched in pieces(text, terms)
+    )
+    return Markup(html.replace("\n", "<br>"))
+
+
+def toggled_url(request: Request, name: str, value: object) -> str:
+    """The current URL with ``name=value`` added, or removed if it is already there."""
+    params = list(request.query_params.multi_items())
+    pair = (name, str(value))
+    params = [p for p in params if p != pair] if pair in params else [*params, pair]
+    return f"{request.url.path}?{urlencode(params)}"
+
+
+def replaced_url(request: Request, **changes: object) -> str:
+    """The current URL with single-valued parameters replaced."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
+    params += [(k, str(v)) for k, v in changes.items()]
+    return f"{request.url.path}?{urlencode(params)}"
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=WEB_DIR / "templates")
+    templates.env.filters["highlight"] = highlight
+    templates.env.globals.update(
+        toggled_url=toggled_url,
+        replaced_url=replaced_url,
+        FIELDS=FIELDS,
+        examples=EXAMPLES,
+        max_query=MAX_QUERY_CHARS,
+        filter_labels={"field": {f.value: f.ja for f in FIELDS}},
+        facet_depth=FACET_DEPTH,
+    )
+    return templates
+
+
+# --- the app ---------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None, service: SearchService | None = None) -> FastAPI:
+    """The app over an opened index; pass ``service`` to share one already loaded."""
+    app = FastAPI(
+        title="kb 取組み検索 API",
+        description="小児等在宅医療連絡会議の取組み進捗状況を検索する API",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service or SearchService(settings or Settings.from_env())
+    templates = _templates()
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    _mount_docs(app)
+
+    @app.middleware("http")
+    async def headers_and_limits(request: Request, call_next: Callable) -> Response:
+        length = request.headers.get("content-length")
+        if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return secure(JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413))
+        return secure(await call_next(request), request.url.path)
+
+    def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    _add_error_handlers(app, page)
+    _add_api(app)
+    _add_pages(app, page)
+    return app
+
+
+def _service(request: Request) -> SearchService:
+    return request.app.state.service
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _add_error_handlers(app: FastAPI, page: Callable) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request) or request.url.path.startswith(("/static", "/docs")):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        message = "ページが見つかりません" if exc.status_code == 404 else str(exc.detail)
+        return page(request, "error.html", status=exc.status_code, message=message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        if _is_api(request):
+            return JSONResponse({"detail": errors}, status_code=422)
+        names = "、".join(str(e["loc"][-1]) for e in errors)
+        return page(
+            request, "error.html", status=422, message=f"パラメータ {names} の値が正しくありません"
+        )
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # Runs outside the middleware stack, so it sets the headers itself.
+        return secure(JSONResponse({"detail": "内部エラーが発生しました"}, status_code=500))
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """OpenAPI docs served from the installed swagger-ui-bundle: no CDN, works offline."""
+    import swagger_ui_bundle
+
+    app.mount(
+        "/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse((WEB_DIR / "templates" / "docs.html").read_text(encoding="utf-8"))
+
+
+# --- JSON API --------------------------------------------------------------------------
+
+
+def _api_filters(
+    service: SearchService, field: list[Field], org: list[str], category: list[str], year: list[int]
+) -> Filters:
+    return service.filters(
+        fields=[f.value for f in field], organisations=org, categories=category, years=year
+    )
+
+
+def _unprocessable(exc: FilterError) -> HTTPException:
+    return HTTPException(
+        422, detail=[{"loc": ["query", exc.param], "msg": str(exc), "type": "value_error"}]
+    )
+
+
+def _add_api(app: FastAPI) -> None:
+    @app.get("/api/search", summary="セルを検索する（kb search --json と同じ形）")
+    def api_search(
+        request: Request,
+        q: str = Query("", max_length=MAX_QUERY_CHARS, description="検索語"),
+        k: int = Query(10, ge=1, le=MAX_K, description="件数"),
+        mode: Mode = Query(Mode.hybrid),
+        field: list[Field] = Query([], description="欄（複数可）"),
+        org: list[str] = Query([], description="団体名または略称（複数可）"),
+        category: list[str] = Query([], description="課題区分（複数可）"),
+        year: list[int] = Query([], description="年度（複数可）"),
+    ) -> dict:
+        service = _service(request)
+        try:
+            filters = _api_filters(service, field, org, category, year)
+            hits = service.search(q, k=k, mode=mode, filters=filters).hits if q.strip() else []
+        except FilterError as exc:
+            raise _unprocessable(exc) from exc
+        return {"query": q, "hits": [h.as_dict() for h in hits]}
+
+    @app.get("/api/cells/{cell_id}", summary="セル1件と同じ列の他の欄")
+    def api_cell(request: Request, cell_id: str) -> dict:
+        return _cell_or_404(request, cell_id).as_dict()
+
+    @app.get("/api/cells/{cell_id}/similar", summary="他の団体の似たセル")
+    def api_similar(
+        request: Request, cell_id: str, k: int = Query(5, ge=1, le=MAX_K)
+    ) -> list[dict]:
+        _cell_or_404(request, cell_id)
+        return [h.as_dict() for h in _service(request).similar(cell_id, k)]
+
+    @app.get("/api/organisations", summary="団体の一覧")
+    def api_organisations(request: Request) -> list[dict]:
+        return _organisations(request)
+
+
+def _organisations(request: Request) -> list[dict]:
+    service = _service(request)
+    return browse.organisation_list(service.index.corpus, service.aliases)
+
+
+def _cell_or_404(request: Request, cell_id: str) -> Hit:
+    try:
+        return _service(request).cell(cell_id)
+    except KeyError:
+        raise HTTPException(404, detail=f"セル {cell_id} はありません") from None
+
+
+# --- HTML pages ------------------------------------------------------------------------
+
+
+def _page_k(raw: str) -> int:
+    if not raw.strip():
+        return DEFAULT_PAGE_K
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_K:
+        raise FilterError(f"表示件数は 1〜{MAX_K} の数にしてください（{raw}）", param="k")
+    return int(raw)
+
+
+def _page_years(raw: list[str]) -> list[int]:
+    if not all(y.strip().isdigit() for y in raw):
+        raise FilterError(f"年度は数字で指定してください（{'、'.join(raw)}）", param="year")
+    return [int(y) for y in raw]
+
+
+def _add_pages(app: FastAPI, page: Callable) -> None:
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/search")
+
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    def search_page(
+        request: Request,
+        q: str = "",
+        view: str = "org",
+        k: str = "",
+        field: list[str] = Query([]),
+        org: list[str] = Query([]),
+        category: list[str] = Query([]),
+        year: list[str] = Query([]),
+    ) -> HTMLResponse:
+        service = _service(request)
+        selected = {"field": field, "org": org, "category": category, "year": year}
+        context: dict = {
+            "q": q,
+            "view": "cells" if view == "cells" else "org",
+            "selected": selected,
+        }
+        try:
+            filters = service.filters(field, org, category, _page_years(year))
+            k_value = _page_k(k)
+            if q.strip():
+                context["result"] = service.search(q, k=k_value, filters=filters, with_facets=True)
+            elif filters:
+                context["result"] = service.browse(filters)
+        except FilterError as exc:
+            return page(request, "search.html", status=422, error=str(exc), **context)
+        return page(request, "search.html", **context)
+
+    @app.get("/cells/{cell_id}", response_class=HTMLResponse, include_in_schema=False)
+    def cell_page(request: Request, cell_id: str) -> HTMLResponse:
+        hit = _cell_or_404(request, cell_id)
+        similar = _service(request).similar(cell_id, 5)
+        return page(request, "cell.html", hit=hit, similar=similar)
+
+    @app.get("/organisations", response_class=HTMLResponse, include_in_schema=False)
+    def organisations_page(request: Request) -> HTMLResponse:
+        return page(request, "organisations.html", organisations=_organisations(request))
+
+    @app.get("/organisations/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def organisation_page(request: Request, name: str) -> HTMLResponse:
+        columns = browse.organisation_columns(_service(request).index.corpus, name)
+        if not columns:
+            raise HTTPException(404, detail=f"団体「{name}」はありません")
+        return page(request, "organisation.html", name=name, columns=columns)
+
+    @app.get("/table", response_class=HTMLResponse, include_in_schema=False)
+    def table_page(request: Request) -> HTMLResponse:
+        return page(request, "table.html", grids=browse.grids(_service(request).index.corpus))
+
+    @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
+    def help_page(request: Request) -> HTMLResponse:
+        return page(request, "help.html")
