@@ -14,12 +14,16 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
-import yaml
 from sudachipy import Dictionary, SplitMode
+
+from kb.cache import TextCache
+from kb.corpus import _read_yaml
+from kb.errors import InputError
 
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続詞", "感動詞"}
 # Light words that carry no topic: する, ある, こと, ため, など …
@@ -78,6 +82,9 @@ STOP_WORDS = frozenset(
     ]
 )
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
+# Bump when the analysis changes, so cached terms of old builds are not reused.
+ANALYSIS_VERSION = "1"
+_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class Token:
 
     surface: str
     terms: tuple[str, ...]
+    pos: tuple[str, ...] = ()  # Sudachi's part of speech, first two levels (名詞, 普通名詞)
 
 
 class Analyzer:
@@ -99,7 +107,7 @@ class Analyzer:
     def _tokenizer(self):
         tokenizer = getattr(self._local, "tokenizer", None)
         if tokenizer is None:
-            tokenizer = self._local.tokenizer = self._dictionary.create(SplitMode.C)
+            tokenizer = self._local.tokenizer = self._dictionary.tokenizer(mode=SplitMode.C)
         return tokenizer
 
     def analyse(self, text: str) -> list[Token]:
@@ -125,6 +133,18 @@ class Analyzer:
         wanted = set(query_terms)
         hits = [t.surface for t in self.analyse(text) if wanted.intersection(t.terms)]
         return list(dict.fromkeys(hits))
+
+
+def cached_tokens(analyzer: Analyzer, texts: Sequence[str], cache: TextCache) -> list[list[str]]:
+    """:meth:`Analyzer.tokens` of every text, reusing terms cached by earlier builds."""
+    namespace = f"terms:{ANALYSIS_VERSION}:sudachidict-core-{version('sudachidict-core')}"
+    known = {t: v.decode("utf-8").split(_SEPARATOR) for t, v in cache.get(namespace, texts).items()}
+    fresh = {t: analyzer.tokens(t) for t in dict.fromkeys(texts) if t not in known}
+    cache.put(
+        namespace, ((t, _SEPARATOR.join(terms).encode("utf-8")) for t, terms in fresh.items())
+    )
+    known.update(fresh)
+    return [[term for term in known[t] if term] for t in texts]
 
 
 def _clean(text: str) -> str:
@@ -157,14 +177,15 @@ def _parts(text: str) -> list[str]:
 
 def _token(morpheme) -> Token:
     surface = morpheme.surface()
-    if morpheme.part_of_speech()[0] in _DROP_POS:
-        return Token(surface, ())
+    pos = tuple(morpheme.part_of_speech()[:2])
+    if pos[0] in _DROP_POS:
+        return Token(surface, (), pos)
     terms = [_term(morpheme.normalized_form(), surface)]
     parts = morpheme.split(SplitMode.A)
     if len(parts) > 1:
         terms += [_term(p.normalized_form(), p.surface()) for p in parts]
     kept = tuple(dict.fromkeys(t for t in terms if _keep(t)))
-    return Token(surface, kept)
+    return Token(surface, kept, pos)
 
 
 def _term(normalised: str, surface: str) -> str:
@@ -197,12 +218,25 @@ class Synonyms:
 
     @classmethod
     def load(cls, path: Path) -> Synonyms:
+        """The synonyms of ``path`` (none if it does not exist). The file is edited by hand:
+        an empty section is allowed, a mistake raises InputError naming file and line."""
         if not path.exists():
             return cls()
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = _read_yaml(path) or {}
+        groups = (raw.get("groups") or []) if isinstance(raw, dict) else None
+        expand = (raw.get("expand") or {}) if isinstance(raw, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(g, list | None) for g in groups):
+            raise InputError(
+                "groups: の下には「- [言葉, 言葉]」の形で言葉のグループを並べてください",
+                file=str(path),
+            )
+        if not isinstance(expand, dict):
+            raise InputError(
+                "expand: の下には「言葉: [探す言葉, 探す言葉]」の形で書いてください", file=str(path)
+            )
         return cls(
-            groups=[[str(w) for w in group] for group in raw.get("groups", [])],
-            expand={str(k): [str(w) for w in v] for k, v in (raw.get("expand") or {}).items()},
+            groups=[[str(w) for w in group] for group in groups if group],
+            expand={str(k): _words(v) for k, v in expand.items()},
         )
 
     def expansions(self, query: str, query_terms: list[str]) -> list[str]:
@@ -217,6 +251,13 @@ class Synonyms:
             if _mentions(folded, terms, word):
                 found += targets
         return list(dict.fromkeys(found))
+
+
+def _words(value: object) -> list[str]:
+    """An ``expand`` target: a list of words, or one word written without brackets."""
+    if value is None:
+        return []
+    return [str(w) for w in value] if isinstance(value, list) else [str(value)]
 
 
 def _mentions(folded_query: str, terms: set[str], word: str) -> bool:

