@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,46 +34,11 @@ from urllib.parse import quote
 
 import numpy as np
 import yaml
-
-from kb.corpus import load_table, save_table
-from kb.fields import Field
-
-ROOT = Path(__file__).resolve().parent.parent
-MARKER = "負荷試験中に書き換えたセル"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from common import MARKER, ROOT, edit_one_cell, get, kb_server, wait_ready
 
 
 def kb(env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kb", *args], env=env, check=True, **kwargs)
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_ready(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if get(port, "/api/status")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not start")
 
 
 class Recorder:
@@ -126,14 +90,6 @@ def client(
     conn.close()
 
 
-def edit_one_cell(corpus_dir: Path) -> None:
-    path = sorted((corpus_dir / "tables").glob("*.yaml"))[0]
-    table = load_table(path)
-    column = table.columns[0]
-    column.cells[Field.progress] = f"{MARKER}。{column.text(Field.progress)}"
-    save_table(table, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,19 +110,11 @@ def main() -> None:
         shutil.copytree(cache, work / "index" / "cache")
     env = {**os.environ, "KB_CORPUS": str(work / "corpus"), "KB_INDEX": str(work / "index")}
     kb(env, "build", stderr=subprocess.DEVNULL)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kb", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        wait_ready(port, time.monotonic() + 60)
-        result = run_load(args, port, env, work)
+        with kb_server(env) as (_, port):
+            wait_ready(port, time.monotonic() + 60)
+            result = run_load(args, port, env, work)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     report(result, args.json)
     sys.exit(0 if result["errors"] == 0 and result.get("rebuild_ok", True) else 1)

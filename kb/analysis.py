@@ -16,6 +16,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -82,6 +83,7 @@ STOP_WORDS = frozenset(
     ]
 )
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
+ANALYSES_KEPT = 8192
 # Bump when the analysis changes, so cached terms of old builds are not reused.
 ANALYSIS_VERSION = "1"
 _SEPARATOR = "\x1f"
@@ -103,6 +105,8 @@ class Analyzer:
         self.synonyms = synonyms or Synonyms()
         self._dictionary = Dictionary(dict="core")
         self._local = threading.local()
+        # Search highlights the same cells again and again; their analysis is kept.
+        self.analyse = lru_cache(maxsize=ANALYSES_KEPT)(self._analyse)
 
     def _tokenizer(self):
         tokenizer = getattr(self._local, "tokenizer", None)
@@ -110,12 +114,12 @@ class Analyzer:
             tokenizer = self._local.tokenizer = self._dictionary.tokenizer(mode=SplitMode.C)
         return tokenizer
 
-    def analyse(self, text: str) -> list[Token]:
+    def _analyse(self, text: str) -> tuple[Token, ...]:
         """Every word of ``text`` with its index terms; words with no terms are kept too,
-        so surfaces line up with the text for highlighting."""
+        so surfaces line up with the text for highlighting. (Called as ``analyse``.)"""
         text = _clean(text)
         tokenizer = self._tokenizer()
-        return [_token(m) for part in _parts(text) for m in tokenizer.tokenize(part)]
+        return tuple(_token(m) for part in _parts(text) for m in tokenizer.tokenize(part))
 
     def tokens(self, text: str) -> list[str]:
         """Index terms of ``text``, in order, with repeats (BM25 counts them)."""
@@ -123,10 +127,15 @@ class Analyzer:
 
     def query_tokens(self, query: str) -> list[str]:
         """Terms of a query plus the terms of its synonyms, each once."""
+        return self.expand_query(query)[0]
+
+    def expand_query(self, query: str) -> tuple[list[str], list[str]]:
+        """(terms of the query and of its synonyms, each once; the synonyms added)."""
         terms = self.tokens(query)
-        for phrase in self.synonyms.expansions(query, terms):
+        added = self.synonyms.expansions(query, terms)
+        for phrase in added:
             terms += self.tokens(phrase)
-        return list(dict.fromkeys(terms))
+        return list(dict.fromkeys(terms)), added
 
     def matched_surfaces(self, text: str, query_terms: Iterable[str]) -> list[str]:
         """The words of ``text`` that share a term with the query, each once, in order."""

@@ -267,13 +267,18 @@ class Corpus:
         return list(dict.fromkeys(c.organisation for c in self.chunks))
 
     def content_hash(self) -> str:
-        """A hash of the tables an index is built from (synonyms apply at query time and
-        do not make an index stale)."""
-        digest = hashlib.sha256()
-        for path in sorted((self.root / TABLES_DIR).glob("*.yaml")):
-            digest.update(path.relative_to(self.root).as_posix().encode())
-            digest.update(path.read_bytes())
-        return digest.hexdigest()
+        """See :func:`tables_hash`."""
+        return tables_hash(self.root)
+
+
+def tables_hash(root: Path) -> str:
+    """A hash of the tables an index is built from (synonyms apply at query time and do
+    not make an index stale); reads bytes only, so it is cheap for a large corpus."""
+    digest = hashlib.sha256()
+    for path in sorted((root / TABLES_DIR).glob("*.yaml")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _check_unique_tables(tables: list[Table], paths: list[Path]) -> None:

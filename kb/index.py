@@ -31,7 +31,7 @@ import xxhash
 from kb import dense, lexical
 from kb.analysis import Analyzer, cached_tokens
 from kb.cache import TextCache
-from kb.corpus import ORGANISATIONS_FILE, TABLES_DIR, Corpus
+from kb.corpus import ORGANISATIONS_FILE, TABLES_DIR, Corpus, load_aliases, tables_hash
 from kb.embedding import Embedder, embed_passages
 from kb.errors import IndexMismatchError, IndexMissingError, KbError
 from kb.model import Chunk
@@ -133,7 +133,13 @@ def publish(
     staging.mkdir(parents=True)
     written = staging  # the folder to remove if the build fails before going live
     try:
-        _write_parts(staging, parts, build_id)
+        try:
+            _write_parts(staging, parts, build_id)
+        except (OSError, RuntimeError) as exc:  # FAISS reports write errors as RuntimeError
+            raise KbError(
+                f"索引を書き込めませんでした（{exc}）。ディスクの空きを確かめてください。"
+                "前の索引はそのまま使えます"
+            ) from exc
         final = root / BUILDS / build_id
         staging.rename(final)
         written = final
@@ -235,6 +241,11 @@ class LoadedIndex:
         """The tables this build was made from (loaded on first use)."""
         return Corpus.load(self.folder / SNAPSHOT)
 
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """Organisation aliases as they were when this build was made."""
+        return load_aliases(self.folder / SNAPSHOT / ORGANISATIONS_FILE)
+
 
 def current_build(index_dir: Path) -> Path:
     link = index_dir / CURRENT
@@ -301,7 +312,7 @@ def open_index(index_dir: Path, embedder_name: str) -> LoadedIndex:
 
 def corpus_changed_since(loaded: LoadedIndex, corpus_dir: Path) -> bool:
     """True when the corpus has been edited after this index was built."""
-    return Corpus.load(corpus_dir).content_hash() != loaded.manifest.get("corpus_hash")
+    return tables_hash(corpus_dir) != loaded.manifest.get("corpus_hash")
 
 
 def file_digest(path: Path) -> str:

@@ -141,6 +141,20 @@ class ChunkStore:
         )
         return [_chunk_from_row(data) for (data,) in rows]
 
+    def columns(self, chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
+        """The columns of ``chunks`` (column id → cells in field order), in one query."""
+        ids = list(dict.fromkeys(c.column_id for c in chunks))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._query(
+            f"SELECT column_id, data FROM chunks WHERE column_id IN ({marks}) ORDER BY pos", ids
+        )
+        found: dict[str, list[Chunk]] = {i: [] for i in ids}
+        for column_id, data in rows:
+            found[column_id].append(_chunk_from_row(data))
+        return found
+
     def mask(self, filters: Filters) -> np.ndarray | None:
         """Boolean row mask for ``filters``; None when nothing is filtered."""
         if not filters:

@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         docs_url=None,
         redoc_url=None,
     )
+    # The bundled Swagger UI (4.x, served offline) refuses to render a document labelled 3.1.
+    app.openapi_version = "3.0.3"
     app.state.service = service or SearchService(settings or Settings.from_env())
     templates = _templates()
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
@@ -124,8 +126,11 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
             return secure(JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413))
         return secure(await call_next(request), request.url.path)
 
-    def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
-        return templates.TemplateResponse(request, name, context, status_code=status)
+    # Positional-only, so a template variable may be called ``name`` (organisation.html).
+    def page(
+        request: Request, template: str, /, status: int = 200, **context: object
+    ) -> HTMLResponse:
+        return templates.TemplateResponse(request, template, context, status_code=status)
 
     _add_error_handlers(app, page)
     _add_api(app)
@@ -162,8 +167,13 @@ def _add_error_handlers(app: FastAPI, page: Callable) -> None:
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> Response:
-        # Runs outside the middleware stack, so it sets the headers itself.
-        return secure(JSONResponse({"detail": "内部エラーが発生しました"}, status_code=500))
+        # Runs outside the middleware stack, so it sets the headers itself. A person in a
+        # browser gets a page with a way on, not a line of JSON.
+        message = "内部エラーが発生しました"
+        if _is_api(request) or request.url.path.startswith(("/static", "/docs", "/openapi")):
+            return secure(JSONResponse({"detail": message}, status_code=500))
+        hint = "しばらくしてからもう一度お試しください。続くときは管理者にお知らせください。"
+        return secure(page(request, "error.html", status=500, message=message, hint=hint))
 
 
 def _mount_docs(app: FastAPI) -> None:
@@ -244,7 +254,7 @@ def _add_api(app: FastAPI) -> None:
 
 def _organisations(request: Request) -> list[dict]:
     service = _service(request)
-    return browse.organisation_list(service.index.corpus, service.aliases)
+    return browse.organisation_list(service.index.corpus, service.index.aliases)
 
 
 def _cell_or_404(request: Request, cell_id: str) -> Hit:
@@ -263,6 +273,15 @@ def _page_k(raw: str) -> int:
     if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_K:
         raise FilterError(f"表示件数は 1〜{MAX_K} の数にしてください（{raw}）", param="k")
     return int(raw)
+
+
+def _page_query(q: str) -> str:
+    # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
+    if len(q) > MAX_QUERY_CHARS:
+        raise FilterError(
+            f"検索語が長すぎます（{len(q)}文字、{MAX_QUERY_CHARS}文字まで）", param="q"
+        )
+    return q
 
 
 def _page_years(raw: list[str]) -> list[int]:
@@ -297,7 +316,7 @@ def _add_pages(app: FastAPI, page: Callable) -> None:
         try:
             filters = service.filters(field, org, category, _page_years(year))
             k_value = _page_k(k)
-            if q.strip():
+            if _page_query(q).strip():
                 context["result"] = service.search(q, k=k_value, filters=filters, with_facets=True)
             elif filters:
                 context["result"] = service.browse(filters)
@@ -349,11 +368,16 @@ def _theme_count(raw: str) -> int | None:
 def _page_agenda(request: Request, year: str, field: list[str], n: str) -> Agenda:
     """The agenda for a page's GET parameters; FilterError for values kb does not know."""
     years = _page_years([year] if year.strip() else [])
-    return build_agenda(
-        _service(request),
-        year=years[0] if years else None,
-        fields=field or DEFAULT_FIELDS,
-        n=_theme_count(n),
+    return _agenda(request, years[0] if years else None, field or DEFAULT_FIELDS, _theme_count(n))
+
+
+def _agenda(
+    request: Request, year: int | None, fields: list[str] | tuple[str, ...], n: int | None
+) -> Agenda:
+    """The agenda, computed once per build and parameters (clustering takes ~80 ms)."""
+    service = _service(request)
+    return service.remembered(
+        ("themes", year, tuple(fields), n), lambda: build_agenda(service, year, fields, n)
     )
 
 
@@ -379,7 +403,7 @@ def _add_themes(app: FastAPI, page: Callable) -> None:
         n: int | None = Query(None, ge=1, description="テーマの数（省略時は内容から決める）"),
     ) -> dict:
         try:
-            agenda = build_agenda(_service(request), year, field or DEFAULT_FIELDS, n)
+            agenda = _agenda(request, year, field or DEFAULT_FIELDS, n)
         except FilterError as exc:
             raise _unprocessable(exc) from exc
         return agenda.as_dict()

@@ -1,0 +1,635 @@
+"""The JSON API and the HTML pages of the real app (FastAPI's test client over the session
+index), and the real ``kb serve`` command in a subprocess."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from conftest import CORPUS, KB
+from fastapi.testclient import TestClient
+from html_dom import Node, parse
+
+from kb.corpus import Corpus
+from kb.fields import FIELDS, Field
+from kb.search import MAX_QUERY_CHARS
+from kb.settings import Settings
+from kb.web import EXAMPLES, create_app
+
+NURSE = "看護師不足"
+FUKUSHI_1_CHALLENGE = "2017-atsugi-c13-challenge"  # 厚木市障がい福祉課①: 看護人材の不足
+UNKNOWN_CELL = "2017-atsugi-c99-challenge"
+MOMIJI = "訪問看護ステーションもみじ"
+FUKUSHI = "厚木市障がい福祉課"  # the agency of sheets ① and ②
+ISHIKAI = "厚木医師会"  # a column without item number or title
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def client(built_index: Settings, service) -> TestClient:
+    return TestClient(create_app(built_index, service))
+
+
+@pytest.fixture(scope="module")
+def cells(built_index: Settings):
+    """Every cell of the corpus, read through the corpus loader, not through the index."""
+    return Corpus.load(built_index.corpus_dir).chunks
+
+
+def html(response) -> Node:
+    assert response.headers["content-type"].startswith("text/html"), response.headers
+    return parse(response.text)
+
+
+# --- /api/search is `kb search --json` ------------------------------------------------------
+
+# (API parameters, the same search as `kb search` arguments)
+SAME_SEARCHES = {
+    "defaults": ({"q": NURSE}, [NURSE]),
+    "fields-and-aliases": (
+        {
+            "q": "人手が足りない",
+            "k": 20,
+            "field": ["progress", "next_year"],
+            "org": ["障がい福祉課", "もみじ"],
+        },
+        [
+            "人手が足りない",
+            "-k",
+            "20",
+            "--field",
+            "progress",
+            "--field",
+            "next_year",
+            "--org",
+            "障がい福祉課",
+            "--org",
+            "もみじ",
+        ],
+    ),
+    "lexical-category-year": (
+        {"q": "研修", "k": 5, "mode": "lexical", "category": ["人材育成"], "year": [2017]},
+        ["研修", "-k", "5", "--mode", "lexical", "--category", "人材育成", "--year", "2017"],
+    ),
+    "dense": (
+        {"q": "nurse shortage", "k": 3, "mode": "dense"},
+        ["nurse shortage", "-k", "3", "--mode", "dense"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_hits(run_kb, built_index: Settings) -> dict[str, subprocess.CompletedProcess]:
+    """The real `kb search --json` for every case, started together to save wall time."""
+    with ThreadPoolExecutor(max_workers=len(SAME_SEARCHES)) as pool:
+        futures = {
+            name: pool.submit(
+                run_kb,
+                "search",
+                *args,
+                "--json",
+                corpus=built_index.corpus_dir,
+                index=built_index.index_dir,
+            )
+            for name, (_, args) in SAME_SEARCHES.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("case", SAME_SEARCHES)
+def test_api_search_is_exactly_what_kb_search_json_prints(client, cli_hits, case):
+    params, _ = SAME_SEARCHES[case]
+    run = cli_hits[case]
+    assert run.returncode == 0, run.stderr
+    expected = json.loads(run.stdout)
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["query", "hits"]
+    assert body["query"] == params["q"]
+    assert expected, "the comparison needs hits"
+    assert body["hits"] == expected
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+def ids(response) -> set[str]:
+    assert response.status_code == 200, response.text
+    return {h["id"] for h in response.json()["hits"]}
+
+
+def test_field_filter_returns_exactly_the_cells_of_that_field(client, cells):
+    for f in FIELDS:
+        got = ids(client.get("/api/search", params={"q": NURSE, "k": 100, "field": f.value}))
+        assert got == {c.id for c in cells if c.field == f}, f
+    two = ids(
+        client.get("/api/search", params={"q": NURSE, "k": 100, "field": ["challenge", "item"]})
+    )
+    assert two == {c.id for c in cells if c.field in (Field.challenge, Field.item)}
+
+
+@pytest.mark.parametrize(
+    ("org", "organisations"),
+    [
+        (MOMIJI, {MOMIJI}),
+        ("もみじ", {MOMIJI}),  # alias
+        ("障がい福祉課", {f"{FUKUSHI}①", f"{FUKUSHI}②"}),  # alias of ①: the whole agency
+        (FUKUSHI, {f"{FUKUSHI}①", f"{FUKUSHI}②"}),  # the agency by name
+        ("ふたば", {"訪問看護ステーションふたばらいふ"}),  # part of a name
+    ],
+)
+def test_organisation_filter_takes_names_aliases_and_agencies(client, cells, org, organisations):
+    got = ids(client.get("/api/search", params={"q": NURSE, "k": 100, "org": org}))
+    assert got == {c.id for c in cells if c.organisation in organisations}
+
+
+def test_category_year_and_combined_filters(client, cells):
+    got = ids(client.get("/api/search", params={"q": NURSE, "k": 100, "category": "人材育成"}))
+    assert got == {c.id for c in cells if "人材育成" in c.categories}
+    assert ids(client.get("/api/search", params={"q": NURSE, "k": 100, "year": 2017})) == {
+        c.id for c in cells
+    }
+    combined = ids(
+        client.get(
+            "/api/search",
+            params={"q": NURSE, "k": 100, "field": "challenge", "org": "もみじ", "year": 2017},
+        )
+    )
+    expected = {c.id for c in cells if c.field == Field.challenge and c.organisation == MOMIJI}
+    assert combined == expected and expected
+
+
+def test_modes(client):
+    nonsense = "ｚｑｘｗｖ"
+    assert client.get("/api/search", params={"q": nonsense, "mode": "lexical"}).json()["hits"] == []
+    assert (
+        len(client.get("/api/search", params={"q": nonsense, "mode": "dense"}).json()["hits"]) == 10
+    )
+    lexical = client.get("/api/search", params={"q": NURSE, "mode": "lexical", "k": 100}).json()
+    assert 0 < len(lexical["hits"]) < 82  # only cells sharing a word, unlike dense
+    for hit in lexical["hits"]:
+        # BM25 also indexes who wrote a cell, so 訪問看護ステーション… match by name
+        assert hit["matched_terms"] or "看護" in hit["organisation"], hit
+        assert all(term in hit["text"] for term in hit["matched_terms"])
+    hybrid = client.get("/api/search", params={"q": NURSE, "k": 5}).json()["hits"]
+    assert [h["score"] for h in hybrid] == sorted((h["score"] for h in hybrid), reverse=True)
+    assert hybrid[0]["id"] == FUKUSHI_1_CHALLENGE
+
+
+def test_k_bounds_are_inclusive(client):
+    assert len(client.get("/api/search", params={"q": NURSE, "k": 1}).json()["hits"]) == 1
+    assert len(client.get("/api/search", params={"q": NURSE, "k": 100}).json()["hits"]) == 82
+    at_limit = client.get("/api/search", params={"q": "看" * MAX_QUERY_CHARS})
+    assert at_limit.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"q": "あ" * (MAX_QUERY_CHARS + 1)}, "q"),
+        ({"q": NURSE, "k": 0}, "k"),
+        ({"q": NURSE, "k": 101}, "k"),
+        ({"q": NURSE, "k": "abc"}, "k"),
+        ({"q": NURSE, "org": "存在しない団体"}, "org"),
+        ({"q": NURSE, "category": "存在しない区分"}, "category"),
+        ({"q": NURSE, "year": 1999}, "year"),
+        ({"q": NURSE, "year": "abc"}, "year"),
+        ({"q": NURSE, "field": "bogus"}, "field"),
+        ({"q": NURSE, "mode": "bogus"}, "mode"),
+        ({"q": "", "org": "存在しない団体"}, "org"),  # checked even without a query
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={str(x)[:8]}" for k, x in v.items()),
+)
+def test_bad_parameters_are_422_naming_the_parameter(client, params, param):
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert detail[0]["loc"][:2] == ["query", param]
+    assert detail[0]["msg"]
+    if param in ("org", "category", "year") and params.get(param) != "abc":
+        assert JAPANESE.search(detail[0]["msg"]), detail  # kb's own message, in Japanese
+
+
+@pytest.mark.parametrize("q", ["", "   ", "\u3000"])
+def test_empty_query_returns_no_hits(client, q):
+    response = client.get("/api/search", params={"q": q})
+    assert response.status_code == 200
+    assert response.json() == {"query": q, "hits": []}
+    assert client.get("/api/search").json() == {"query": "", "hits": []}
+
+
+# --- cells, organisations, status -------------------------------------------------------------
+
+
+def test_api_cell_is_the_cell_with_the_rest_of_its_column(client, cells):
+    by_id = {c.id: c for c in cells}
+    for cell in cells:
+        response = client.get(f"/api/cells/{cell.id}")
+        assert response.status_code == 200
+        body = response.json()
+        assert {k: body[k] for k in cell.as_dict()} == cell.as_dict()
+        siblings = [c for c in cells if c.column_id == cell.column_id and c.id != cell.id]
+        assert [o["id"] for o in body["column"]] == [c.id for c in siblings]
+        for other in body["column"]:
+            assert other["text"] == by_id[other["id"]].text
+            assert other["field_ja"] == Field(other["field"]).ja
+
+
+def test_api_unknown_cell_is_a_404_json(client):
+    for path in (f"/api/cells/{UNKNOWN_CELL}", f"/api/cells/{UNKNOWN_CELL}/similar"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/json"
+        assert UNKNOWN_CELL in response.json()["detail"]
+
+
+def test_similar_cells_never_come_from_the_same_agency(client, cells):
+    for cell in cells:
+        response = client.get(f"/api/cells/{cell.id}/similar", params={"k": 5})
+        assert response.status_code == 200
+        hits = response.json()
+        assert len(hits) == 5, cell.id
+        assert all(h["agency"] != cell.agency for h in hits), cell.id
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert (
+        client.get(f"/api/cells/{FUKUSHI_1_CHALLENGE}/similar", params={"k": 0}).status_code == 422
+    )
+    assert len(client.get(f"/api/cells/{FUKUSHI_1_CHALLENGE}/similar").json()) == 5
+
+
+def test_api_organisations(client, cells):
+    response = client.get("/api/organisations")
+    assert response.status_code == 200
+    organisations = response.json()
+    names = [o["organisation"] for o in organisations]
+    assert names == list(dict.fromkeys(c.organisation for c in cells))
+    by_name = {o["organisation"]: o for o in organisations}
+    assert "もみじ" in by_name[MOMIJI]["aliases"]
+    assert by_name[f"{FUKUSHI}②"]["agency"] == FUKUSHI
+    for name, entry in by_name.items():
+        assert entry["cells"] == sum(1 for c in cells if c.organisation == name)
+        assert entry["years"] == [2017]
+
+
+def test_api_status(client, service):
+    response = client.get("/api/status")
+    assert response.status_code == 200
+    status = response.json()
+    assert status["chunks"] == 82
+    assert status["embedder"] == service.embedder.name
+    assert status["build_id"] and status["built_at"].startswith("20")
+
+
+# --- OpenAPI documents --------------------------------------------------------------------------
+
+
+def test_openapi_describes_the_api(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    paths = document["paths"]
+    for path in (
+        "/api/search",
+        "/api/cells/{cell_id}",
+        "/api/cells/{cell_id}/similar",
+        "/api/organisations",
+        "/api/status",
+    ):
+        assert path in paths, path
+    params = {p["name"] for p in paths["/api/search"]["get"]["parameters"]}
+    assert params == {"q", "k", "mode", "field", "org", "category", "year"}
+    assert not any(p.startswith(("/search", "/cells", "/table")) for p in paths)  # pages hidden
+
+
+def test_docs_use_only_local_assets(client):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    page = html(response)
+    urls = [s.attrs["src"] for s in page.find_all("script")] + [
+        link.attrs["href"] for link in page.find_all("link")
+    ]
+    assert any(u.endswith("swagger-ui-bundle.js") for u in urls)
+    for url in urls:
+        assert not re.match(r"(https?:)?//", url), url
+        if not url.startswith("data:"):
+            assert client.get(url).status_code == 200, url
+    init = client.get("/static/docs-init.js").text
+    assert "/openapi.json" in init and "http" not in init
+
+
+# --- HTML pages -------------------------------------------------------------------------------
+
+
+def test_home_redirects_to_search(client):
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code in (302, 303, 307)
+    assert response.headers["location"] == "/search"
+
+
+def test_empty_search_shows_the_help_with_examples(client):
+    for path in ("/search", "/search?q=", "/search?q=+++"):
+        response = client.get(path)
+        assert response.status_code == 200
+        page = html(response)
+        box = page.find("input", id="q")
+        assert page.find("label", for_="q").text == "困りごと・キーワード"
+        assert box.attrs["name"] == "q" and box.attrs["maxlength"] == str(MAX_QUERY_CHARS)
+        links = {a.text: a.attrs["href"] for a in page.find("ul", cls="examples").find_all("a")}
+        assert list(links) == list(EXAMPLES)
+        assert unquote(links[NURSE]) == f"/search?q={NURSE}"
+        assert not page.find_all("article", cls="hit")
+        assert not page.find_all(role="alert")
+
+
+def hits_of(page: Node) -> list[Node]:
+    return page.find_all("article", cls="hit")
+
+
+def hit_ids(page: Node) -> list[str]:
+    return [a.attrs["aria-labelledby"].removeprefix("hit-") for a in hits_of(page)]
+
+
+def facets_of(page: Node) -> dict[str, dict[str, tuple[int, str]]]:
+    """Facet title → value label → (count, link)."""
+    out = {}
+    for section in page.find("aside", cls="facets").find_all("section"):
+        entries = {}
+        for a in section.find_all("a"):
+            count = a.find("span", cls="count").text
+            label = a.text.replace(count, "").replace("✓", "").strip()
+            entries[label] = (int(count), a.attrs["href"])
+        out[section.find("h3").text] = entries
+    return out
+
+
+def test_search_page_groups_hits_by_organisation(client, service):
+    response = client.get("/search", params={"q": NURSE})
+    assert response.status_code == 200
+    page = html(response)
+    assert page.find("input", id="q").attrs["value"] == NURSE
+    expected = service.search(NURSE, k=20).hits
+    assert hit_ids(page) == [
+        h.chunk.id for g in service.search(NURSE, k=20).groups() for h in g.hits
+    ]
+    groups = page.find_all("section", cls="org-group")
+    assert len(groups) == len({h.chunk.organisation for h in expected}) > 1
+    for group in groups:
+        name = group.find("h3", cls="org-name").find("a").text
+        for article in hits_of(group):
+            hit = next(
+                h for h in expected if f"hit-{h.chunk.id}" == article.attrs["aria-labelledby"]
+            )
+            assert hit.chunk.organisation == name
+            # every hit: badge, item, text, category, source, link to its cell, its column
+            assert article.find("span", cls="badge").text == hit.chunk.field.ja
+            assert article.find("span", cls="item").text.strip()
+            assert article.find("p", cls="hit-text").text.replace(
+                "\n", ""
+            ) == hit.chunk.text.replace("\n", "")
+            meta = article.find("p", cls="hit-meta").text
+            assert f"{hit.chunk.year}年度" in meta and f"{hit.chunk.page}ページ" in meta
+            if hit.chunk.categories:
+                assert "課題区分：" in meta
+            links = [a.attrs["href"] for a in article.find_all("a")]
+            assert f"/cells/{hit.chunk.id}" in links
+            if len(hit.column) > 1:
+                details = article.find("details", cls="column")
+                assert len(details.find_all("div", cls="column-row")) == len(hit.column) - 1
+    marks = [m.text for m in page.find_all("mark")]
+    assert "看護人材" in marks and "不足" in marks
+
+
+def test_hit_without_item_number_or_title_says_so(client):
+    page = html(client.get("/search", params={"q": NURSE, "org": ISHIKAI}))
+    labels = [a.find("span", cls="item").text.strip() for a in hits_of(page)]
+    assert labels and all(labels), labels
+    assert "（項目名の記載なし）" in labels
+
+
+def test_cells_view_lists_the_same_hits_in_rank_order(client, service):
+    page = html(client.get("/search", params={"q": NURSE, "view": "cells"}))
+    assert hit_ids(page) == [h.chunk.id for h in service.search(NURSE, k=20).hits]
+    assert not page.find_all("section", cls="org-group")
+    toggle = page.find("p", cls="view-toggle")
+    current = [a.text for a in toggle.find_all("a") if a.attrs.get("aria-current") == "page"]
+    assert current == ["セルごと"]
+    # cells view shows the organisation on every hit
+    assert all(a.find("h3").find("a").text for a in hits_of(page))
+    # the view is kept when the query changes
+    assert page.find("form", role="search").find("input", name="view").attrs["value"] == "cells"
+
+
+def test_facets_count_the_top_results_and_combine_with_the_query(client, service):
+    page = html(client.get("/search", params={"q": NURSE}))
+    facets = facets_of(page)
+    assert list(facets) == ["欄", "団体", "課題区分", "年度"]
+    assert sum(n for n, _ in facets["欄"].values()) == 50
+    assert facets["年度"] == {"2017年度": (50, facets["年度"]["2017年度"][1])}
+    top = service.search(NURSE, k=50).hits
+    assert facets["欄"]["課題"][0] == sum(1 for h in top if h.chunk.field == Field.challenge)
+    assert facets["団体"][MOMIJI][0] == sum(1 for h in top if h.chunk.organisation == MOMIJI)
+
+    link = facets["欄"]["課題"][1]
+    assert "field=challenge" in link and "q=" in link
+    filtered = html(client.get(link))
+    badges = [a.find("span", cls="badge").text for a in hits_of(filtered)]
+    assert badges and set(badges) == {"課題"}
+    assert filtered.find("input", id="q").attrs["value"] == NURSE
+    # the active filter is shown, travels with the next query, and can be removed
+    chips = filtered.find("div", cls="active-filters").find_all("a", cls="chip")
+    assert [c.text.replace("×", "").strip() for c in chips] == ["課題"]
+    hidden = filtered.find("form", role="search").find_all("input", type="hidden")
+    assert [(h.attrs["name"], h.attrs["value"]) for h in hidden] == [("field", "challenge")]
+    assert "field=" not in chips[0].attrs["href"]
+    on = [
+        a
+        for a in filtered.find("aside", cls="facets").find_all("a")
+        if "on" in a.attrs.get("class", "")
+    ]
+    assert len(on) == 1 and on[0].attrs["aria-current"] == "true"
+
+
+def test_browsing_by_filter_without_a_query(client, cells):
+    page = html(client.get("/search", params={"field": "challenge"}))
+    challenges = [c.id for c in cells if c.field == Field.challenge]
+    assert sorted(hit_ids(page)) == sorted(challenges)
+    assert f"条件に合うセル {len(challenges)}件" in page.find("h2", id="results-title").text
+
+
+def test_cell_page_shows_the_whole_column_and_similar_cells(client, service, cells):
+    cell = next(c for c in cells if c.id == FUKUSHI_1_CHALLENGE)
+    response = client.get(f"/cells/{cell.id}")
+    assert response.status_code == 200
+    page = html(response)
+    column = [c for c in cells if c.column_id == cell.column_id]
+    rows = page.find("dl", cls="column-full").find_all("div", cls="column-row")
+    assert [r.find("span", cls="badge").text for r in rows] == [c.field.ja for c in column]
+    for row, c in zip(rows, column, strict=True):
+        assert row.find("dd").text.replace("\n", "") == c.text.replace("\n", "")
+    assert [r.attrs.get("aria-current") for r in rows].count("true") == 1
+    similar = page.find("section", aria_labelledby="similar-title")
+    assert "似たセル" in similar.find("h2").text
+    shown = hit_ids(similar)
+    assert shown == [h.chunk.id for h in service.similar(cell.id, 5)]
+    assert all(h.chunk.agency != cell.agency for h in service.similar(cell.id, 5))
+    assert cell.organisation in page.find("h1").text
+
+
+def test_unknown_cell_is_a_404_page(client):
+    response = client.get(f"/cells/{UNKNOWN_CELL}")
+    assert response.status_code == 404
+    page = html(response)
+    assert page.find("h1").text == "ページが見つかりません"
+    assert page.find("form", role="search")  # a way on
+
+
+def test_organisation_pages(client, cells):
+    response = client.get("/organisations")
+    assert response.status_code == 200
+    listed = [a.text for a in html(response).find("ul", cls="org-list").find_all("a")]
+    assert listed == list(dict.fromkeys(c.organisation for c in cells))
+
+    for name in (ISHIKAI, MOMIJI, FUKUSHI):  # FUKUSHI: the agency, both of its sheets
+        response = client.get(f"/organisations/{name}")
+        assert response.status_code == 200, name
+        page = html(response)
+        links = {unquote(a.attrs["href"]) for a in page.find_all("a")}
+        own = {c.id for c in cells if name in (c.organisation, c.agency)}
+        assert own and {f"/cells/{i}" for i in own} <= links, name
+        assert all(h.text.strip() for h in page.find_all("h2")), "an empty heading"
+    assert client.get("/organisations/存在しない団体").status_code == 404
+
+
+def test_table_page_links_every_indexed_cell(client, cells, service):
+    response = client.get("/table")
+    assert response.status_code == 200
+    page = html(response)
+    linked = {
+        unquote(a.attrs["href"]).removeprefix("/cells/")
+        for a in page.find_all("a")
+        if a.attrs["href"].startswith("/cells/")
+    }
+    assert linked == {c.id for c in cells}
+    store = service.index.store
+    assert linked == {c.id for c in store.get(range(len(store)))}
+    assert len(page.find_all("table", cls="grid")) == len({c.page for c in cells})
+    for region in page.find_all("div", cls="grid-scroll"):  # scrolls inside, keyboard too
+        assert region.attrs["tabindex"] == "0" and region.attrs["role"] == "region"
+
+
+def test_help_page(client):
+    response = client.get("/help")
+    assert response.status_code == 200
+    page = html(response)
+    assert page.find("h1").text == "使い方"
+    assert [a.text for a in page.find("ul", cls="examples").find_all("a")] == list(EXAMPLES)
+    assert {f.ja for f in FIELDS} <= {s.text for s in page.find_all("span", cls="badge")}
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"q": "あ" * (MAX_QUERY_CHARS + 1)}, "検索語が長すぎます"),
+        ({"q": NURSE, "k": "abc"}, "表示件数"),
+        ({"q": NURSE, "k": "0"}, "表示件数"),
+        ({"q": NURSE, "k": "101"}, "表示件数"),
+        ({"q": NURSE, "org": "存在しない団体"}, "団体「存在しない団体」は見つかりません"),
+        ({"q": NURSE, "category": "存在しない区分"}, "課題区分「存在しない区分」はありません"),
+        ({"q": NURSE, "year": "1999"}, "1999年度の表はありません"),
+        ({"q": NURSE, "year": "abc"}, "年度は数字で"),
+        ({"q": NURSE, "field": "bogus"}, "欄「bogus」はありません"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={str(x)[:8]}" for k, x in v.items()),
+)
+def test_bad_page_parameters_show_a_japanese_message(client, params, words):
+    response = client.get("/search", params=params)
+    assert response.status_code == 422
+    page = html(response)
+    (alert,) = page.find_all(role="alert")
+    assert words in alert.text
+    # the form is still there with what was typed, so it can be corrected
+    assert page.find("input", id="q").attrs["value"] == params["q"]
+    assert not hits_of(page)
+
+
+# --- kb serve -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket listening on ``port``, from the kernel's table."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_kb_serve_builds_a_missing_index_first_and_binds_loopback(tmp_path: Path):
+    corpus = Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
+    index = tmp_path / "index"  # does not exist yet
+    port = free_port()
+    env = {
+        **os.environ,
+        "KB_HOME": str(tmp_path),
+        "KB_CORPUS": str(corpus),
+        "KB_INDEX": str(index),
+        "PYTHONUTF8": "1",
+    }
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w", encoding="utf-8") as stderr:
+        server = subprocess.Popen(
+            [str(KB), "serve", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        status = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/api/status")
+                response = conn.getresponse()
+                status = json.loads(response.read()) if response.status == 200 else None
+                conn.close()
+                if status:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        log = stderr_path.read_text(encoding="utf-8")
+        assert status, f"the server did not answer: {log}"
+        assert status["chunks"] == 82
+        assert "索引がないため、先に作ります" in log
+        assert f"http://127.0.0.1:{port}/" in log
+        assert (index / "current").exists()
+        if Path("/proc/net/tcp").exists():
+            assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
