@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1024)
+def _pattern(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(map(re.escape, words)))
 
 
 def pieces(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
     """``text`` cut into (piece, matched) pairs; joined, the pieces give ``text`` back."""
-    words = sorted({t for t in terms if t}, key=len, reverse=True)
+    words = tuple(sorted({t for t in terms if t}, key=len, reverse=True))
     if not words:
         return [(text, False)] if text else []
-    pattern = re.compile("|".join(map(re.escape, words)))
+    pattern = _pattern(words)
     out: list[tuple[str, bool]] = []
     last = 0
     for match in pattern.finditer(text):

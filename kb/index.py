@@ -249,11 +249,13 @@ class LoadedIndex:
 
 def current_build(index_dir: Path) -> Path:
     link = index_dir / CURRENT
-    if not link.exists():
+    try:
+        target = os.readlink(link)  # one system call; the server asks often
+    except OSError:
         raise IndexMissingError(
             f"索引がありません（{index_dir}）。先に kb build を実行してください"
-        )
-    return link.resolve()
+        ) from None
+    return (index_dir / target).resolve()
 
 
 def read_manifest(folder: Path) -> dict:

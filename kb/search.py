@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,8 @@ CANDIDATES = 200  # per ranking, before fusion
 # Dense retrieval ranks every cell, so "how many match" has no natural cut-off; facet
 # counts describe the best FACET_DEPTH results instead.
 FACET_DEPTH = 50
-RESULTS_KEPT = 512
+RESULTS_KEPT = 2048
+REFRESH_SECONDS = 0.5  # how soon a rebuild or a synonyms edit is noticed
 QUERY_VECTORS_KEPT = 4096
 RRF_K = 40
 DENSE_WEIGHT = 1.0
@@ -141,6 +143,7 @@ class SearchService:
         self._index = open_index(settings.index_dir, self.embedder.name)
         self._reload_lock = threading.Lock()
         self._rejected: Path | None = None
+        self._checked = time.monotonic()
         self._results: OrderedDict[tuple, object] = OrderedDict()  # see remembered()
         self._results_lock = threading.Lock()
         self._query_vector = lru_cache(maxsize=QUERY_VECTORS_KEPT)(self._embed_queries)
@@ -168,7 +171,10 @@ class SearchService:
     @property
     def index(self) -> LoadedIndex:
         """The current build; picks up a rebuild (``kb build``) without a restart."""
-        self._refresh()
+        now = time.monotonic()
+        if now - self._checked >= REFRESH_SECONDS:  # a few syscalls, but on every request
+            self._checked = now
+            self._refresh()
         return self._index
 
     def _refresh(self) -> None:
@@ -288,17 +294,29 @@ class SearchService:
         """``compute()``, or its answer from an earlier call with the same ``key`` on the same
         build and synonyms. Staff repeat the same searches and reload the same pages; an
         answer depends only on those, so recent answers are kept (never across a rebuild)."""
-        full_key = ((index or self.index).folder, self._synonyms_mtime, *key)
+        found = self.recall(key, index)
+        if found is None:
+            found = compute()
+            self.remember(key, found, index)
+        return found
+
+    def recall(self, key: tuple, index: LoadedIndex | None = None) -> object | None:
+        """What :meth:`remember` kept for ``key`` on the current build, or None."""
+        full_key = self._memo_key(key, index)
         with self._results_lock:
             if full_key in self._results:
                 self._results.move_to_end(full_key)
                 return self._results[full_key]
-        result = compute()
+        return None
+
+    def remember(self, key: tuple, value: object, index: LoadedIndex | None = None) -> None:
         with self._results_lock:
-            self._results[full_key] = result
+            self._results[self._memo_key(key, index)] = value
             if len(self._results) > RESULTS_KEPT:
                 self._results.popitem(last=False)
-        return result
+
+    def _memo_key(self, key: tuple, index: LoadedIndex | None) -> tuple:
+        return ((index or self.index).folder, self._synonyms_mtime, *key)
 
     def _search(
         self,

@@ -29,6 +29,18 @@ from kb.store import Filters
 from kb.themes import DEFAULT_FIELDS, Agenda, build_agenda, render_csv, render_markdown
 
 MAX_BODY_BYTES = 16 * 1024
+# GET routes whose responses depend only on the build and the URL (not /api/status).
+REMEMBERED_PATHS = (
+    "/search",
+    "/api/search",
+    "/cells/",
+    "/api/cells/",
+    "/organisations",
+    "/api/organisations",
+    "/table",
+    "/themes",
+    "/api/themes",
+)
 DEFAULT_PAGE_K = 20
 EXAMPLES = (
     "看護師不足",
@@ -124,7 +136,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         length = request.headers.get("content-length")
         if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return secure(JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413))
-        return secure(await call_next(request), request.url.path)
+        return secure(await _answer(request, call_next), request.url.path)
 
     # Positional-only, so a template variable may be called ``name`` (organisation.html).
     def page(
@@ -137,6 +149,32 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
     _add_pages(app, page)
     _add_themes(app, page)
     return app
+
+
+async def _answer(request: Request, call_next: Callable) -> Response:
+    """The app's response, or the same response kept from an earlier identical GET.
+
+    Pages and API answers depend only on the loaded build and the URL, so a repeated
+    request (a reload, a shared link, a colleague's same search) skips searching and
+    rendering; :meth:`SearchService.remember` forgets them when a new build is loaded.
+    """
+    if request.method != "GET" or not request.url.path.startswith(REMEMBERED_PATHS):
+        return await call_next(request)
+    service = _service(request)
+    key = ("response", request.url.path, request.url.query)
+    kept = service.recall(key)
+    if kept is not None:
+        body, headers = kept
+        return Response(body, headers=headers)
+    response = await call_next(request)
+    if response.status_code != 200:
+        return response
+    body = b"".join([chunk async for chunk in response.body_iterator])
+    headers = {
+        k: v for k, v in response.headers.items() if k in ("content-type", "content-disposition")
+    }
+    service.remember(key, (body, headers))
+    return Response(body, headers=headers)
 
 
 def _service(request: Request) -> SearchService:
