@@ -11,9 +11,9 @@ between the two very different scorers and was tuned on ``eval/queries.yaml``.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +30,7 @@ from kb.corpus import SYNONYMS_FILE
 from kb.embedding import Embedder, load_embedder
 from kb.errors import FilterError, KbError
 from kb.fields import FIELDS, Field
-from kb.index import LoadedIndex, current_build, open_index
+from kb.index import CURRENT, LoadedIndex, open_index
 from kb.model import Chunk
 from kb.settings import Settings
 from kb.store import Filters
@@ -45,7 +45,6 @@ CANDIDATES = 200  # per ranking, before fusion
 # counts describe the best FACET_DEPTH results instead.
 FACET_DEPTH = 50
 RESULTS_KEPT = 2048
-REFRESH_SECONDS = 0.5  # how soon a rebuild or a synonyms edit is noticed
 QUERY_VECTORS_KEPT = 4096
 RRF_K = 40
 DENSE_WEIGHT = 1.0
@@ -141,9 +140,9 @@ class SearchService:
         self._synonyms_mtime = _mtime(self._synonyms_path)
         self.analyzer = Analyzer(Synonyms.load(self._synonyms_path))
         self._index = open_index(settings.index_dir, self.embedder.name)
+        dense.single_threaded_search()
         self._reload_lock = threading.Lock()
-        self._rejected: Path | None = None
-        self._checked = time.monotonic()
+        self._rejected: str | None = None  # build id
         self._results: OrderedDict[tuple, object] = OrderedDict()  # see remembered()
         self._results_lock = threading.Lock()
         self._query_vector = lru_cache(maxsize=QUERY_VECTORS_KEPT)(self._embed_queries)
@@ -171,20 +170,18 @@ class SearchService:
     @property
     def index(self) -> LoadedIndex:
         """The current build; picks up a rebuild (``kb build``) without a restart."""
-        now = time.monotonic()
-        if now - self._checked >= REFRESH_SECONDS:  # a few syscalls, but on every request
-            self._checked = now
-            self._refresh()
+        self._refresh()
         return self._index
 
     def _refresh(self) -> None:
+        # Two system calls (readlink, stat): cheap enough for every request.
         try:
-            live = current_build(self.settings.index_dir)
-        except KbError:
+            live = os.readlink(self.settings.index_dir / CURRENT).rsplit("/", 1)[-1]
+        except OSError:
             return  # the index folder vanished; keep serving what is loaded
         # One thread reloads while the others go on answering from the loaded build; a
         # build that fails its checks is remembered and not retried on every request.
-        if live not in (self._index.folder, self._rejected) and self._reload_lock.acquire(
+        if live not in (self._index.folder.name, self._rejected) and self._reload_lock.acquire(
             blocking=False
         ):
             try:

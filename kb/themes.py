@@ -34,8 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
-from sklearn.metrics.pairwise import cosine_distances
 
 from kb.analysis import Analyzer
 from kb.cache import TextCache
@@ -184,10 +182,14 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 def _cluster(vectors: np.ndarray, n: int | None) -> np.ndarray:
     """Theme number of every row (0 …); ``n`` themes, or as many as the data shows."""
+    # scikit-learn takes a second to import: only agenda requests pay for it, not start-up.
+    from sklearn.cluster import AgglomerativeClustering
+
     if len(vectors) == 1:
         return np.zeros(1, dtype=np.int64)
     if n is None:
-        distances = cosine_distances(vectors)[np.triu_indices(len(vectors), k=1)]
+        unit = _unit(vectors)
+        distances = (1.0 - unit @ unit.T)[np.triu_indices(len(vectors), k=1)]
         model = AgglomerativeClustering(
             n_clusters=None,
             metric="cosine",
