@@ -127,15 +127,10 @@ class Analyzer:
 
     def query_tokens(self, query: str) -> list[str]:
         """Terms of a query plus the terms of its synonyms, each once."""
-        return self.expand_query(query)[0]
-
-    def expand_query(self, query: str) -> tuple[list[str], list[str]]:
-        """(terms of the query and of its synonyms, each once; the synonyms added)."""
         terms = self.tokens(query)
-        added = self.synonyms.expansions(query, terms)
-        for phrase in added:
+        for phrase in self.synonyms.expansions(query, terms):
             terms += self.tokens(phrase)
-        return list(dict.fromkeys(terms)), added
+        return list(dict.fromkeys(terms))
 
     def matched_surfaces(self, text: str, query_terms: Iterable[str]) -> list[str]:
         """The words of ``text`` that share a term with the query, each once, in order."""

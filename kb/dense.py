@@ -11,6 +11,7 @@ Row i of the index is chunk position i in the store.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import faiss
@@ -25,6 +26,15 @@ SEED = 1234
 
 def build_index(vectors: np.ndarray, approximate: bool | None = None) -> faiss.Index:
     """An index over ``vectors``; exact unless ``approximate`` (default: by size)."""
+    searching_threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core
+    try:
+        return _build(vectors, approximate)
+    finally:
+        faiss.omp_set_num_threads(searching_threads)
+
+
+def _build(vectors: np.ndarray, approximate: bool | None) -> faiss.Index:
     if approximate is None:
         approximate = len(vectors) >= APPROXIMATE_FROM
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)

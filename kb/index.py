@@ -54,7 +54,9 @@ def passage_text(chunk: Chunk) -> str:
 
 
 def lexical_text(chunk: Chunk) -> str:
-    """What BM25 indexes for a chunk: the cell plus who wrote it, so names find it."""
+    """What BM25 indexes for a chunk: the cell plus who wrote it, so names find it. (Adding
+    the item title raised nDCG@10 on the dev queries but let cells that only share their
+    column's title outrank cells containing an exact term, which must come first.)"""
     return f"{chunk.text}\n{chunk.organisation}"
 
 
