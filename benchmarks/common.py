@@ -5,9 +5,12 @@ folder on ``sys.path``."""
 from __future__ import annotations
 
 import http.client
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +73,39 @@ def kb_server(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+class Workspace:
+    """A copy of ``corpus/`` and an index folder in ``root``; ``kb`` runs against them, never
+    against the real ones. The embedding cache is copied too, so builds are quick."""
+
+    def __init__(self, root: Path) -> None:
+        self.corpus = root / "corpus"
+        self.index = root / "index"
+        shutil.copytree(ROOT / "corpus", self.corpus)
+        if (ROOT / "index" / "cache").exists():
+            shutil.copytree(ROOT / "index" / "cache", self.index / "cache")
+        self.env = {**os.environ, "KB_CORPUS": str(self.corpus), "KB_INDEX": str(self.index)}
+
+    def kb(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "kb", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            **kwargs,
+        )
+
+    def live(self) -> Path:
+        """The build ``index/current`` points at."""
+        return (self.index / "current").resolve()
+
+
+@contextmanager
+def workspace(prefix: str) -> Iterator[Workspace]:
+    """A :class:`Workspace` in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Workspace(Path(tmp))
 
 
 def edit_one_cell(corpus_dir: Path) -> None:

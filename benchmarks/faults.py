@@ -38,37 +38,15 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from common import ROOT, get, kb_server, wait_ready
+from common import Workspace, get, kb_server, wait_ready, workspace
 
 QUERY = "看護師不足"
 
 
-class Workspace:
-    """A corpus copy and an index folder, with ``kb`` run against them."""
-
-    def __init__(self, root: Path) -> None:
-        self.corpus = root / "corpus"
-        self.index = root / "index"
-        shutil.copytree(ROOT / "corpus", self.corpus)
-        if (ROOT / "index" / "cache").exists():
-            shutil.copytree(ROOT / "index" / "cache", self.index / "cache")
-        self.env = {**os.environ, "KB_CORPUS": str(self.corpus), "KB_INDEX": str(self.index)}
-
-    def kb(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "kb", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            **kwargs,
-        )
-
-    def top_hit(self) -> str | None:
-        done = self.kb("search", QUERY, "-k", "1", "--json")
-        return json.loads(done.stdout)[0]["id"] if done.returncode == 0 else None
-
-    def live(self) -> Path:
-        return (self.index / "current").resolve()
+def top_hit(ws: Workspace) -> str | None:
+    """The id of the first hit for :data:`QUERY`, or None if searching fails."""
+    done = ws.kb("search", QUERY, "-k", "1", "--json")
+    return json.loads(done.stdout)[0]["id"] if done.returncode == 0 else None
 
 
 def digest(folder: Path) -> str:
@@ -93,14 +71,14 @@ def _kill_build(ws: Workspace, when: Callable[[], bool]) -> None:
 
 def killed_build(ws: Workspace) -> dict:
     """Kill one build while it embeds, and one while it writes its files."""
-    before, top = ws.live(), ws.top_hit()
+    before, top = ws.live(), top_hit(ws)
     shutil.rmtree(ws.index / "cache")  # nothing cached: the build has to embed, slowly
     started = time.monotonic()
     _kill_build(ws, lambda: time.monotonic() - started > 1.5)
-    while_embedding = ws.live() == before and ws.top_hit() == top
+    while_embedding = ws.live() == before and top_hit(ws) == top
     _kill_build(ws, lambda: bool(list((ws.index / "builds").glob(".*.partial"))))
     leftovers = len(list((ws.index / "builds").glob(".*.partial")))
-    while_writing = ws.live() == before and ws.top_hit() == top
+    while_writing = ws.live() == before and top_hit(ws) == top
     rebuilt = ws.kb("build").returncode == 0
     cleaned = not list((ws.index / "builds").glob(".*.partial"))
     return {
@@ -112,7 +90,7 @@ def killed_build(ws: Workspace) -> dict:
 
 
 def full_disk(ws: Workspace) -> dict:
-    before, top = ws.live(), ws.top_hit()
+    before, top = ws.live(), top_hit(ws)
     ws.corpus.joinpath("tables", "2017-atsugi.yaml").write_text(
         ws.corpus.joinpath("tables", "2017-atsugi.yaml")
         .read_text(encoding="utf-8")
@@ -136,12 +114,12 @@ def full_disk(ws: Workspace) -> dict:
         done.returncode == 1
         and "エラー" in done.stderr
         and ws.live() == before
-        and ws.top_hit() == top
+        and top_hit(ws) == top
     )
     return {
         "ok": ok and not partials,
         "detail": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}; "
-        f"previous index searchable: {ws.top_hit() == top}",
+        f"previous index searchable: {top_hit(ws) == top}",
     }
 
 
@@ -220,7 +198,7 @@ def bad_corpus_row(ws: Workspace) -> dict:
 
 
 def bad_corpus_edit(ws: Workspace) -> dict:
-    before, top = ws.live(), ws.top_hit()
+    before, top = ws.live(), top_hit(ws)
     table = ws.corpus / "tables" / "2017-atsugi.yaml"
     original = table.read_text(encoding="utf-8")
     table.write_text(original.replace("  page: 2\n", "  page: [\n", 1), encoding="utf-8")
@@ -230,7 +208,7 @@ def bad_corpus_edit(ws: Workspace) -> dict:
         done.returncode == 1
         and "2017-atsugi.yaml" in done.stderr
         and ws.live() == before
-        and ws.top_hit() == top
+        and top_hit(ws) == top
     )
     return {"ok": ok, "detail": f"exit {done.returncode}: {done.stderr.strip()}"}
 
@@ -253,8 +231,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="kb-faults-") as tmp:
-        ws = Workspace(Path(tmp))
+    with workspace("kb-faults-") as ws:
         ws.kb("build", check=True)
         for scenario in SCENARIOS:
             started = time.monotonic()

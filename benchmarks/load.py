@@ -21,24 +21,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import yaml
-from common import MARKER, ROOT, edit_one_cell, get, kb_server, wait_ready
-
-
-def kb(env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kb", *args], env=env, check=True, **kwargs)
+from common import MARKER, ROOT, Workspace, edit_one_cell, get, kb_server, wait_ready, workspace
 
 
 class Recorder:
@@ -103,24 +94,16 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="kb-load-"))
-    shutil.copytree(ROOT / "corpus", work / "corpus")
-    cache = ROOT / "index" / "cache"
-    if cache.exists():  # reuse embeddings already computed for this corpus
-        shutil.copytree(cache, work / "index" / "cache")
-    env = {**os.environ, "KB_CORPUS": str(work / "corpus"), "KB_INDEX": str(work / "index")}
-    kb(env, "build", stderr=subprocess.DEVNULL)
-    try:
-        with kb_server(env) as (_, port):
+    with workspace("kb-load-") as ws:
+        ws.kb("build", check=True)
+        with kb_server(ws.env) as (_, port):
             wait_ready(port, time.monotonic() + 60)
-            result = run_load(args, port, env, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            result = run_load(args, port, ws)
     report(result, args.json)
     sys.exit(0 if result["errors"] == 0 and result.get("rebuild_ok", True) else 1)
 
 
-def run_load(args: argparse.Namespace, port: int, env: dict, work: Path) -> dict:
+def run_load(args: argparse.Namespace, port: int, ws: Workspace) -> dict:
     queries = [
         q["query"]
         for q in yaml.safe_load((ROOT / "eval" / "queries.yaml").read_text(encoding="utf-8"))[
@@ -142,9 +125,9 @@ def run_load(args: argparse.Namespace, port: int, env: dict, work: Path) -> dict
     rebuild: dict = {}
     if args.rebuild:
         time.sleep(args.seconds / 3)
-        edit_one_cell(work / "corpus")
+        edit_one_cell(ws.corpus)
         t0 = time.monotonic()
-        kb(env, "build", stderr=subprocess.DEVNULL)
+        ws.kb("build", check=True)
         rebuild["rebuild_s"] = time.monotonic() - t0
     time.sleep(max(0.0, args.seconds - (time.monotonic() - started)))
     stop.set()

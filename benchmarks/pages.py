@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import unicodedata
-from pathlib import Path
 from urllib.parse import quote
 
 import yaml
-from common import ROOT, get, kb_server, log, wait_ready
+from common import ROOT, get, kb_server, log, wait_ready, workspace
 
 NURSE = "看護師不足"
 
@@ -92,31 +88,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print one JSON object last")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="kb-pages-"))
-    shutil.copytree(ROOT / "corpus", work / "corpus")
-    cache = ROOT / "index" / "cache"
-    if cache.exists():  # reuse embeddings already computed for this corpus
-        shutil.copytree(cache, work / "index" / "cache")
-    env = {
-        **os.environ,
-        "KB_CORPUS": str(work / "corpus"),
-        "KB_INDEX": str(work / "index"),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-    }
     figures: dict[str, dict] = {}
-    try:
-        log("kb serve: building the index in a temporary folder and starting …")
-        with kb_server(env) as (_, port):
-            wait_ready(port, time.monotonic() + 300)
-            for name, paths in pages(port).items():
-                ms = measure(port, paths, args.requests, warm=2)
-                figures[name] = {
-                    "requests": len(ms),
-                    "median_ms": statistics.median(ms),
-                    "p95_ms": percentile(ms, 95),
-                }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    log("kb serve: building the index in a temporary folder and starting …")
+    with workspace("kb-pages-") as ws, kb_server(ws.env) as (_, port):
+        wait_ready(port, time.monotonic() + 300)
+        for name, paths in pages(port).items():
+            ms = measure(port, paths, args.requests, warm=2)
+            figures[name] = {
+                "requests": len(ms),
+                "median_ms": statistics.median(ms),
+                "p95_ms": percentile(ms, 95),
+            }
 
     width = 36
     print(

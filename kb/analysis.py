@@ -142,13 +142,16 @@ class Analyzer:
 def cached_tokens(analyzer: Analyzer, texts: Sequence[str], cache: TextCache) -> list[list[str]]:
     """:meth:`Analyzer.tokens` of every text, reusing terms cached by earlier builds."""
     namespace = f"terms:{ANALYSIS_VERSION}:sudachidict-core-{version('sudachidict-core')}"
-    known = {t: v.decode("utf-8").split(_SEPARATOR) for t, v in cache.get(namespace, texts).items()}
+    known = {
+        t: v.decode("utf-8").split(_SEPARATOR) if v else []
+        for t, v in cache.get(namespace, texts).items()
+    }
     fresh = {t: analyzer.tokens(t) for t in dict.fromkeys(texts) if t not in known}
     cache.put(
         namespace, ((t, _SEPARATOR.join(terms).encode("utf-8")) for t, terms in fresh.items())
     )
     known.update(fresh)
-    return [[term for term in known[t] if term] for t in texts]
+    return [known[t] for t in texts]
 
 
 def _clean(text: str) -> str:

@@ -157,7 +157,5 @@ def embed_passages(
                     ),
                 )
             bar.update(len(batch))
-    matrix = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    for i, text in enumerate(texts):
-        matrix[i] = cached[text]
-    return matrix, len(missing)
+    matrix = np.stack([cached[text] for text in texts]) if texts else np.zeros((0, embedder.dim))
+    return matrix.astype(np.float32, copy=False), len(missing)

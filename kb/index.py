@@ -38,7 +38,7 @@ from kb.model import Chunk
 from kb.settings import Settings
 from kb.store import ChunkStore, write_store
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MANIFEST = "manifest.json"
 CURRENT = "current"
 BUILDS = "builds"
@@ -107,14 +107,14 @@ def build(
     finished build folder just before it goes live.
     """
     started = time.perf_counter()
-    corpus = corpus or Corpus.load(settings.corpus_dir)
-    chunks = corpus.chunks
-    if not chunks:
-        raise KbError(
-            f"{settings.corpus_dir} に検索できるセルがありません。先に kb ingest で表を取り込んでください"
-        )
-    _log(f"{len(chunks)}セルを索引にします（埋め込み: {embedder.name}）")
     with TextCache(settings.index_dir / CACHE_FILE) as cache:
+        corpus = corpus or Corpus.load(settings.corpus_dir, cache)
+        chunks = corpus.chunks
+        if not chunks:
+            raise KbError(
+                f"{settings.corpus_dir} に検索できるセルがありません。先に kb ingest で表を取り込んでください"
+            )
+        _log(f"{len(chunks)}セルを索引にします（埋め込み: {embedder.name}）")
         vectors, embedded = embed_passages(embedder, [passage_text(c) for c in chunks], cache)
         terms = cached_tokens(analyzer, [lexical_text(c) for c in chunks], cache)
     parts = BuildParts(chunks, vectors, terms, embedder.name, corpus.content_hash(), corpus.root)

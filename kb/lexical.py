@@ -21,7 +21,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 def build_index(documents: Sequence[Sequence[str]]) -> bm25s.BM25:
     """BM25 over pre-analysed documents (one list of terms per chunk, in row order)."""
     index = bm25s.BM25(method="lucene")
-    index.index([list(doc) for doc in documents], show_progress=False)
+    index.index(documents, show_progress=False)
     return index
 
 

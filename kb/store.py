@@ -8,6 +8,7 @@ all chunk objects in memory (a million chunks load in milliseconds, memory-mappe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -38,43 +39,36 @@ class Filters:
         return bool(self.fields or self.organisations or self.categories or self.years)
 
 
-def _chunk_row(chunk: Chunk) -> dict:
-    return {
-        "id": chunk.id,
-        "text": chunk.text,
-        "field": chunk.field.value,
-        "year": chunk.year,
-        "council": chunk.council,
-        "council_id": chunk.council_id,
-        "document": chunk.document,
-        "page": chunk.page,
-        "organisation": chunk.organisation,
-        "item_nos": list(chunk.item_nos),
-        "item_title": chunk.item_title,
-        "category": chunk.category,
-        "column_key": chunk.column_key,
-    }
+# One SQLite column per Chunk attribute (item numbers as "1,8,9"): no JSON to encode for
+# every row of a large build, nor to decode for every hit.
+_ATTRIBUTES = tuple(f.name for f in dataclasses.fields(Chunk))
+_SELECT = ", ".join(_ATTRIBUTES)
 
 
-def _chunk_from_row(data: str) -> Chunk:
-    row = json.loads(data)
-    row["field"] = Field(row["field"])
-    row["item_nos"] = tuple(row["item_nos"])
-    return Chunk(**row)
+def _chunk_row(chunk: Chunk) -> tuple:
+    values = {name: getattr(chunk, name) for name in _ATTRIBUTES}
+    values["field"] = chunk.field.value
+    values["item_nos"] = ",".join(map(str, chunk.item_nos))
+    return tuple(values[name] for name in _ATTRIBUTES)
+
+
+def _chunk_from_row(row: Sequence) -> Chunk:
+    values = dict(zip(_ATTRIBUTES, row, strict=True))
+    values["field"] = Field(values["field"])
+    values["item_nos"] = tuple(int(n) for n in values["item_nos"].split(",") if n)
+    return Chunk(**values)
 
 
 def write_store(folder: Path, chunks: Sequence[Chunk]) -> None:
     """Write ``chunks`` (in index row order) into ``folder``."""
     db = sqlite3.connect(folder / DB)
     db.execute(
-        "CREATE TABLE chunks (pos INTEGER PRIMARY KEY, id TEXT UNIQUE, column_id TEXT, data TEXT)"
+        f"CREATE TABLE chunks (pos INTEGER PRIMARY KEY, column_id TEXT, {_SELECT}, UNIQUE (id))"
     )
+    marks = ",".join("?" * (len(_ATTRIBUTES) + 2))
     db.executemany(
-        "INSERT INTO chunks VALUES (?, ?, ?, ?)",
-        (
-            (i, c.id, c.column_id, json.dumps(_chunk_row(c), ensure_ascii=False))
-            for i, c in enumerate(chunks)
-        ),
+        f"INSERT INTO chunks VALUES ({marks})",
+        ((i, c.column_id, *_chunk_row(c)) for i, c in enumerate(chunks)),
     )
     db.execute("CREATE INDEX by_column ON chunks (column_id)")
     db.commit()
@@ -127,7 +121,12 @@ class ChunkStore:
         if not positions:
             return []
         marks = ",".join("?" * len(positions))
-        rows = dict(self._query(f"SELECT pos, data FROM chunks WHERE pos IN ({marks})", positions))
+        rows = {
+            row[0]: row[1:]
+            for row in self._query(
+                f"SELECT pos, {_SELECT} FROM chunks WHERE pos IN ({marks})", positions
+            )
+        }
         return [_chunk_from_row(rows[p]) for p in positions]
 
     def position(self, chunk_id: str) -> int | None:
@@ -137,9 +136,9 @@ class ChunkStore:
     def column(self, chunk: Chunk) -> list[Chunk]:
         """The non-empty cells of ``chunk``'s column, in field order."""
         rows = self._query(
-            "SELECT data FROM chunks WHERE column_id = ? ORDER BY pos", [chunk.column_id]
+            f"SELECT {_SELECT} FROM chunks WHERE column_id = ? ORDER BY pos", [chunk.column_id]
         )
-        return [_chunk_from_row(data) for (data,) in rows]
+        return [_chunk_from_row(row) for row in rows]
 
     def columns(self, chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
         """The columns of ``chunks`` (column id → cells in field order), in one query."""
@@ -148,11 +147,12 @@ class ChunkStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._query(
-            f"SELECT column_id, data FROM chunks WHERE column_id IN ({marks}) ORDER BY pos", ids
+            f"SELECT column_id, {_SELECT} FROM chunks WHERE column_id IN ({marks}) ORDER BY pos",
+            ids,
         )
         found: dict[str, list[Chunk]] = {i: [] for i in ids}
-        for column_id, data in rows:
-            found[column_id].append(_chunk_from_row(data))
+        for column_id, *row in rows:
+            found[column_id].append(_chunk_from_row(row))
         return found
 
     def mask(self, filters: Filters) -> np.ndarray | None:

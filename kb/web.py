@@ -273,8 +273,7 @@ def _add_api(app: FastAPI) -> None:
     def api_similar(
         request: Request, cell_id: str, k: int = Query(5, ge=1, le=MAX_K)
     ) -> list[dict]:
-        _cell_or_404(request, cell_id)
-        return [h.as_dict() for h in _service(request).similar(cell_id, k)]
+        return _hits_about(request, cell_id, SearchService.similar, k)
 
     @app.get("/api/status", summary="読み込んでいる索引（作成日時・セル数・埋め込みモデル）")
     def api_status(request: Request) -> dict:
@@ -294,6 +293,12 @@ def _add_api(app: FastAPI) -> None:
 def _organisations(request: Request) -> list[dict]:
     service = _service(request)
     return browse.organisation_list(service.index.corpus, service.index.aliases)
+
+
+def _hits_about(request: Request, cell_id: str, find: Callable, k: int) -> list[dict]:
+    """``find(service, cell_id, k)`` (similar or related cells) as JSON; 404 if no such cell."""
+    _cell_or_404(request, cell_id)
+    return [h.as_dict() for h in find(_service(request), cell_id, k)]
 
 
 def _cell_or_404(request: Request, cell_id: str) -> Hit:
@@ -451,8 +456,7 @@ def _add_themes(app: FastAPI, page: Callable) -> None:
     def api_related(
         request: Request, cell_id: str, k: int = Query(5, ge=1, le=MAX_K)
     ) -> list[dict]:
-        _cell_or_404(request, cell_id)
-        return [h.as_dict() for h in _service(request).related(cell_id, k)]
+        return _hits_about(request, cell_id, SearchService.related, k)
 
     @app.get("/themes", response_class=HTMLResponse, include_in_schema=False)
     def themes_page(

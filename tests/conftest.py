@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,59 @@ def built_index_copy(tmp_path: Path, built_index):
         # symlinks=True keeps ``current`` a (relative) link instead of a copied folder.
         index_dir=Path(shutil.copytree(built_index.index_dir, tmp_path / "index", symlinks=True)),
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving_kb(
+    corpus: Path, index: Path, scratch: Path, timeout: float = 120
+) -> Iterator[tuple[int, Path]]:
+    """``kb serve`` on a free loopback port over ``corpus`` and ``index``; yields (port, the
+    file its stderr goes to) once ``/api/status`` answers, and stops the server after."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KB_HOME": str(scratch),
+        "KB_CORPUS": str(corpus),
+        "KB_INDEX": str(index),
+        "PYTHONUTF8": "1",
+    }
+    log = scratch / "serve-stderr.txt"
+    with log.open("w", encoding="utf-8") as stderr:
+        server = subprocess.Popen(
+            [str(KB), "serve", "--port", str(port)],
+            env=env,
+            cwd=scratch,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(port):
+            assert server.poll() is None, log.read_text(encoding="utf-8")
+            assert time.monotonic() < deadline, "kb serve did not answer in time"
+            time.sleep(0.1)
+        yield port, log
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/api/status")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False

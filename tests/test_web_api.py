@@ -3,20 +3,17 @@ index), and the real ``kb serve`` command in a subprocess."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote
+from urllib.request import urlopen
 
 import pytest
-from conftest import CORPUS, KB
+from conftest import CORPUS, serving_kb
 from fastapi.testclient import TestClient
 from html_dom import Node, parse
 
@@ -568,12 +565,6 @@ def test_bad_page_parameters_show_a_japanese_message(client, params, words):
 # --- kb serve -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listening_addresses(port: int) -> set[str]:
     """Local addresses with a socket listening on ``port``, from the kernel's table."""
     found = set()
@@ -591,45 +582,12 @@ def listening_addresses(port: int) -> set[str]:
 def test_kb_serve_builds_a_missing_index_first_and_binds_loopback(tmp_path: Path):
     corpus = Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
     index = tmp_path / "index"  # does not exist yet
-    port = free_port()
-    env = {
-        **os.environ,
-        "KB_HOME": str(tmp_path),
-        "KB_CORPUS": str(corpus),
-        "KB_INDEX": str(index),
-        "PYTHONUTF8": "1",
-    }
-    stderr_path = tmp_path / "stderr.txt"
-    with stderr_path.open("w", encoding="utf-8") as stderr:
-        server = subprocess.Popen(
-            [str(KB), "serve", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        status = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/api/status")
-                response = conn.getresponse()
-                status = json.loads(response.read()) if response.status == 200 else None
-                conn.close()
-                if status:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        log = stderr_path.read_text(encoding="utf-8")
-        assert status, f"the server did not answer: {log}"
+    with serving_kb(corpus, index, tmp_path) as (port, stderr):
+        status = json.loads(urlopen(f"http://127.0.0.1:{port}/api/status").read())
+        log = stderr.read_text(encoding="utf-8")
         assert status["chunks"] == 82
         assert "索引がないため、先に作ります" in log
         assert f"http://127.0.0.1:{port}/" in log
         assert (index / "current").exists()
         if Path("/proc/net/tcp").exists():
             assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -6,18 +6,13 @@ Screenshots of the results page (desktop and phone) go to tests/artifacts/ (git-
 
 from __future__ import annotations
 
-import http.client
-import os
 import re
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import KB
+from conftest import serving_kb
 
 from kb.settings import Settings
 
@@ -43,55 +38,12 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(built_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``kb serve`` on a free loopback port over the session index; yields its base URL."""
     scratch = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {
-        **os.environ,
-        "KB_HOME": str(scratch),
-        "KB_CORPUS": str(built_index.corpus_dir),
-        "KB_INDEX": str(built_index.index_dir),
-        "PYTHONUTF8": "1",
-    }
-    log = scratch / "stderr.txt"
-    with log.open("w", encoding="utf-8") as stderr:
-        process = subprocess.Popen(
-            [str(KB), "serve", "--port", str(port)],
-            env=env,
-            cwd=scratch,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text(encoding="utf-8")
-            assert time.monotonic() < deadline, "kb serve did not answer in time"
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/api/status")
-                ready = conn.getresponse().status == 200
-                conn.close()
-                if ready:
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with serving_kb(built_index.corpus_dir, built_index.index_dir, scratch, 90) as (port, log):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     assert "索引がないため" not in log.read_text(encoding="utf-8")  # it used the built index
 
 
