@@ -140,7 +140,6 @@ class SearchService:
         self._synonyms_mtime = _mtime(self._synonyms_path)
         self.analyzer = Analyzer(Synonyms.load(self._synonyms_path))
         self._index = open_index(settings.index_dir, self.embedder.name)
-        dense.single_threaded_search()
         self._reload_lock = threading.Lock()
         self._rejected: str | None = None  # build id
         self._results: OrderedDict[tuple, object] = OrderedDict()  # see remembered()
