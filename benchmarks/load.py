@@ -3,6 +3,7 @@
     python benchmarks/load.py                      # 32 clients, 30 s, /api/search and /search
     python benchmarks/load.py --rebuild            # … while `kb build` replaces the index
     python benchmarks/load.py --clients 8 --seconds 10 --json
+    python benchmarks/load.py --fresh              # every request a new query: no answer reused
 
 The script copies ``corpus/`` into a temporary folder, builds an index there and serves it
 with ``python -m kb serve`` on a free loopback port, so the real index is never touched.
@@ -10,7 +11,9 @@ Clients cycle through the real queries of ``eval/queries.yaml`` and alternate be
 JSON API and the HTML page. With ``--rebuild`` one cell of the copy is edited after a third
 of the run and ``kb build`` runs while the load continues; the script then checks that the
 server answered every request, switched to the new build without a restart, and finds the
-edited text.
+edited text. The server keeps answers to repeated requests (as it would for staff
+searching the same words); ``--fresh`` makes every query new by appending the request
+number, so each request pays for a real search.
 
 It prints requests/s, p50/p95/p99 latency and the error count per route; bounded by
 ``--seconds`` and ``--max-requests``.
@@ -54,6 +57,7 @@ def client(
     budget: list[int],
     rec: Recorder,
     offset: int,
+    fresh: bool,
 ) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     i = offset
@@ -64,6 +68,8 @@ def client(
             budget[0] -= 1
         path = paths[i % len(paths)]
         route = path.split("?")[0]
+        if fresh:  # the query is the last parameter of every path
+            path += quote(f" {offset}-{i}")
         started = time.perf_counter()
         error = None
         try:
@@ -89,6 +95,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--rebuild", action="store_true", help="run kb build during the load")
+    parser.add_argument(
+        "--fresh", action="store_true", help="make every query new (no answer reused)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the figures as one JSON object last"
     )
@@ -116,7 +125,9 @@ def run_load(args: argparse.Namespace, port: int, ws: Workspace) -> dict:
     before = json.loads(get(port, "/api/status")[1])["build_id"]
     rec, stop, budget = Recorder(), threading.Event(), [args.max_requests]
     threads = [
-        threading.Thread(target=client, args=(port, paths, stop, budget, rec, i * 7), daemon=True)
+        threading.Thread(
+            target=client, args=(port, paths, stop, budget, rec, i * 7, args.fresh), daemon=True
+        )
         for i in range(args.clients)
     ]
     started = time.monotonic()
