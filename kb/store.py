@@ -21,7 +21,6 @@ import numpy as np
 
 from kb.fields import FIELDS, Field
 from kb.model import Chunk
-from kb.text import agency_of, split_categories
 
 DB = "chunks.sqlite"
 FACETS = "facets.json"
@@ -91,8 +90,9 @@ def _write_codes(folder: Path, chunks: Sequence[Chunk]) -> None:
     """The filter columns: each chunk's field, year, organisation, agency and categories
     as small integer codes (categories as a bit mask), and the values the codes stand for."""
     organisations = [c.organisation for c in chunks]
-    agencies = {o: agency_of(o) for o in set(organisations)}
-    categories_of = {c: split_categories(c) for c in {c.category for c in chunks}}
+    # Derived once per distinct value (a few dozen), not once per chunk (a million).
+    agencies = {o: c.agency for o, c in {c.organisation: c for c in chunks}.items()}
+    categories_of = {k: c.categories for k, c in {c.category: c for c in chunks}.items()}
     values = {
         "organisation": sorted(agencies),
         "agency": sorted(set(agencies.values())),
