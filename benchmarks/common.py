@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kb.corpus import load_table, save_table
-from kb.fields import Field
+from kb.core.fields import Field
+from kb.corpus.tables import load_table, save_table
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "負荷試験中に書き換えたセル"

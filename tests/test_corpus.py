@@ -11,11 +11,11 @@ import pytest
 import yaml
 from conftest import CORPUS, SEED
 
-from kb.corpus import Corpus, load_aliases, load_table
-from kb.errors import InputError
-from kb.fields import FIELDS, Field
-from kb.model import Column, Table
-from kb.provenance import check_against_files
+from kb.core.errors import InputError
+from kb.core.fields import FIELDS, Field
+from kb.core.model import Column, Table
+from kb.corpus.provenance import check_against_files
+from kb.corpus.tables import Corpus, load_aliases, load_table
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
 SOURCE = CORPUS / "sources" / "000_0684602b9e56e822.txt"

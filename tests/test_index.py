@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from conftest import CORPUS
 
-from kb import dense
-from kb.analysis import Analyzer
-from kb.corpus import Corpus, load_table, save_table
-from kb.embedding import load_embedder
-from kb.errors import IndexMismatchError, IndexMissingError, KbError
-from kb.index import (
+from kb.core.errors import IndexMismatchError, IndexMissingError, KbError
+from kb.core.settings import Settings
+from kb.corpus.tables import Corpus, load_table, save_table
+from kb.retrieval import dense
+from kb.retrieval.analysis import Analyzer
+from kb.retrieval.embedding import load_embedder
+from kb.retrieval.index import (
     BUILDS,
     CACHE_FILE,
     CURRENT,
@@ -30,8 +31,7 @@ from kb.index import (
     build,
     open_index,
 )
-from kb.search import SearchService
-from kb.settings import Settings
+from kb.search.service import SearchService
 
 # A cell edit: a word found nowhere else in the corpus, put into one challenge cell.
 OLD_PASSAGE = "看護人材の不足により"
@@ -342,8 +342,8 @@ class Blocker(MetaPathFinder):
 
 
 sys.meta_path.insert(0, Blocker())
-from kb.embedding import load_embedder
-from kb.errors import KbError
+from kb.retrieval.embedding import load_embedder
+from kb.core.errors import KbError
 
 try:
     import sentence_transformers

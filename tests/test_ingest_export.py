@@ -17,9 +17,9 @@ import pytest
 import yaml
 from conftest import CORPUS, tree_digest
 
-from kb.corpus import Corpus, load_table
-from kb.fields import FIELDS, Field
-from kb.model import Table
+from kb.core.fields import FIELDS, Field
+from kb.core.model import Table
+from kb.corpus.tables import Corpus, load_table
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
 COUNCIL = "厚木地域小児等在宅医療連絡会議"

@@ -12,11 +12,11 @@ from conftest import CORPUS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kb import lexical
-from kb.analysis import Analyzer
-from kb.corpus import Corpus
-from kb.index import lexical_text
-from kb.lexical import Terms
+from kb.corpus.tables import Corpus
+from kb.retrieval import lexical
+from kb.retrieval.analysis import Analyzer
+from kb.retrieval.index import lexical_text
+from kb.retrieval.lexical import Terms
 
 
 def reference(documents: list[list[str]]) -> bm25s.BM25:

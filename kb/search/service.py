@@ -24,17 +24,17 @@ from typing import TypeVar
 
 import numpy as np
 
-from kb import dense, lexical
-from kb.analysis import Analyzer, Synonyms
-from kb.corpus import SYNONYMS_FILE
-from kb.embedding import Embedder, load_embedder
-from kb.errors import FilterError, KbError
-from kb.fields import FIELDS, Field
-from kb.index import CURRENT, LoadedIndex, open_index
-from kb.model import Chunk
-from kb.settings import Settings
-from kb.store import Filters
-from kb.text import agency_of, normalise_organisation
+from kb.core.errors import FilterError, KbError
+from kb.core.fields import FIELDS, Field
+from kb.core.model import Chunk
+from kb.core.settings import Settings
+from kb.core.text import agency_of, normalise_organisation
+from kb.corpus.tables import SYNONYMS_FILE
+from kb.retrieval import dense, lexical
+from kb.retrieval.analysis import Analyzer, Synonyms
+from kb.retrieval.embedding import Embedder, load_embedder
+from kb.retrieval.index import CURRENT, LoadedIndex, open_index
+from kb.retrieval.store import Filters
 
 T = TypeVar("T")
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from kb.errors import InputError
-from kb.fields import Field
-from kb.model import Chunk
-from kb.search import Mode, SearchService
-from kb.text import fold, normalise_organisation
+from kb.core.errors import InputError
+from kb.core.fields import Field
+from kb.core.model import Chunk
+from kb.core.text import fold, normalise_organisation
+from kb.search.service import Mode, SearchService
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kb.analysis import Analyzer
-from kb.cache import TextCache
-from kb.embedding import embed_passages
-from kb.errors import FilterError
-from kb.fields import FIELDS, Field
-from kb.index import CACHE_FILE
-from kb.model import Chunk
-from kb.search import Hit, SearchService
-from kb.sheets import csv_text
-from kb.store import Filters
+from kb.core.errors import FilterError
+from kb.core.fields import FIELDS, Field
+from kb.core.model import Chunk
+from kb.retrieval.analysis import Analyzer
+from kb.retrieval.index import cached_passage_vectors
+from kb.retrieval.store import Filters
+from kb.search.service import Hit, SearchService
+from kb.sheets.sheet import csv_text
 
 ALL_FIELDS = "all"
 DEFAULT_FIELDS = (Field.challenge.value,)
@@ -167,8 +165,7 @@ def _cell_vectors(
     items = {c.column_id: c.text for c in year_cells if c.field == Field.item}
     contexts = [items.get(c.column_id, "") for c in chunks]
     texts = list(dict.fromkeys([c.text for c in chunks] + [t for t in contexts if t]))
-    with TextCache(service.settings.index_dir / CACHE_FILE) as text_cache:
-        matrix, _ = embed_passages(service.embedder, texts, text_cache)
+    matrix = cached_passage_vectors(service.settings.index_dir, service.embedder, texts)
     vector_of = dict(zip(texts, matrix, strict=True))
     cells = np.array([vector_of[c.text] for c in chunks])
     mean = cells.mean(axis=0)

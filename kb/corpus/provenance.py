@@ -4,7 +4,7 @@ A table reconstructed from PDF text is only trustworthy if every sentence of the
 ended up in one cell, in the right row and column, and nothing was added. The check reads
 both in the source's own order (page by page: headings, categories, then each field row
 left to right, which is how the PDF extraction serialised the grid) and compares them
-after :func:`kb.text.fold`. Page furniture (titles, row labels), listed in a YAML file
+after :func:`kb.core.text.fold`. Page furniture (titles, row labels), listed in a YAML file
 beside the source text (``sources/<name>.yaml``, key ``furniture``), is ignored.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from kb.fields import FIELDS
-from kb.model import Table
-from kb.text import fold
+from kb.core.fields import FIELDS
+from kb.core.model import Table
+from kb.core.text import fold
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=。)")

@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
-from kb.cache import TextCache
-from kb.errors import InputError
-from kb.fields import FIELDS, Field
-from kb.layout import NOTE_COLUMN
-from kb.model import Chunk, Column, Source, Table, chunks_of
-from kb.text import is_empty, normalise_organisation
+from kb.core.cache import TextCache
+from kb.core.errors import InputError
+from kb.core.fields import FIELDS, Field
+from kb.core.model import NOTE_COLUMN, Chunk, Column, Source, Table, chunks_of
+from kb.core.text import is_empty, normalise_organisation
+from kb.core.yamlio import dump_yaml, parse_yaml, read_yaml, write_atomically
 
 TABLES_DIR = "tables"
 ORGANISATIONS_FILE = "organisations.yaml"
@@ -47,44 +43,6 @@ _COLUMN_KEYS = {
     *(f.value for f in FIELDS),
 }
 _NOTE_KEYS = {NOTE_COLUMN, *(f.value for f in FIELDS)}
-
-
-# --- YAML ------------------------------------------------------------------------------
-
-
-# libyaml's loader is several times faster on large tables; same safe subset of YAML.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes multi-line cell text as literal blocks, so a file reads like the table."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
-def dump_yaml(data: object) -> str:
-    return yaml.dump(data, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=1000)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- tables ----------------------------------------------------------------------------
@@ -200,28 +158,13 @@ _HEADER = (
 )
 
 
-def _read_yaml(path: Path) -> object:
-    return _parse_yaml(path.read_text(encoding="utf-8"), path)
-
-
-def _parse_yaml(text: str, path: Path) -> object:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        row = mark.line + 1 if mark else None
-        # str(exc) spans several lines with source excerpts; errors are reported on one line.
-        detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"YAML として読めません（{detail}）", file=str(path), row=row) from exc
-
-
 def _parsed_files(paths: list[Path], cache: TextCache | None) -> list[object]:
     """The YAML of each file. With a cache, a file seen before (same bytes) is not parsed
     again: parsing dominated rebuilds of large corpora (9 s of 38 s at 100k cells)."""
     texts = [p.read_text(encoding="utf-8") for p in paths]
     stored = cache.get(_PARSED, texts) if cache else {}
     known = {text: json.loads(value) for text, value in stored.items()}
-    fresh = {t: _parse_yaml(t, p) for t, p in zip(texts, paths, strict=True) if t not in known}
+    fresh = {t: parse_yaml(t, p) for t, p in zip(texts, paths, strict=True) if t not in known}
     if cache and fresh:
         cache.put(
             _PARSED,
@@ -235,7 +178,7 @@ def _parsed_files(paths: list[Path], cache: TextCache | None) -> list[object]:
 
 
 def load_table(path: Path) -> Table:
-    return table_from_dict(_read_yaml(path), str(path))
+    return table_from_dict(read_yaml(path), str(path))
 
 
 def save_table(table: Table, path: Path) -> None:
@@ -324,7 +267,7 @@ def load_aliases(path: Path) -> dict[str, str]:
     """Alias → canonical organisation name, from ``organisations.yaml``."""
     if not path.exists():
         return {}
-    raw = _read_yaml(path) or {}
+    raw = read_yaml(path) or {}
     entries = (raw.get("organisations") or []) if isinstance(raw, dict) else None
     if not isinstance(entries, list):
         raise InputError(

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from sudachipy import Dictionary, SplitMode
 
-from kb.cache import TextCache
-from kb.corpus import _read_yaml
-from kb.errors import InputError
+from kb.core.cache import TextCache
+from kb.core.errors import InputError
+from kb.core.yamlio import read_yaml
 
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続詞", "感動詞"}
 # Light words that carry no topic: する, ある, こと, ため, など …
@@ -235,7 +235,7 @@ class Synonyms:
         an empty section is allowed, a mistake raises InputError naming file and line."""
         if not path.exists():
             return cls()
-        raw = _read_yaml(path) or {}
+        raw = read_yaml(path) or {}
         groups = (raw.get("groups") or []) if isinstance(raw, dict) else None
         expand = (raw.get("expand") or {}) if isinstance(raw, dict) else None
         if not isinstance(groups, list) or not all(isinstance(g, list | None) for g in groups):

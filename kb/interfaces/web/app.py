@@ -1,6 +1,6 @@
 """The web UI and JSON API: one FastAPI app, thin views, HTML in ``web/templates``.
 
-Every view asks :class:`~kb.search.SearchService` (held on ``app.state.service``) and hands
+Every view asks :class:`~kb.search.service.SearchService` (held on ``app.state.service``) and hands
 the result to a template or returns :meth:`Hit.as_dict` JSON, the same shape the CLI prints.
 Pages use no JavaScript of their own: filters are links and forms, a cell's column opens
 with ``<details>``, so the strict Content-Security-Policy costs nothing.
@@ -19,14 +19,14 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kb import browse
-from kb.errors import FilterError
-from kb.fields import FIELDS, Field
-from kb.highlight import pieces
-from kb.search import FACET_DEPTH, MAX_K, MAX_QUERY_CHARS, Hit, Mode, SearchService
-from kb.settings import WEB_DIR, Settings
-from kb.store import Filters
-from kb.themes import DEFAULT_FIELDS, Agenda, build_agenda, render_csv, render_markdown
+from kb.apps.themes import DEFAULT_FIELDS, Agenda, build_agenda, render_csv, render_markdown
+from kb.core.errors import FilterError
+from kb.core.fields import FIELDS, Field
+from kb.core.settings import WEB_DIR, Settings
+from kb.corpus import browse
+from kb.retrieval.store import Filters
+from kb.search.highlight import pieces
+from kb.search.service import FACET_DEPTH, MAX_K, MAX_QUERY_CHARS, Hit, Mode, SearchService
 
 MAX_BODY_BYTES = 16 * 1024
 # GET routes whose responses depend only on the build and the URL (not /api/status).

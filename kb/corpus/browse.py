@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import groupby
 
-from kb.corpus import Corpus
-from kb.fields import FIELDS, Field
-from kb.model import Column, Table
-from kb.text import agency_of, is_empty
+from kb.core.fields import FIELDS, Field
+from kb.core.model import Column, Table
+from kb.core.text import agency_of, is_empty
+from kb.corpus.tables import Corpus
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from kb.cache import TextCache
-from kb.errors import KbError
+from kb.core.cache import TextCache
+from kb.core.errors import KbError
 
 BATCH = 32
 

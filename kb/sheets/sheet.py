@@ -1,7 +1,7 @@
 """Read and write spreadsheets (.xlsx, .csv) as plain grids of strings.
 
 This module knows about files, encodings and merged cells, nothing about councils: the
-layouts are interpreted by :mod:`kb.ingest` and produced by :mod:`kb.export`.
+layouts are interpreted by :mod:`kb.sheets.ingest` and produced by :mod:`kb.sheets.export`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
-from kb.errors import InputError
+from kb.core.errors import InputError
 
 SUPPORTED = (".xlsx", ".csv")
 # Japanese offices save CSV as UTF-8 (often with a BOM, Excel's "CSV UTF-8") or as

@@ -2,7 +2,7 @@
 
 The entry point is :func:`ingest`: it reads the file, validates every row, and only then
 writes ``corpus/tables/<year>-<council_id>.yaml`` in one atomic step. Any problem raises
-:class:`kb.errors.InputError` naming file, row and column, and leaves the corpus as it was.
+:class:`kb.core.errors.InputError` naming file, row and column, and leaves the corpus as it was.
 """
 
 from __future__ import annotations
@@ -13,21 +13,26 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kb.corpus import Corpus, save_table, table_path
-from kb.errors import InputError
-from kb.fields import FIELDS, Field, is_category_label, is_organisation_label, parse_field_label
-from kb.layout import (
+from kb.core.errors import InputError
+from kb.core.fields import (
+    FIELDS,
+    Field,
+    is_category_label,
+    is_organisation_label,
+    parse_field_label,
+)
+from kb.core.model import NOTE_COLUMN, Column, Source, Table
+from kb.core.text import fold, normalise_organisation, split_categories
+from kb.corpus.tables import Corpus, save_table, table_path
+from kb.sheets.layout import (
     EXTRA_ROWS,
     META_ROWS,
-    NOTE_COLUMN,
     guess_item,
     long_header,
     parse_item_nos,
     parse_notes,
 )
-from kb.model import Column, Source, Table
-from kb.sheets import Sheet, column_letter, read_sheets
-from kb.text import fold, normalise_organisation, split_categories
+from kb.sheets.sheet import Sheet, column_letter, read_sheets
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Write corpus tables back out: wide sheets (.xlsx / .csv), long CSV, and JSON lines.
 
-Wide and long files written here read back through :mod:`kb.ingest` into the same table,
+Wide and long files written here read back through :mod:`kb.sheets.ingest` into the same table,
 judgement notes and column keys included.
 """
 
@@ -10,18 +10,17 @@ import json
 from collections.abc import Iterator
 from itertools import groupby
 
-from kb.corpus import Corpus
-from kb.fields import FIELDS
-from kb.layout import (
+from kb.core.fields import FIELDS
+from kb.core.model import NOTE_COLUMN, Column, Table
+from kb.corpus.tables import Corpus
+from kb.sheets.layout import (
     EXTRA_ROWS,
     LONG_COLUMNS,
     META_ROWS,
-    NOTE_COLUMN,
     format_item_nos,
     format_notes,
 )
-from kb.model import Column, Table
-from kb.sheets import Sheet
+from kb.sheets.sheet import Sheet
 
 
 def _meta_rows(table: Table) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""Lexical retrieval: BM25 (bm25s) over Sudachi terms from :mod:`kb.analysis`.
+"""Lexical retrieval: BM25 (bm25s) over Sudachi terms from :mod:`kb.retrieval.analysis`.
 
 A build keeps every chunk's terms as integer ids (:class:`Terms`), so the next build can
 carry unchanged chunks over without reading their terms back from the text cache. The

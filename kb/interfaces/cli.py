@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from kb.corpus import Corpus
-from kb.errors import KbError
-from kb.settings import Settings
+from kb.core.errors import KbError
+from kb.core.settings import Settings
+from kb.corpus.tables import Corpus
 
 
 def _fail_cleanly(command: Callable) -> Callable:
@@ -64,8 +64,8 @@ pass_settings = click.make_pass_decorator(Settings)
 @_fail_cleanly
 def corpus(settings: Settings, as_json: bool, check: bool) -> None:
     """読み込まれている表（団体・項目・欄ごとのセル数・年度）を表示する。"""
-    from kb.provenance import check_against_files
-    from kb.summary import corpus_summary, render
+    from kb.corpus.provenance import check_against_files
+    from kb.corpus.summary import corpus_summary, render
 
     loaded = Corpus.load(settings.corpus_dir)
     summary = corpus_summary(loaded)
@@ -105,8 +105,8 @@ def ingest(
     replace: bool,
 ) -> None:
     """Excel（.xlsx）または CSV の表をコーパスに取り込む。"""
-    from kb.ingest import TableMeta
-    from kb.ingest import ingest as run_ingest
+    from kb.sheets.ingest import TableMeta
+    from kb.sheets.ingest import ingest as run_ingest
 
     meta = TableMeta(year=year, council=council, council_id=council_id, document=document)
     table, path = run_ingest(file, settings.corpus_dir, meta, replace=replace)
@@ -141,8 +141,8 @@ def export(
     settings: Settings, fmt: str | None, layout: str, output: Path | None, table_slug: str | None
 ) -> None:
     """コーパスを xlsx / csv / jsonl に書き出す。"""
-    from kb import export as ex
-    from kb.sheets import Sheet, write_csv, write_xlsx
+    from kb.sheets import export as ex
+    from kb.sheets.sheet import Sheet, write_csv, write_xlsx
 
     loaded = Corpus.load(settings.corpus_dir)
     fmt = fmt or (output.suffix.lstrip(".").lower() if output else "jsonl")
@@ -195,8 +195,8 @@ def _select(loaded: Corpus, slug: str | None, allow_all: bool) -> list:
 
 
 def _service(settings: Settings):
-    from kb.index import corpus_changed_since
-    from kb.search import SearchService
+    from kb.retrieval.index import corpus_changed_since
+    from kb.search.service import SearchService
 
     service = SearchService(settings)
     if corpus_changed_since(service.index, settings.corpus_dir):
@@ -213,9 +213,9 @@ def _service(settings: Settings):
 @_fail_cleanly
 def build(settings: Settings, embedder: str | None) -> None:
     """corpus/ から index/ に検索用の索引を作る（失敗しても前の索引はそのまま残る）。"""
-    from kb.analysis import Analyzer
-    from kb.embedding import load_embedder
-    from kb.index import build as run_build
+    from kb.retrieval.analysis import Analyzer
+    from kb.retrieval.embedding import load_embedder
+    from kb.retrieval.index import build as run_build
 
     settings = settings.with_embedder(embedder)
     report = run_build(settings, load_embedder(settings.embedder), Analyzer())
@@ -226,7 +226,7 @@ def build(settings: Settings, embedder: str | None) -> None:
 
 
 def _mark(text: str, terms: list[str], styled: bool) -> str:
-    from kb.highlight import pieces
+    from kb.search.highlight import pieces
 
     return "".join(
         (click.style(p, bold=True, fg="red") if styled else f"《{p}》") if hit else p
@@ -310,8 +310,8 @@ def search(
 @_fail_cleanly
 def evaluate(settings: Settings, queries: Path, modes: tuple[str, ...], as_json: bool) -> None:
     """評価用の質問ファイルで検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
-    from kb import evaluate as ev
-    from kb.search import Mode
+    from kb.apps import evaluate as ev
+    from kb.search.service import Mode
 
     service = _service(settings)
     store = service.index.store
@@ -342,12 +342,12 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """ウェブ画面と API を起動する。索引がなければ先に作る。"""
     import uvicorn
 
-    from kb.analysis import Analyzer
-    from kb.embedding import load_embedder
-    from kb.index import CURRENT
-    from kb.index import build as run_build
-    from kb.search import SearchService
-    from kb.web import create_app
+    from kb.interfaces.web.app import create_app
+    from kb.retrieval.analysis import Analyzer
+    from kb.retrieval.embedding import load_embedder
+    from kb.retrieval.index import CURRENT
+    from kb.retrieval.index import build as run_build
+    from kb.search.service import SearchService
 
     embedder = load_embedder(settings.embedder)
     if not (settings.index_dir / CURRENT).exists():
@@ -384,7 +384,7 @@ def themes(
     settings: Settings, year: int | None, fields: tuple[str, ...], n: int | None, fmt: str
 ) -> None:
     """複数の団体に共通するテーマをまとめ、議題案を出力する。例: kb themes > 議題案.md"""
-    from kb.themes import DEFAULT_FIELDS, build_agenda, render_csv, render_markdown
+    from kb.apps.themes import DEFAULT_FIELDS, build_agenda, render_csv, render_markdown
 
     agenda = build_agenda(_service(settings), year=year, fields=fields or DEFAULT_FIELDS, n=n)
     log(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from kb.fields import FIELDS
-from kb.text import fold, is_empty
+from kb.core.fields import FIELDS
+from kb.core.model import NOTE_COLUMN
+from kb.core.text import fold, is_empty
 
 # Metadata rows above the first block of a wide sheet: label → Table attribute.
 META_ROWS = {
@@ -67,7 +68,6 @@ KNOWN_CATEGORIES = (
     "その他",
 )
 
-NOTE_COLUMN = "column"
 _NOTE_NAMES = {NOTE_COLUMN: "列", **{f.value: f.ja for f in FIELDS}}
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from kb.corpus import Corpus, fields_present
-from kb.fields import Field
-from kb.model import Column, Table
+from kb.core.fields import Field
+from kb.core.model import Column, Table
+from kb.corpus.tables import Corpus, fields_present
 
 
 def _organisations(columns: list[Column]) -> list[dict]:

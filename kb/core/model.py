@@ -2,7 +2,7 @@
 
 A *column* is one organisation's numbered item on one page of a council table (an
 organisation with two items side by side has two columns). Its five cells are the text
-fields of :mod:`kb.fields`. Chunks are what gets indexed and returned by search; each
+fields of :mod:`kb.core.fields`. Chunks are what gets indexed and returned by search; each
 knows its column, so a hit can be shown next to the rest of it.
 """
 
@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kb.fields import FIELDS, Field
-from kb.text import agency_of, is_empty, split_categories
+from kb.core.fields import FIELDS, Field
+from kb.core.text import agency_of, is_empty, split_categories
+
+# Key of a reviewer's note on the column as a whole (other notes are keyed by field name).
+NOTE_COLUMN = "column"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The chunks of a built index: metadata in SQLite, filter columns as numpy arrays.
 
 Search works on row positions (0 … n-1, the same order as the FAISS and BM25 rows). The
-store turns positions into :class:`~kb.model.Chunk` objects, finds a column's cells, and
+store turns positions into :class:`~kb.core.model.Chunk` objects, finds a column's cells, and
 answers filters and facet counts with numpy over small integer codes, so neither needs
 all chunk objects in memory (a million chunks load in milliseconds, memory-mapped).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.fields import FIELDS, Field
-from kb.model import Chunk
+from kb.core.fields import FIELDS, Field
+from kb.core.model import Chunk
 
 DB = "chunks.sqlite"
 FACETS = "facets.json"

@@ -33,16 +33,16 @@ import faiss
 import numpy as np
 import xxhash
 
-from kb import dense, lexical
-from kb.analysis import Analyzer, cached_tokens, terms_version
-from kb.cache import TextCache
-from kb.corpus import ORGANISATIONS_FILE, TABLES_DIR, Corpus, load_aliases, tables_hash
-from kb.embedding import Embedder, embed_passages
-from kb.errors import IndexMismatchError, IndexMissingError, KbError
-from kb.lexical import Terms
-from kb.model import Chunk
-from kb.settings import Settings
-from kb.store import ChunkStore, write_store
+from kb.core.cache import TextCache
+from kb.core.errors import IndexMismatchError, IndexMissingError, KbError
+from kb.core.model import Chunk
+from kb.core.settings import Settings
+from kb.corpus.tables import ORGANISATIONS_FILE, TABLES_DIR, Corpus, load_aliases, tables_hash
+from kb.retrieval import dense, lexical
+from kb.retrieval.analysis import Analyzer, cached_tokens, terms_version
+from kb.retrieval.embedding import Embedder, embed_passages
+from kb.retrieval.lexical import Terms
+from kb.retrieval.store import ChunkStore, write_store
 
 SCHEMA_VERSION = 5
 MANIFEST = "manifest.json"
@@ -58,6 +58,13 @@ def passage_text(chunk: Chunk) -> str:
     """What the embedder sees for a chunk: the cell with the column's context."""
     title = f"「{chunk.item_title}」" if chunk.item_title else ""
     return f"{chunk.organisation}{title}の{chunk.field.ja}: {chunk.text}"
+
+
+def cached_passage_vectors(index_dir: Path, embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Passage vectors of ``texts`` (one row each), reusing and filling the cache that builds
+    keep in ``index_dir``, so texts already indexed are not embedded again."""
+    with TextCache(index_dir / CACHE_FILE) as cache:
+        return embed_passages(embedder, texts, cache)[0]
 
 
 def lexical_text(chunk: Chunk) -> str:

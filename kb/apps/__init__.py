@@ -1,0 +1,1 @@
+"""Applications built on search: the themes agenda and the retrieval evaluation."""

@@ -1,0 +1,1 @@
+"""The corpus of council tables on disk: loading and saving, provenance checks, summaries, browsing."""

@@ -1,0 +1,1 @@
+"""How people reach kb: the command line and the web server."""

@@ -1,0 +1,1 @@
+"""From chunks to an index and back: analysis, embeddings, BM25, FAISS, the chunk store, builds."""

@@ -1,0 +1,1 @@
+"""Queries against a loaded build: the search service, fused ranking, hits and highlighting."""
