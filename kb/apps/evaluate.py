@@ -27,7 +27,8 @@ from kb.core.errors import InputError
 from kb.core.fields import Field
 from kb.core.model import Chunk
 from kb.core.text import fold, normalise_organisation
-from kb.search.service import Mode, SearchService
+from kb.search.fusion import Mode
+from kb.search.service import SearchService
 
 
 @dataclass(frozen=True)
