@@ -413,9 +413,9 @@ def test_search_page_groups_hits_by_organisation(client, service):
                 assert "課題区分：" in meta
             links = [a.attrs["href"] for a in article.find_all("a")]
             assert f"/cells/{hit.chunk.id}" in links
-            if len(hit.column) > 1:
+            if len(hit.column.filled) > 1:
                 details = article.find("details", cls="column")
-                assert len(details.find_all("div", cls="column-row")) == len(hit.column) - 1
+                assert len(details.find_all("div", cls="column-row")) == len(hit.column.filled) - 1
     marks = [m.text for m in page.find_all("mark")]
     assert "看護人材" in marks and "不足" in marks
 

@@ -144,7 +144,7 @@ def organisations_page(request: Request) -> HTMLResponse:
 
 @router.get("/organisations/{name}", response_class=HTMLResponse)
 def organisation_page(request: Request, name: str) -> HTMLResponse:
-    columns = browse.organisation_columns(service_of(request).index.corpus, name)
+    columns = browse.organisation_columns(service_of(request).index.store.all_columns, name)
     if not columns:
         raise HTTPException(404, detail=f"団体「{name}」はありません")
     return render(request, "organisation.html", name=name, columns=columns)
@@ -152,7 +152,8 @@ def organisation_page(request: Request, name: str) -> HTMLResponse:
 
 @router.get("/table", response_class=HTMLResponse)
 def table_page(request: Request) -> HTMLResponse:
-    return render(request, "table.html", grids=browse.grids(service_of(request).index.corpus))
+    grids = browse.grids(service_of(request).index.store.all_columns)
+    return render(request, "table.html", grids=grids)
 
 
 @router.get("/help", response_class=HTMLResponse)
