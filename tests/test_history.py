@@ -1,0 +1,137 @@
+"""Items across years (issue 14, part 2): identity, ``continues:`` links, ``kb history``,
+the history API and cell timeline, and search folded across years.
+
+The second year is the invented FY2018 table under ``tests/data`` (test data only, never in
+``corpus/``): 13 items continue with the same number, 厚木市障がい福祉課② item 21 comes
+back as item 20 (``continues: c14``), 愛川町福祉支援課 is new and 神奈川県医療課 is gone.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CORPUS, REPO
+
+from kb.core.errors import CellNotFound, InputError
+from kb.corpus.history import ItemHistory
+from kb.corpus.tables import Corpus, load_table, save_table, table_from_dict
+
+FY2018 = REPO / "tests" / "data" / "2018-atsugi.yaml"
+RENUMBERED_2017 = "2017-atsugi-c14"  # 厚木市障がい福祉課② item 21
+RENUMBERED_2018 = "2018-atsugi-c12"  # the same item as item 20, continues: c14
+NURSES_2017 = "2017-atsugi-c13"  # 厚木市障がい福祉課① item 6, same number in FY2018 (c11)
+
+
+def two_year_corpus(root: Path) -> Path:
+    """A corpus folder under ``root``: the project's corpus plus the invented FY2018 table."""
+    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+    shutil.copy(FY2018, corpus / "tables" / FY2018.name)
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def two_years(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return Corpus.load(two_year_corpus(tmp_path_factory.mktemp("two-years")))
+
+
+def columns_by_year(history: ItemHistory, corpus: Corpus) -> list[list[str]]:
+    """Every item as its column ids, for items found in more than one year."""
+    items: dict[int, set[str]] = {}
+    for chunk in corpus.chunks:
+        items.setdefault(history.item_of(chunk), set()).add(chunk.column_id)
+    return sorted(sorted(ids) for ids in items.values() if len({i[:4] for i in ids}) > 1)
+
+
+# --- the loader and identity -----------------------------------------------------------
+
+
+def test_continues_is_loaded_and_written_back(two_years: Corpus, tmp_path: Path) -> None:
+    fy2018 = next(t for t in two_years.tables if t.year == 2018)
+    assert [(c.key, c.continues) for c in fy2018.columns if c.continues] == [("c12", "c14")]
+    path = tmp_path / "2018-atsugi.yaml"
+    save_table(fy2018, path)
+    assert load_table(path) == fy2018
+    assert "continues: c14" in path.read_text(encoding="utf-8")
+
+
+def test_items_continue_by_agency_and_number_or_by_continues(two_years: Corpus) -> None:
+    linked = columns_by_year(ItemHistory.of_tables(two_years.tables), two_years)
+    assert len(linked) == 14  # 13 by agency and number, 1 renumbered
+    assert [RENUMBERED_2017, RENUMBERED_2018] in linked
+    assert [NURSES_2017, "2018-atsugi-c11"] in linked
+    # Without the link, the renumbered item would be two items.
+    unlinked = copy.deepcopy(two_years)
+    for table in unlinked.tables:
+        for column in table.columns:
+            column.continues = None
+    assert [RENUMBERED_2017, RENUMBERED_2018] not in columns_by_year(
+        ItemHistory.of_tables(unlinked.tables), unlinked
+    )
+
+
+def test_a_renumbered_item_goes_on_under_its_new_number(two_years: Corpus) -> None:
+    """FY2019 (a copy of FY2018): item 20 continues the renumbered item without another
+    ``continues``, and a new item taking the old number 21 is a new item."""
+    fy2018 = next(t for t in two_years.tables if t.year == 2018)
+    fy2019 = copy.deepcopy(fy2018)
+    fy2019.year = 2019
+    for column in fy2019.columns:
+        column.continues = None
+    newcomer = copy.deepcopy(next(c for c in fy2019.columns if c.key == "c12"))
+    newcomer.key, newcomer.item_nos = "c16", [21]
+    fy2019.columns.append(newcomer)
+    corpus = Corpus(root=two_years.root, tables=[*two_years.tables, fy2019])
+    history = ItemHistory.of_tables(corpus.tables)
+    timeline = history.timeline("2019-atsugi-c12-progress")
+    assert [y.year for y in timeline.years] == [2017, 2018, 2019]
+    assert [c.column_id for y in timeline.years for c in y.cells[:1]] == [
+        RENUMBERED_2017,
+        RENUMBERED_2018,
+        "2019-atsugi-c12",
+    ]
+    assert [y.year for y in history.timeline("2019-atsugi-c16-item").years] == [2019]
+
+
+def test_unknown_cell_is_cell_not_found(two_years: Corpus) -> None:
+    with pytest.raises(CellNotFound, match="2018-atsugi-c99-item"):
+        ItemHistory.of_tables(two_years.tables).timeline("2018-atsugi-c99-item")
+
+
+def broken_fy2018(key: str) -> dict:
+    raw = yaml.safe_load(FY2018.read_text(encoding="utf-8"))
+    next(c for c in raw["columns"] if c["key"] == "c12")["continues"] = key
+    return raw
+
+
+def test_continues_naming_a_missing_earlier_column_is_one_clear_error(tmp_path: Path) -> None:
+    corpus = two_year_corpus(tmp_path)
+    target = corpus / "tables" / FY2018.name
+    target.write_text(yaml.safe_dump(broken_fy2018("c99"), allow_unicode=True), encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        Corpus.load(corpus)
+    assert str(error.value) == (
+        f"{target}（列 c12）: 継続元（continues: c99）は 2017年度の表（2017-atsugi）にない列キーです"
+    )
+
+
+def test_continues_without_an_earlier_table_is_refused(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "tables").mkdir(parents=True)
+    table = table_from_dict(broken_fy2018("c14"), str(FY2018))
+    save_table(table, corpus / "tables" / FY2018.name)
+    with pytest.raises(InputError, match=r"（列 c12）: .*2018年度より前の表がありません"):
+        Corpus.load(corpus)
+
+
+def test_kb_corpus_reports_a_broken_link_on_one_line(run_kb, tmp_path: Path) -> None:
+    corpus = two_year_corpus(tmp_path)
+    target = corpus / "tables" / FY2018.name
+    target.write_text(yaml.safe_dump(broken_fy2018("c99"), allow_unicode=True), encoding="utf-8")
+    result = run_kb("corpus", corpus=corpus)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert str(target) in line and "列 c12" in line and "c99" in line
