@@ -9,6 +9,7 @@ back as item 20 (``continues: c14``), 愛川町福祉支援課 is new and 神奈
 from __future__ import annotations
 
 import copy
+import csv
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,7 @@ NURSES_2017 = "2017-atsugi-c13"  # 厚木市障がい福祉課① item 6, same n
 
 def two_year_corpus(root: Path) -> Path:
     """A corpus folder under ``root``: the project's corpus plus the invented FY2018 table."""
-    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+    corpus = Path(shutil.copytree(CORPUS, root / "two-years"))
     shutil.copy(FY2018, corpus / "tables" / FY2018.name)
     return corpus
 
@@ -135,3 +136,53 @@ def test_kb_corpus_reports_a_broken_link_on_one_line(run_kb, tmp_path: Path) -> 
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert str(target) in line and "列 c12" in line and "c99" in line
+
+
+# --- ingest and export keep the links --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"), [("xlsx", "wide"), ("csv", "wide"), ("csv", "long"), ("xlsx", "long")]
+)
+def test_export_then_ingest_keeps_continues(
+    invoke_kb, tmp_path: Path, corpus_copy: Path, fmt: str, layout: str
+) -> None:
+    source = two_year_corpus(tmp_path)
+    sheet = tmp_path / f"2018.{fmt}"
+    args = ("export", "--table", "2018-atsugi", "--layout", layout, "-o", sheet)
+    assert invoke_kb(*args, corpus=source).returncode == 0
+    result = invoke_kb("ingest", sheet, corpus=corpus_copy)  # corpus_copy: FY2017 only
+    assert result.returncode == 0, result.stderr
+    ingested = load_table(corpus_copy / "tables" / FY2018.name)
+    assert ingested == load_table(FY2018)
+    assert [c.continues for c in ingested.columns if c.continues] == ["c14"]
+
+
+def test_the_wide_sheet_has_a_continues_row(invoke_kb, tmp_path: Path) -> None:
+    source = two_year_corpus(tmp_path)
+    sheet = tmp_path / "2018.csv"
+    invoke_kb("export", "--table", "2018-atsugi", "-o", sheet, corpus=source)
+    with sheet.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    blocks = [row for row in rows if row and row[0] == "団体名"]
+    continues = [row for row in rows if row and row[0] == "継続元"]
+    assert len(continues) == len(blocks)  # one 継続元 row under each page's block
+    assert [value for row in continues for value in row[1:] if value] == ["c14"]
+
+
+def test_ingest_refuses_continues_naming_a_missing_column(
+    run_kb, invoke_kb, tmp_path: Path, corpus_copy: Path, digest
+) -> None:
+    source = two_year_corpus(tmp_path)
+    sheet = tmp_path / "2018-long.csv"
+    invoke_kb("export", "--table", "2018-atsugi", "--layout", "long", "-o", sheet, corpus=source)
+    text = sheet.read_text(encoding="utf-8-sig")
+    assert text.count(",c14,") >= 5  # the renumbered column's rows carry 継続元 c14
+    sheet.write_text(text.replace(",c14,", ",c99,"), encoding="utf-8")
+    before = digest(corpus_copy)
+    result = run_kb("ingest", sheet, corpus=corpus_copy)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"エラー: {sheet}（")
+    assert "行目、" in line and "continues: c99" in line and "2017年度の表" in line
+    assert digest(corpus_copy) == before
