@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CORPUS, REPO
+from html_dom import parse
 
 from kb.core.errors import CellNotFound, InputError
 from kb.core.settings import Settings
@@ -311,3 +312,118 @@ def test_fold_years_keeps_k_results(invoke_kb, two_year_index: Settings) -> None
     args = ("search", "医療的ケア", "-k", "5", "--json")
     assert len(kb_json(invoke_kb, two_year_index, *args, "--fold-years")) == 5
     assert "earlier" not in kb_json(invoke_kb, two_year_index, *args)[0]
+
+
+# --- the web: /api/cells/{id}/history, the cell page's timeline, folded search ----------
+
+
+@pytest.fixture(scope="module")
+def client(two_year_index: Settings, two_year_service):
+    from fastapi.testclient import TestClient
+
+    from kb.interfaces.web.app import create_app
+
+    return TestClient(create_app(two_year_index, two_year_service))
+
+
+@pytest.mark.parametrize(
+    "cell", [f"{RENUMBERED_2018}-progress", f"{NURSES_2017}-challenge", "2018-atsugi-c09-item"]
+)
+def test_history_api_returns_what_kb_history_prints(
+    client, invoke_kb, two_year_index: Settings, cell: str
+) -> None:
+    response = client.get(f"/api/cells/{cell}/history")
+    assert response.status_code == 200
+    assert response.json() == kb_json(invoke_kb, two_year_index, "history", cell, "--json")
+
+
+def test_history_api_of_an_unknown_cell_is_404(client) -> None:
+    response = client.get("/api/cells/2018-atsugi-c99-item/history")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "セル 2018-atsugi-c99-item はありません"}
+
+
+def page_of(client, url: str):
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    document = parse(response.text)
+    assert all(s.attrs.get("src") for s in document.find_all("script"))  # no inline script
+    return document
+
+
+def squeezed(node) -> str:
+    return "".join(node.text.split())
+
+
+def test_cell_page_puts_last_years_plan_beside_this_years_progress(
+    client, two_years: Corpus
+) -> None:
+    section = page_of(client, f"/cells/{RENUMBERED_2018}-challenge").find("section", cls="history")
+    current = section.find("div", cls="plan-done")
+    assert "current" in current.attrs["class"].split()
+    plan, done = current.find("div", cls="plan"), current.find("div", cls="done")
+    assert "昨年度の予定" in plan.find("h3").text and "今年度の進捗" in done.find("h3").text
+    planned = two_years.chunk(f"{RENUMBERED_2017}-next_year").text
+    progress = two_years.chunk(f"{RENUMBERED_2018}-progress").text
+    assert squeezed(plan.find("p")) == "".join(planned.split())
+    assert squeezed(done.find("p")) == "".join(progress.split())
+    # The timeline names both years under their own numbers and links the other year's cells.
+    years = section.find("ol", cls="timeline").find_all("li")
+    assert [squeezed(li.find("h3"))[:21] for li in years] == [
+        "2017年度厚木市障がい福祉課②項目21「",
+        "2018年度厚木市障がい福祉課②項目20「",
+    ]
+    assert years[1].attrs.get("aria-current") == "true"
+    links = {a.attrs["href"] for a in years[0].find_all("a")}
+    assert f"/cells/{RENUMBERED_2017}-challenge" in links and len(links) == 5
+
+
+def test_cell_page_of_an_earlier_year_shows_this_years_plan_then_next_years_progress(
+    client,
+) -> None:
+    section = page_of(client, f"/cells/{NURSES_2017}-item").find("section", cls="history")
+    pair = section.find("div", cls="plan-done")
+    assert "今年度の予定" in pair.find("div", cls="plan").find("h3").text
+    assert "翌年度の進捗" in pair.find("div", cls="done").find("h3").text
+    years = section.find("ol", cls="timeline").find_all("li")
+    assert years[0].attrs.get("aria-current") == "true" and "2018年度" in years[1].text
+
+
+def test_cell_page_of_a_single_year_item_says_so(client) -> None:
+    section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
+    assert "この項目は2018年度の表にだけあります" in section.text
+    assert not section.find_all("ol")
+
+
+def test_search_page_folds_years_on_request(client) -> None:
+    plain = page_of(client, "/search?q=ガイドブック&view=cells")
+    folded = page_of(client, "/search?q=ガイドブック&view=cells&fold=1")
+    assert not plain.find_all("details", cls="earlier")
+    earlier = folded.find_all("details", cls="earlier")
+    assert earlier
+    hits = folded.find_all("article", cls="hit")
+    renumbered = next(
+        h for h in hits if h.attrs["aria-labelledby"] == f"hit-{RENUMBERED_2018}-item"
+    )
+    summary = renumbered.find("details", cls="earlier").find("summary")
+    assert "2017年度" in summary.text
+    links = [a.attrs["href"] for a in renumbered.find("details", cls="earlier").find_all("a")]
+    assert links == [f"/cells/{RENUMBERED_2017}-item"]
+    # The toggle is a link, and a new search from the folded page stays folded.
+    toggle = [a for a in folded.find_all("a") if a.text == "同じ項目をまとめる"]
+    assert toggle and toggle[0].attrs.get("aria-current") == "page"
+    assert folded.find("form", cls="search-form").find("input", name="fold").attrs["value"] == "1"
+
+
+def test_search_api_folds_like_the_command_line(client, invoke_kb, two_year_index) -> None:
+    api = client.get("/api/search", params={"q": "ガイドブック", "k": 8, "fold": "true"}).json()
+    cli = kb_json(
+        invoke_kb, two_year_index, "search", "ガイドブック", "-k", "8", "--fold-years", "--json"
+    )
+
+    def shape(hits: list[dict]) -> list:
+        return [(h["id"], [e["id"] for e in h["earlier"]]) for h in hits]
+
+    assert shape(api["hits"]) == shape(cli)
+    assert any(e for _, e in shape(cli))
