@@ -360,6 +360,9 @@ def test_cell_page_puts_last_years_plan_beside_this_years_progress(
     client, two_years: Corpus
 ) -> None:
     section = page_of(client, f"/cells/{RENUMBERED_2018}-challenge").find("section", cls="history")
+    assert (
+        squeezed(section.find("p", cls="history-years")) == "2017年度（項目21）→2018年度（項目20）"
+    )
     current = section.find("div", cls="plan-done")
     assert "current" in current.attrs["class"].split()
     plan, done = current.find("div", cls="plan"), current.find("div", cls="done")
