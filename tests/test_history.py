@@ -430,3 +430,17 @@ def test_search_api_folds_like_the_command_line(client, invoke_kb, two_year_inde
 
     assert shape(api["hits"]) == shape(cli)
     assert any(e for _, e in shape(cli))
+
+
+def test_browsing_by_filters_folds_too(client) -> None:
+    """Without a query (an organisation's cells), fold=1 shows each item and field once."""
+    url = "/search?org=厚木市障がい福祉課②&view=cells"
+    plain = page_of(client, url).find_all("article", cls="hit")
+    folded = page_of(client, url + "&fold=1").find_all("article", cls="hit")
+    assert len(plain) == 10 and len(folded) == 5  # one item, five fields, two years
+    leads = [h.attrs["aria-labelledby"] for h in folded]
+    assert all(lead.startswith(f"hit-{RENUMBERED_2018}-") for lead in leads)
+    for hit in folded:
+        (earlier,) = hit.find_all("details", cls="earlier")
+        (link,) = earlier.find_all("a")
+        assert link.attrs["href"].startswith(f"/cells/{RENUMBERED_2017}-")
