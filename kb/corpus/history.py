@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from kb.core.errors import CellNotFound
-from kb.core.fields import Field
 from kb.core.model import Chunk, Column, ColumnView, Placement, Table, column_views
 
 
@@ -75,9 +74,6 @@ class ItemYear:
 
     year: int
     cells: list[Chunk]
-
-    def texts(self, f: Field) -> list[str]:
-        return [c.text for c in self.cells if c.field is f]
 
 
 @dataclass(frozen=True)

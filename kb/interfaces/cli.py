@@ -12,12 +12,16 @@ from collections.abc import Callable
 from functools import partial, wraps
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
+
+if TYPE_CHECKING:
+    from kb.corpus.history import ItemTimeline
 
 
 def _fail_cleanly(command: Callable) -> Callable:
@@ -460,7 +464,7 @@ def _with_hint(exc: CellNotFound) -> KbError:
     return KbError(f"{exc}。セルの ID は kb search --json の id で確かめられます")
 
 
-def _timeline_lines(timeline) -> list[str]:
+def _timeline_lines(timeline: ItemTimeline) -> list[str]:
     """``kb history`` as text: the item, then each year's columns with their cells."""
     item = f"項目{timeline.item_no}" if timeline.item_no is not None else "項目番号なし"
     lines = [f"{timeline.agency}　{item}（{timeline.council}）"]
