@@ -444,3 +444,21 @@ def test_browsing_by_filters_folds_too(client) -> None:
         (earlier,) = hit.find_all("details", cls="earlier")
         (link,) = earlier.find_all("a")
         assert link.attrs["href"].startswith(f"/cells/{RENUMBERED_2017}-")
+
+
+def test_replacing_an_earlier_table_cannot_break_a_later_link(
+    run_kb, invoke_kb, tmp_path: Path, digest
+) -> None:
+    """Re-ingesting FY2017 without the column FY2018 continues is refused, naming FY2018."""
+    corpus = two_year_corpus(tmp_path)
+    sheet = tmp_path / "2017-long.csv"
+    invoke_kb("export", "--table", "2017-atsugi", "--layout", "long", "-o", sheet, corpus=corpus)
+    text = sheet.read_text(encoding="utf-8-sig")
+    sheet.write_text(text.replace(",c14,", ",c99,"), encoding="utf-8")
+    before = digest(corpus)
+    result = run_kb("ingest", sheet, "--replace", corpus=corpus)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    later = corpus / "tables" / FY2018.name
+    assert line.startswith(f"エラー: {later}（列 c12）: 継続元（continues: c14）は 2017年度の表")
+    assert digest(corpus) == before
