@@ -314,12 +314,13 @@ def test_openapi_describes_the_api(client):
         "/api/search",
         "/api/cells/{cell_id}",
         "/api/cells/{cell_id}/similar",
+        "/api/cells/{cell_id}/history",
         "/api/organisations",
         "/api/status",
     ):
         assert path in paths, path
     params = {p["name"] for p in paths["/api/search"]["get"]["parameters"]}
-    assert params == {"q", "k", "mode", "field", "org", "category", "year"}
+    assert params == {"q", "k", "mode", "field", "org", "category", "year", "fold"}
     assert not any(p.startswith(("/search", "/cells", "/table")) for p in paths)  # pages hidden
 
 

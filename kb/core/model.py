@@ -92,6 +92,9 @@ class Column(_ItemFacts):
     # left (厚木市立病院 items 8 and 17); the table page and the provenance check need it.
     # ``notes`` holds reviewers' judgement notes, keyed by field name or "column".
     shares_heading: bool = False
+    # The key of the column this one continues in the council's previous table, when the
+    # item was renumbered (otherwise agency and item number link the years).
+    continues: str | None = None
 
     def text(self, f: Field) -> str:
         return self.cells.get(f, "")
@@ -204,6 +207,7 @@ class ColumnView(Placement):
     title: str  # the table's printed title
     shares_heading: bool
     cells: tuple[CellView, ...]
+    continues: str | None = None  # Column.continues: for items across years
 
     @property
     def filled(self) -> list[CellView]:
@@ -230,6 +234,7 @@ def column_views(table: Table) -> list[ColumnView]:
             id=f"{table.slug}-{column.key}",
             title=table.source.title,
             shares_heading=column.shares_heading,
+            continues=column.continues,
             **_placement(table, column),
             cells=tuple(
                 CellView(

@@ -25,6 +25,7 @@ from kb.core.fields import FIELDS, Field
 from kb.core.model import NOTE_COLUMN, Chunk, Column, Source, Table, chunks_of
 from kb.core.text import is_empty, normalise_organisation
 from kb.core.yamlio import dump_yaml, parse_yaml, read_yaml, write_atomically
+from kb.corpus.history import broken_links
 
 TABLES_DIR = "tables"
 ORGANISATIONS_FILE = "organisations.yaml"
@@ -36,6 +37,7 @@ _COLUMN_KEYS = {
     "page",
     "organisation",
     "item_no",
+    "continues",
     "item_title",
     "category",
     "shares_heading",
@@ -87,6 +89,7 @@ def _column_from_dict(raw: object, file: str, index: int) -> Column:
         cells={f: str(raw.get(f.value) or "") for f in FIELDS},
         notes={str(k): str(v) for k, v in notes.items()},
         shares_heading=bool(raw.get("shares_heading", False)),
+        continues=str(raw["continues"]) if raw.get("continues") not in (None, "") else None,
     )
 
 
@@ -99,6 +102,7 @@ def _column_to_dict(column: Column) -> dict:
         "page": column.page,
         "organisation": column.organisation,
         "item_no": item_no,
+        **({"continues": column.continues} if column.continues else {}),
         "item_title": column.item_title,
         "category": column.category,
     }
@@ -208,6 +212,7 @@ class Corpus:
         raws = _parsed_files(paths, cache)
         tables = [table_from_dict(raw, str(p)) for raw, p in zip(raws, paths, strict=True)]
         _check_unique_tables(tables, paths)
+        _check_links(tables, paths)
         return cls(root=root, tables=tables, aliases=load_aliases(root / ORGANISATIONS_FILE))
 
     @cached_property
@@ -250,6 +255,15 @@ def _check_unique_tables(tables: list[Table], paths: list[Path]) -> None:
                 file=str(path),
             )
         seen[table.slug] = path
+
+
+def _check_links(tables: list[Table], paths: list[Path]) -> None:
+    """Refuse a ``continues`` that names no column of the council's previous table."""
+    problems = broken_links(tables)
+    if problems:
+        table, column, message = problems[0]
+        path = paths[tables.index(table)]
+        raise InputError(message, file=str(path), column=f"列 {column.key}")
 
 
 def load_aliases(path: Path) -> dict[str, str]:

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
+from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
+
+if TYPE_CHECKING:
+    from kb.corpus.history import ItemTimeline
 
 
 def _fail_cleanly(command: Callable) -> Callable:
@@ -245,11 +250,21 @@ def _hit_lines(n: int, hit, styled: bool) -> list[str]:
     c = hit.chunk
     meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
     text = _mark(c.text, hit.matched_terms, styled)
+    earlier = [  # search --fold-years: the same item's cells of other years
+        f"    ↳ {e.chunk.year}年度（{e.chunk.id}）: {_first_line(e.chunk.text)}"
+        for e in getattr(hit, "earlier", [])
+    ]
     return [
         f"{n:>2}. {c.organisation}　{c.item_label}".rstrip("　"),
         f"    {meta}",
         *(f"    {t}" for t in text.splitlines()),
+        *earlier,
     ]
+
+
+def _first_line(text: str, width: int = 50) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[:width] + "…"
 
 
 def _print_hits(result, grouped: bool) -> None:
@@ -281,16 +296,24 @@ def _print_hits(result, grouped: bool) -> None:
 @click.option("--category", "categories", multiple=True, help="課題区分で絞り込む（複数可）")
 @click.option("--year", "years", multiple=True, type=int, help="年度で絞り込む（複数可）")
 @click.option("--group-by-org", is_flag=True, help="団体ごとにまとめて表示する")
+@click.option(
+    "--fold-years",
+    is_flag=True,
+    help="同じ項目の同じ欄を年度をまたいで1件にまとめる（最新の年度を先に、以前の年度は earlier に）",
+)
 @click.option("--json", "as_json", is_flag=True, help="結果を JSON の配列で出力する")
 @pass_settings
 @_fail_cleanly
 def search(
-    settings, query, k, mode, fields, orgs, categories, years, group_by_org, as_json
+    settings, query, k, mode, fields, orgs, categories, years, group_by_org, fold_years, as_json
 ) -> None:
     """セルを検索する。例: kb search 看護師不足 --field challenge --field solution"""
+    from kb.search.fold import search_folded
+
     service = _service(settings)
     filters = service.filters(fields=fields, organisations=orgs, categories=categories, years=years)
-    result = service.search(query, k=k, mode=mode, filters=filters)
+    run = partial(search_folded, service) if fold_years else service.search
+    result = run(query, k=k, mode=mode, filters=filters)
     hits = [h for g in result.groups() for h in g.hits] if group_by_org else result.hits
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
@@ -417,6 +440,49 @@ def themes(
 
 @main.command()
 @click.argument("cell_id")
+@click.option("--json", "as_json", is_flag=True, help="結果を JSON で出力する")
+@pass_settings
+@_fail_cleanly
+def history(settings: Settings, cell_id: str, as_json: bool) -> None:
+    """セルの項目を年度ごとに表示する（同じ団体・同じ項目番号、または継続元でつながる項目）。"""
+    from kb.corpus.history import ItemHistory
+
+    try:
+        timeline = ItemHistory.of_tables(Corpus.load(settings.corpus_dir).tables).timeline(cell_id)
+    except CellNotFound as exc:
+        raise _with_hint(exc) from None
+    if as_json:
+        _dump(timeline.as_dict())
+        return
+    years = "・".join(f"{y.year}年度" for y in timeline.years)
+    log(f"セル {cell_id} の項目: {years}")
+    click.echo("\n".join(_timeline_lines(timeline)))
+
+
+def _with_hint(exc: CellNotFound) -> KbError:
+    """A missing cell, with where to find cell ids."""
+    return KbError(f"{exc}。セルの ID は kb search --json の id で確かめられます")
+
+
+def _timeline_lines(timeline: ItemTimeline) -> list[str]:
+    """``kb history`` as text: the item, then each year's columns with their cells."""
+    item = f"項目{timeline.item_no}" if timeline.item_no is not None else "項目番号なし"
+    lines = [f"{timeline.agency}　{item}（{timeline.council}）"]
+    for year in timeline.years:
+        for _, cells in groupby(year.cells, key=lambda c: c.column_id):
+            cells = list(cells)
+            c = cells[0]
+            lines += ["", f"■ {year.year}年度　{c.organisation}　{c.item_label}".rstrip("　")]
+            lines.append("  " + " ".join(p for p in (c.document, f"{c.page}ページ") if p))
+            for cell in cells:
+                text = cell.text.splitlines() or [""]
+                lines.append(f"  ［{cell.field.ja}］ {text[0]}")
+                lines += [f"    {t}" for t in text[1:]]
+    return lines
+
+
+@main.command()
+@click.argument("cell_id")
 @click.option("-k", type=int, default=5, show_default=True, help="表示する件数（1〜100）")
 @click.option("--json", "as_json", is_flag=True, help="結果を JSON の配列で出力する")
 @pass_settings
@@ -427,7 +493,7 @@ def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
     try:
         hits = service.related(cell_id, k)
     except CellNotFound as exc:
-        raise KbError(f"{exc}。セルの ID は kb search --json の id で確かめられます") from None
+        raise _with_hint(exc) from None
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return

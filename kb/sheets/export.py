@@ -39,6 +39,7 @@ def _extra_value(column: Column, attr: str) -> str:
     return {
         "item_no": format_item_nos(column.item_nos),
         "item_title": column.item_title,
+        "continues": column.continues or "",
         "key": column.key,
         "page": str(column.page),
         "notes": format_notes(column.notes),
@@ -103,6 +104,7 @@ def long_rows(tables: list[Table]) -> list[list[str]]:
                     "organisation": column.organisation,
                     "item_no": format_item_nos(column.item_nos),
                     "item_title": column.item_title,
+                    "continues": column.continues or "",
                     "category": column.category,
                     "shares_heading": "1" if column.shares_heading else "",
                     "field": f.value,

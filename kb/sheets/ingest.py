@@ -23,6 +23,7 @@ from kb.core.fields import (
 )
 from kb.core.model import NOTE_COLUMN, Column, Source, Table
 from kb.core.text import fold, normalise_organisation, split_categories
+from kb.corpus.history import broken_links
 from kb.corpus.tables import Corpus, save_table, table_path
 from kb.sheets.layout import (
     EXTRA_ROWS,
@@ -281,7 +282,7 @@ def _read_long(
             "True",
             "○",
         )
-        for attr in ("item_no", "item_title", "key"):
+        for attr in ("item_no", "item_title", "continues", "key"):
             if attr in row and not draft.extras.get(attr):
                 draft.extras[attr] = row[attr]
                 draft.where.setdefault(attr, where(attr))
@@ -371,6 +372,7 @@ def _column(draft: _Draft, index: int, file: str) -> Column:
         cells={f: draft.cells.get(f, "") for f in FIELDS},
         notes=notes,
         shares_heading=draft.shares_heading,
+        continues=extras.get("continues") or None,
     )
 
 
@@ -436,13 +438,32 @@ def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Ta
         )
     columns = [_column(d, i, file) for i, d in enumerate(drafts, start=1)]
     _check_duplicates(columns, drafts, file)
-    return Table(
+    table = Table(
         year=int(meta.year),
         council=meta.council,
         council_id=meta.council_id or council_id_for(meta.council, corpus),
         source=Source(title=meta.title or "", document=meta.document or "", file=meta.file or ""),
         columns=columns,
     )
+    if corpus is not None:
+        _check_links(table, drafts, corpus, file)
+    return table
+
+
+def _check_links(table: Table, drafts: list[_Draft], corpus: Corpus, file: str) -> None:
+    """Refuse a 継続元 (``continues``) naming no column of the council's previous table,
+    and an ingest that would leave a later table's 継続元 pointing at nothing."""
+    others = [t for t in corpus.tables if t.slug != table.slug]
+    problems = broken_links([*others, table])
+    if not problems:
+        return
+    broken, column, message = problems[0]
+    if broken is not table:
+        raise InputError(
+            message, file=str(table_path(corpus.root, broken)), column=f"列 {column.key}"
+        )
+    row, col = drafts[table.columns.index(column)].where["continues"]
+    raise InputError(message, file=file, row=row, column=col)
 
 
 def ingest(

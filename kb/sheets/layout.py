@@ -2,8 +2,9 @@
 
 *Wide* is the council's own grid: organisations across, one row per field, a block per
 page starting at a 団体名 row. kb adds optional rows under each block (項目番号, 項目名,
-列キー, ページ, メモ) so that an exported sheet can be read back without losing anything; a
-council's own sheet simply lacks them.
+継続元, 列キー, ページ, メモ) so that an exported sheet can be read back without losing anything; a
+council's own sheet simply lacks them. 継続元 holds ``continues``: the key of the column
+this one continues in the council's previous table, for a renumbered item.
 
 *Long* is one row per cell with named columns, for scripts and bulk edits.
 """
@@ -31,6 +32,7 @@ META_ROWS = {
 EXTRA_ROWS = {
     "項目番号": "item_no",
     "項目名": "item_title",
+    "継続元": "continues",
     "列キー": "key",
     "ページ": "page",
     "メモ": "notes",
@@ -49,6 +51,7 @@ LONG_COLUMNS: dict[str, tuple[str, ...]] = {
     "organisation": ("団体名", "organization"),
     "item_no": ("項目番号",),
     "item_title": ("項目名",),
+    "continues": ("継続元",),
     "category": ("課題区分",),
     "shares_heading": ("見出し共有",),
     "field": ("欄",),

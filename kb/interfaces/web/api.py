@@ -7,6 +7,7 @@ is a 422 whose ``detail`` names the parameter, in the shape FastAPI uses for typ
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -14,7 +15,14 @@ from fastapi.responses import JSONResponse
 from kb.apps.themes import DEFAULT_FIELDS
 from kb.core.errors import FilterError
 from kb.core.fields import Field
-from kb.interfaces.web.deps import agenda, cell_or_404, organisations, service_of
+from kb.interfaces.web.deps import (
+    agenda,
+    cell_or_404,
+    organisations,
+    service_of,
+    timeline_or_404,
+)
+from kb.search.fold import search_folded
 from kb.search.fusion import Mode
 from kb.search.service import SearchService
 from kb.search.validation import MAX_K, MAX_QUERY_CHARS, check_k, check_query
@@ -38,15 +46,19 @@ def api_search(
     org: list[str] = Query([], description="団体名または略称（複数可）"),
     category: list[str] = Query([], description="課題区分（複数可）"),
     year: list[int] = Query([], description="年度（複数可）"),
+    fold: bool = Query(
+        False, description="同じ項目の同じ欄を年度をまたいで1件にまとめる（以前の年度は earlier）"
+    ),
 ) -> dict:
     service = service_of(request)
+    run = partial(search_folded, service) if fold else service.search
     try:
         check_query(q)
         check_k(k)
         filters = service.filters(
             fields=[f.value for f in field], organisations=org, categories=category, years=year
         )
-        hits = service.search(q, k=k, mode=mode, filters=filters).hits if q.strip() else []
+        hits = run(q, k=k, mode=mode, filters=filters).hits if q.strip() else []
     except FilterError as exc:
         raise _unprocessable(exc) from exc
     # A JSONResponse skips FastAPI's per-field re-encoding of plain dicts (a few ms).
@@ -56,6 +68,13 @@ def api_search(
 @router.get("/cells/{cell_id}", summary="セル1件と同じ列の他の欄")
 def api_cell(request: Request, cell_id: str) -> dict:
     return cell_or_404(request, cell_id).as_dict()
+
+
+@router.get(
+    "/cells/{cell_id}/history", summary="同じ項目の年度ごとのセル（kb history --json と同じ形）"
+)
+def api_history(request: Request, cell_id: str) -> dict:
+    return timeline_or_404(request, cell_id).as_dict()
 
 
 @router.get("/cells/{cell_id}/similar", summary="他の団体の似たセル")

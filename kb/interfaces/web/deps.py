@@ -1,5 +1,6 @@
-"""What the API and the pages both ask of a request: the service, a cell, the organisation
-list and the themes agenda (computed once per build and parameters)."""
+"""What the API and the pages both ask of a request: the service, a cell, a cell's item
+across years, the organisation list and the themes agenda (computed once per build and
+parameters)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from fastapi import HTTPException, Request
 from kb.apps.themes import Agenda, build_agenda
 from kb.core.errors import CellNotFound
 from kb.corpus import browse
+from kb.corpus.history import ItemTimeline
+from kb.search.fold import item_history
 from kb.search.hits import Hit
 from kb.search.service import SearchService
 
@@ -19,6 +22,14 @@ def service_of(request: Request) -> SearchService:
 def cell_or_404(request: Request, cell_id: str) -> Hit:
     try:
         return service_of(request).cell(cell_id)
+    except CellNotFound as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+
+
+def timeline_or_404(request: Request, cell_id: str) -> ItemTimeline:
+    """The item of the cell ``cell_id`` year by year (``kb history``); 404 if no such cell."""
+    try:
+        return item_history(service_of(request)).timeline(cell_id)
     except CellNotFound as exc:
         raise HTTPException(404, detail=str(exc)) from None
 

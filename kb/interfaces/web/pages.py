@@ -8,6 +8,8 @@ with status 422.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -20,7 +22,14 @@ from kb.apps.themes import DEFAULT_FIELDS, Agenda, render_csv, render_markdown
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.corpus import browse
-from kb.interfaces.web.deps import agenda, cell_or_404, organisations, service_of
+from kb.interfaces.web.deps import (
+    agenda,
+    cell_or_404,
+    organisations,
+    service_of,
+    timeline_or_404,
+)
+from kb.search.fold import fold_years, item_history, search_folded
 from kb.search.highlight import pieces
 from kb.search.service import FACET_DEPTH
 from kb.search.validation import MAX_QUERY_CHARS, check_query, parse_count, parse_k, parse_years
@@ -112,18 +121,28 @@ def search_page(
     org: list[str] = Query([]),
     category: list[str] = Query([]),
     year: list[str] = Query([]),
+    fold: str = "",
 ) -> HTMLResponse:
     service = service_of(request)
     selected = {"field": field, "org": org, "category": category, "year": year}
-    context: dict = {"q": q, "view": "cells" if view == "cells" else "org", "selected": selected}
+    context: dict = {
+        "q": q,
+        "view": "cells" if view == "cells" else "org",
+        "fold": fold == "1",  # the same item's cells of several years as one result
+        "selected": selected,
+    }
+    run = partial(search_folded, service) if context["fold"] else service.search
     try:
         filters = service.filters(field, org, category, parse_years(year))
         k_value = parse_k(k, DEFAULT_PAGE_K)
         # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
         if check_query(q).strip():
-            context["result"] = service.search(q, k=k_value, filters=filters, with_facets=True)
+            context["result"] = run(q, k=k_value, filters=filters, with_facets=True)
         elif filters:
-            context["result"] = service.browse(filters)
+            result = service.browse(filters)
+            if context["fold"]:
+                result = replace(result, hits=fold_years(result.hits, item_history(service)))
+            context["result"] = result
     except FilterError as exc:
         return render(request, "search.html", status=422, error=str(exc), **context)
     return render(request, "search.html", **context)
@@ -135,7 +154,10 @@ def cell_page(request: Request, cell_id: str) -> HTMLResponse:
     service = service_of(request)
     similar = service.similar(cell_id, 5)
     related = service.related(cell_id, 5) if hit.chunk.field == Field.challenge else []
-    return render(request, "cell.html", hit=hit, similar=similar, related=related)
+    timeline = timeline_or_404(request, cell_id)
+    return render(
+        request, "cell.html", hit=hit, similar=similar, related=related, timeline=timeline
+    )
 
 
 @router.get("/organisations", response_class=HTMLResponse)

