@@ -19,6 +19,7 @@ does not occur in (看護人材の不足・看護師の配置) when the theme ha
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import unicodedata
@@ -37,7 +38,7 @@ MAX_TOKENS = 4
 # How many of the best c-TF-IDF candidates are re-ranked by closeness to the theme.
 SHORTLIST = 8
 # … and how many of each member cell's best, so every cell can lend the second phrase.
-PER_CELL = 3
+PER_CELL = 6
 _RUN_POS = {"名詞", "接頭辞", "接尾辞"}
 _CONTENT_POS = {"普通名詞", "固有名詞"}
 
@@ -119,11 +120,9 @@ def choose_labels(
     for texts, cells, shortlist, weight, centre in zip(
         themes, per_cell, shortlists, weights, centres, strict=True
     ):
-        closeness = _standardised({p: float(vector_of[p] @ centre) for p in shortlist})
-        weighed = _standardised({p: weight[p] for p in shortlist})
-        score = {p: closeness[p] + weighed[p] for p in shortlist}
-        ranked = sorted(shortlist, key=lambda p: (-score[p], len(p), p))
-        labels.append(_label(ranked, [fold(t) for t in texts], cells))
+        closeness = {p: float(vector_of[p] @ centre) for p in shortlist}
+        best = functools.partial(_best, closeness=closeness, weight=weight)
+        labels.append(_label(best, shortlist, [fold(t) for t in texts], cells))
     return labels
 
 
@@ -164,13 +163,26 @@ def _standardised(values: dict[str, float]) -> dict[str, float]:
     return {k: (v - mean) / spread for k, v in values.items()}
 
 
-def _label(ranked: list[str], texts: list[str], cells: list[list[str]]) -> list[str]:
-    """The best phrase, plus the best phrase of a cell the first does not occur in."""
-    if not ranked:
+def _best(among: list[str], closeness: dict[str, float], weight: dict[str, float]) -> str:
+    """The candidate both close to the theme and telling (c-TF-IDF), each measured in
+    standard deviations among ``among``."""
+    near = _standardised({p: closeness[p] for p in among})
+    telling = _standardised({p: weight[p] for p in among})
+    return min(among, key=lambda p: (-(near[p] + telling[p]), len(p), p))
+
+
+def _label(
+    best: Callable[[list[str]], str], shortlist: list[str], texts: list[str], cells: list[list[str]]
+) -> list[str]:
+    """The best phrase of the theme, then the best phrase of the first member cell it does
+    not occur in, chosen among that cell's shortlisted candidates (看護人材の不足・看護師の配置)."""
+    if not shortlist:
         return []
-    first = ranked[0]
-    uncovered = {
-        p for text, cell in zip(texts, cells, strict=True) if first not in text for p in cell
-    }
-    second = [p for p in ranked[1:] if p in uncovered and first not in p and p not in first]
-    return [first, *second[:1]]
+    first = best(shortlist)
+    for text, cell in zip(texts, cells, strict=True):
+        if first in text:
+            continue
+        own = [p for p in shortlist if p in cell and first not in p and p not in first]
+        if own:
+            return [first, best(own)]
+    return [first]
