@@ -248,9 +248,10 @@ def test_kb_themes_markdown_is_a_draft_agenda(cli, agenda):
     assert run.stdout.startswith("# 議題案")
     shared_part, single_part = run.stdout.split("\n# 単独の課題\n")
     assert "共通" not in single_part
+    # One year only: nothing to continue, so neither 継続 nor 新規, and the agenda says why.
     for number, theme in enumerate(agenda.shared, start=1):
-        assert f"\n## {number}. {theme.label}\n" in shared_part
-        assert "新規・" in shared_part  # one year only: nothing continues
+        assert f"\n## {number}. {theme.label}\n\n- {len(theme.agencies)}団体: " in shared_part
+    assert "2017年度より前の表がないため" in run.stdout
     for theme in agenda.single:
         assert f"**{theme.label}**（{theme.organisations[0]}" in single_part
     # Every challenge once, with its source: organisation, page and cell id.

@@ -123,6 +123,8 @@ class Agenda:
     year: int
     fields: tuple[Field, ...]
     themes: list[Theme]
+    # Earlier years of the index, the themes' ``since`` was looked for in.
+    earlier_years: tuple[int, ...] = ()
 
     @property
     def cell_count(self) -> int:
@@ -233,7 +235,12 @@ def build_agenda(
             groups[t][0],
         ),
     )
-    return Agenda(year=year, fields=wanted, themes=[themes[t] for t in order])
+    return Agenda(
+        year=year,
+        fields=wanted,
+        themes=[themes[t] for t in order],
+        earlier_years=earlier_years,
+    )
 
 
 def _cluster(similarity: np.ndarray, n: int | None) -> np.ndarray:
@@ -272,7 +279,10 @@ def _theme(
         Hit(
             chunk=members[i],
             score=float(closeness[i]),
-            matched_terms=analyzer.matched_surfaces(members[i].text, analyser_terms),
+            # Marks the label's words in the cell; lone characters (要, 者) would mark noise.
+            matched_terms=[
+                w for w in analyzer.matched_surfaces(members[i].text, analyser_terms) if len(w) > 1
+            ],
             column=store.column(members[i].column_id),
         )
         for i in order
@@ -356,9 +366,18 @@ def _where(chunk: Chunk) -> str:
     return f"{chunk.year}年度 {chunk.document} {chunk.page}ページ"
 
 
-def continuity(theme: Theme, year: int) -> str:
-    """継続（2017年度から） or 新規, as the agenda shows it."""
-    return f"継続（{theme.since}年度から）" if theme.since < year else "新規"
+def continuity(agenda: Agenda, theme: Theme) -> str:
+    """継続（2017年度から） or 新規, as the agenda shows it; "" when the index has no earlier
+    year to compare with (every theme would be "new", which says nothing)."""
+    if not agenda.earlier_years:
+        return ""
+    return f"継続（{theme.since}年度から）" if theme.since < agenda.year else "新規"
+
+
+def _with_status(agenda: Agenda, theme: Theme, text: str) -> str:
+    """``text`` after the theme's 継続／新規 and a ・, when there is one."""
+    status = continuity(agenda, theme)
+    return f"{status}・{text}" if status else text
 
 
 def _cell_line(chunk: Chunk) -> str:
@@ -370,7 +389,7 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
         "",
         f"## {number}. {theme.label}",
         "",
-        f"- {continuity(theme, agenda.year)}・{len(theme.agencies)}団体:"
+        f"- {_with_status(agenda, theme, f'{len(theme.agencies)}団体')}:"
         f" {'、'.join(theme.organisations)}",
         f"- {agenda.fields_ja}:",
         *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
@@ -403,9 +422,21 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
 
 def _single_markdown(theme: Theme, agenda: Agenda) -> list[str]:
     return [
-        f"- **{theme.label}**（{theme.organisations[0]}・{continuity(theme, agenda.year)}）",
+        f"- **{theme.label}**（{_with_status(agenda, theme, theme.organisations[0])}）",
         *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
     ]
+
+
+def continuity_note(agenda: Agenda) -> str:
+    """What 継続／新規 mean here, or why they are not shown."""
+    if not agenda.earlier_years:
+        return f"{agenda.year}年度より前の表がないため、継続・新規は示していません。"
+    first, last = min(agenda.earlier_years), max(agenda.earlier_years)
+    years = f"{first}年度" if first == last else f"{first}〜{last}年度"
+    return (
+        f"「継続」は{years}の表にも同じ問題の記載があるテーマ"
+        "（団体や項目番号が違っても内容で判断）、「新規」は今年度初めて挙がったテーマです。"
+    )
 
 
 def render_markdown(agenda: Agenda) -> str:
@@ -420,6 +451,8 @@ def render_markdown(agenda: Agenda) -> str:
         f"一つの団体だけのテーマが{len(single)}件あります。"
         "テーマ名は各テーマのセルの言葉から自動で選んだものです。"
         "内容は元の資料でご確認のうえ、自由に直してお使いください。",
+        "",
+        continuity_note(agenda),
     ]
     if shared:
         lines += ["", "# 複数の団体に共通するテーマ"]
@@ -476,7 +509,7 @@ def csv_rows(agenda: Agenda) -> list[list[str]]:
                     str(number),
                     theme.label,
                     "共通" if theme.shared else "単独",
-                    continuity(theme, agenda.year),
+                    continuity(agenda, theme),
                     str(len(theme.agencies)),
                     kind,
                     c.organisation,
