@@ -6,15 +6,18 @@ Every candidate is a piece of a member cell as written, folded by NFKC only.
 
 Choosing, as BERTopic's KeyBERT-inspired representation does:
 
-1. **c-TF-IDF.** A candidate weighs (how many of the theme's cells contain it) ×
-   log(1 + N / how many of the year's N cells contain it): phrases the theme's cells
-   share and the rest of the table does not come first.
-2. **Closeness to the theme.** The best few by weight are embedded (cached like cells)
-   and re-ranked by cosine to the theme's centre, the mean of its cells' vectors, so the
-   label says what the theme is about rather than a rare aside.
+1. **c-TF-IDF.** Over the theme's cells as one document against the year's cells: a
+   phrase weighs, for each of its terms, (how many of the theme's cells use the term or a
+   synonym of it) × the term's IDF in the year, summed and divided by the square root of
+   the number of terms. Phrases naming what the theme's cells share, and the rest of the
+   table does not, come first.
+2. **Closeness to the theme.** The best few by weight (and each cell's best few) are
+   embedded (cached like cells) and compared with the theme's centre, the mean of its
+   cells' vectors. A phrase's score is its closeness plus its weight, each in standard
+   deviations among the candidates, so the label is both telling and about the theme.
 
-A label is the best phrase, joined by ・ to the best phrase of a member cell the first
-does not occur in (看護人材の不足・看護師の配置) when the theme has such a cell.
+A label is the best phrase, joined by ・ to the best phrase of the first member cell the
+first does not occur in (看護人材の不足・看護師の配置), when the theme has such a cell.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ chosen fields (default: the challenges) into themes:
 * **Labels** (:mod:`kb.apps.phrases`): one or two short phrases taken from the cells.
 * **Shared or single.** A theme of two or more agencies (厚木市障がい福祉課① and ② are
   one agency) is shared; shared themes come first, most agencies first.
-* **Since** (:mod:`kb.apps.continuity`): the first year the theme's problem was written.
+* **Since** (:mod:`kb.apps.continuity`): the first year the theme's problem was written,
+  judged on the cells' own text against every earlier year's cells of the same fields.
 * **For the meeting**: the progress, solution and next-year cells of the theme's columns,
-  what other agencies did about its central cell (:meth:`SearchService.related`), and
+  what other agencies did about its central cell (``related``, SearchService.related), and
   one open question, a request taken from the theme's solution cells (話し合いたいこと).
 
 Everything is deterministic: the same index and settings give the same agenda.
