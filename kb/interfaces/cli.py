@@ -427,6 +427,7 @@ def themes(
         year=year,
         fields=fields or DEFAULT_FIELDS,
         n=n,
+        related=service.related,
     )
     log(
         f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を"

@@ -42,12 +42,18 @@ def organisations(request: Request) -> list[dict]:
 def agenda(
     request: Request, year: int | None, fields: list[str] | tuple[str, ...], n: int | None
 ) -> Agenda:
-    """The agenda, computed once per build and parameters (clustering takes ~80 ms)."""
+    """The agenda, computed once per build and parameters (a few hundred ms)."""
     service = service_of(request)
     index = service.index
     return index.memo.remembered(
         ("themes", year, tuple(fields), n),
         lambda: build_agenda(
-            index.store, service.analyzer, service.passage_vectors, year, fields, n
+            index.store,
+            service.analyzer,
+            service.passage_vectors,
+            year,
+            fields,
+            n,
+            related=service.related,
         ),
     )

@@ -18,7 +18,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from kb.apps.themes import DEFAULT_FIELDS, Agenda, render_csv, render_markdown
+from kb.apps.themes import (
+    DEFAULT_FIELDS,
+    Agenda,
+    continuity,
+    continuity_note,
+    render_csv,
+    render_markdown,
+)
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.corpus import browse
@@ -89,6 +96,8 @@ def templates() -> Jinja2Templates:
         max_query=MAX_QUERY_CHARS,
         filter_labels={"field": {f.value: f.ja for f in FIELDS}},
         facet_depth=FACET_DEPTH,
+        continuity=continuity,
+        continuity_note=continuity_note,
     )
     return loaded
 

@@ -1,0 +1,96 @@
+"""Themes over time: ``kb themes --year 2018`` over an index of the real FY2017 table and the
+invented FY2018 test table (tests/data/2018-atsugi.yaml, never part of corpus/), judged
+against tests/data/theme_continuity_2018.yaml (a person's reading of which FY2018
+problems were already written in FY2017)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CORPUS
+
+from kb.core.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+# Judged FY2018 cells whose theme gets the judged ``since`` (of 13; README figure).
+SINCE_HELD = 11
+
+
+def fy2018_yaml() -> str:
+    """The FY2018 table without ``continues:`` (item links across years are another
+    feature; continuity of themes must not need them)."""
+    raw = yaml.safe_load((DATA / "2018-atsugi.yaml").read_text(encoding="utf-8"))
+    for column in raw["columns"]:
+        column.pop("continues", None)
+    return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def two_years(tmp_path_factory, run_kb, built_index: Settings) -> tuple[Path, Path]:
+    """(corpus, index) of FY2017 + FY2018, built by the real ``kb build``; the session
+    index's embedding cache is copied so only the FY2018 cells are embedded."""
+    root = tmp_path_factory.mktemp("two-years")
+    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+    (corpus / "tables" / "2018-atsugi.yaml").write_text(fy2018_yaml(), encoding="utf-8")
+    index = root / "index"
+    shutil.copytree(built_index.index_dir / "cache", index / "cache")
+    build = run_kb("build", corpus=corpus, index=index)
+    assert build.returncode == 0, build.stderr
+    return corpus, index
+
+
+@pytest.fixture(scope="module")
+def runs(two_years, run_kb) -> dict[str, subprocess.CompletedProcess]:
+    corpus, index = two_years
+    return {
+        name: run_kb(*args, corpus=corpus, index=index)
+        for name, args in {
+            "2018": ("themes", "--year", "2018", "--format", "json"),
+            "2018-md": ("themes", "--year", "2018"),
+            "2017": ("themes", "--year", "2017", "--format", "json"),
+        }.items()
+    }
+
+
+def since_of_cells(document: dict) -> dict[str, int]:
+    return {cell["id"]: theme["since"] for theme in document["themes"] for cell in theme["cells"]}
+
+
+def test_fy2018_themes_say_since_when_their_problem_was_written(runs):
+    run = runs["2018"]
+    assert run.returncode == 0, run.stderr
+    document = json.loads(run.stdout)
+    assert document["year"] == 2018
+    judged = yaml.safe_load((DATA / "theme_continuity_2018.yaml").read_text(encoding="utf-8"))
+    since = since_of_cells(document)
+    held = [
+        cell
+        for cell, judgement in judged["cells"].items()
+        # Problems FY2017 wrote only outside its challenge cells may be either.
+        if since[cell] in {judgement["since"], judgement.get("since_if_challenges_only")}
+    ]
+    assert len(held) >= SINCE_HELD, sorted(set(judged["cells"]) - set(held))
+    assert {t["since"] for t in document["themes"]} == {2017, 2018}  # some continue, some new
+
+
+def test_the_agenda_says_continued_or_new(runs):
+    document = json.loads(runs["2018"].stdout)
+    markdown = runs["2018-md"].stdout
+    for theme in document["themes"]:
+        if not theme["shared"]:
+            continue
+        status = "継続（2017年度から）" if theme["since"] == 2017 else "新規"
+        (heading,) = [
+            x for x in markdown.split("\n## ") if x.split("\n")[0].endswith(theme["label"])
+        ]
+        assert f"- {status}・" in heading
+
+
+def test_the_first_year_has_nothing_to_continue(runs):
+    document = json.loads(runs["2017"].stdout)
+    assert {t["since"] for t in document["themes"]} == {2017}
