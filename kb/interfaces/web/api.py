@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from kb.admin.routes import admin_status
 from kb.apps.themes import DEFAULT_FIELDS
 from kb.core.errors import FilterError
 from kb.core.fields import Field
@@ -90,6 +91,7 @@ def api_status(request: Request) -> dict:
         "built_at": manifest["built_at"],
         "chunks": manifest["chunks"],
         "embedder": manifest["embedder"]["name"],
+        **admin_status(request.app),
     }
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kb.admin.routes import mount_admin, refuse_body
 from kb.core.settings import Settings
 from kb.interfaces.web import api, pages
 from kb.interfaces.web.deps import service_of
@@ -80,11 +81,8 @@ def create_app(
     @app.middleware("http")
     async def headers_and_limits(request: Request, call_next: Callable) -> Response:
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response = JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413)
-        else:
-            response = await _answer(request, call_next)
+        refused = refuse_body(request, MAX_BODY_BYTES)
+        response = refused if refused is not None else await _answer(request, call_next)
         if log_requests:
             _log_request(request, response.status_code, started)
         return secure(response, request.url.path)
@@ -92,6 +90,7 @@ def create_app(
     _add_error_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
+    mount_admin(app, app.state.templates, app.state.service.settings)
     return app
 
 
