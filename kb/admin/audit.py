@@ -76,7 +76,7 @@ class History:
         return [
             {
                 "version": p.stem,
-                "saved_at": datetime.strptime(p.stem[:22], "%Y%m%dT%H%M%S%f")
+                "saved_at": datetime.strptime(p.stem[:21], "%Y%m%dT%H%M%S%f")
                 .replace(tzinfo=UTC)
                 .isoformat(timespec="seconds"),
                 "sha256": sha256(p.read_bytes()),

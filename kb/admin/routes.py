@@ -263,8 +263,9 @@ async def login(request: Request) -> Response:
         return _login_page(request, 429, LOCKED_MESSAGE, name, next_)
     if not name or not await run_in_threadpool(admin.accounts.check_password, name, password):
         admin.throttle.failed(name)
-        message = LOCKED_MESSAGE if admin.throttle.locked(name) else WRONG_MESSAGE
-        return _login_page(request, 401, message, name, next_)
+        if admin.throttle.locked(name):
+            return _login_page(request, 429, LOCKED_MESSAGE, name, next_)
+        return _login_page(request, 401, WRONG_MESSAGE, name, next_)
     admin.throttle.succeeded(name)
     response = RedirectResponse(next_, status_code=303)
     response.set_cookie(

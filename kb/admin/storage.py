@@ -12,8 +12,10 @@ from pathlib import Path
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` created if needed, readable by its owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """``path`` and its missing parents created readable by their owner only."""
+    if not path.exists():
+        private_dir(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
     return path
 
 
