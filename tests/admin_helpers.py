@@ -10,9 +10,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from kb.admin.accounts import Accounts
-from kb.search import SearchService
-from kb.settings import Settings
-from kb.web import create_app
+from kb.core.settings import Settings
+from kb.interfaces.web.app import create_app
+from kb.search.service import SearchService
 
 DATA = Path(__file__).resolve().parent / "data"
 FY2018_XLSX = DATA / "2018-atsugi-wide.xlsx"  # invented FY2018 table (see tests/data)

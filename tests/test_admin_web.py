@@ -30,9 +30,9 @@ from fastapi.routing import APIRoute
 from kb.admin.accounts import Accounts
 from kb.admin.routes import router
 from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
-from kb.corpus import Corpus, table_text
-from kb.export import wide_csv_rows
-from kb.sheets import csv_text
+from kb.corpus.tables import Corpus, table_text
+from kb.sheets.export import wide_csv_rows
+from kb.sheets.sheet import csv_text
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_accounts_file_is_private_and_holds_only_hashes(settings):
 def test_user_and_token_commands(tmp_path, empty_corpus):
     from click.testing import CliRunner
 
-    from kb.cli import main
+    from kb.interfaces.cli import main
 
     env = {"KB_HOME": str(tmp_path), "KB_CORPUS": str(empty_corpus)}
     run = lambda *args, stdin=None: CliRunner().invoke(main, list(args), env=env, input=stdin)  # noqa: E731
@@ -365,7 +365,7 @@ def test_fix_a_cell_then_undo_it(client, settings):
 def test_restore_and_history_commands(settings, token, client):
     from click.testing import CliRunner
 
-    from kb.cli import main
+    from kb.interfaces.cli import main
 
     saved = client.post(
         f"/api/admin/cells/{CELL}", json={"text": "テスト用に書き換えた課題"}, headers=token

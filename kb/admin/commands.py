@@ -14,8 +14,8 @@ import click
 
 from kb.admin.accounts import Accounts
 from kb.admin.audit import History
-from kb.errors import KbError
-from kb.settings import Settings
+from kb.core.errors import KbError
+from kb.core.settings import Settings
 
 
 def _password(from_stdin: bool) -> str:
