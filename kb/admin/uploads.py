@@ -31,6 +31,7 @@ import tempfile
 import threading
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,16 +169,21 @@ def check_workbook(data: bytes, name: str) -> None:
     )
     if total > MAX_UNZIPPED_BYTES or bomb is not None:
         raise InputError(
-            f"展開すると大きすぎる Excel ファイルです（展開後 {total / 1e6:,.0f} MB、"
-            f"上限 {MAX_UNZIPPED_BYTES // 10**6} MB・圧縮率 {MAX_RATIO} 倍まで）。"
+            f"展開すると大きすぎる Excel ファイルです（展開後 {total / 2**20:,.0f} MB、"
+            f"上限 {MAX_UNZIPPED_BYTES // 2**20} MB・圧縮率 {MAX_RATIO} 倍まで）。"
             "表だけを新しいブックに貼り付けて保存し直してください",
             file=name,
+        )
+    if any(e.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) for e in entries):
+        # bzip2 / LZMA: never written by Excel, and bzip2 shrinks a gigabyte to 1 KB.
+        raise InputError(
+            "Excel が使わない圧縮方式のファイルです。Excel で保存し直してください", file=name
         )
     for entry in entries:
         if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
             try:
                 xml = archive.read(entry)
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
                 raise InputError(f"Excel ファイルが壊れています（{exc}）", file=name) from None
             _check_grid(xml, name)
 
