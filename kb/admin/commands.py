@@ -156,4 +156,7 @@ def register(main: click.Group, pass_settings: Callable, fail_cleanly: Callable)
             f"・削除 {entry['removed']}）。索引を作り直します…",
             err=True,
         )
-        click.get_current_context().invoke(main.commands["build"])  # `kb build`, as it is
+        from kb.admin.jobs import build_lock  # loads the index code: only when rebuilding
+
+        with build_lock(settings):  # after any build the server is running
+            click.get_current_context().invoke(main.commands["build"])  # `kb build`, as it is

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from kb.admin.storage import locked
 from kb.core.errors import KbError
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
@@ -26,6 +27,7 @@ from kb.retrieval.embedding import Embedder
 from kb.retrieval.index import ROW_KEYS, build, current_build, row_keys
 
 JOBS_KEPT = 50
+BUILD_LOCK = ".build.lock"
 
 
 def _now() -> str:
@@ -67,6 +69,13 @@ class _Counting:
         vectors = self._inner.embed_passages(texts)
         self._job.embedded += len(texts)
         return vectors
+
+
+def build_lock(settings: Settings):
+    """Held around a build started by kb's admin side (the server's jobs, ``kb restore``):
+    one at a time, and each reads the corpus inside the lock, so a build that started
+    earlier can never go live after one that already includes a later change."""
+    return locked(settings.admin_dir / BUILD_LOCK)
 
 
 def _not_in_live(settings: Settings, corpus: Corpus) -> int:
@@ -138,12 +147,13 @@ class Builder:
         job.state = "running"
         try:
             self._analyzer = self._analyzer or Analyzer()
-            corpus = Corpus.load(self._settings.corpus_dir)
-            job.cells = len(corpus.chunks)
-            job.to_embed = _not_in_live(self._settings, corpus)
-            report = build(
-                self._settings, _Counting(self._embedder(), job), self._analyzer, corpus=corpus
-            )
+            with build_lock(self._settings):
+                corpus = Corpus.load(self._settings.corpus_dir)
+                job.cells = len(corpus.chunks)
+                job.to_embed = _not_in_live(self._settings, corpus)
+                report = build(
+                    self._settings, _Counting(self._embedder(), job), self._analyzer, corpus=corpus
+                )
             job.build_id, job.embedded, job.state = report.build_id, report.embedded, "done"
         except Exception as exc:  # a failed build leaves the previous index; say why
             job.error = str(exc) if isinstance(exc, KbError) else f"{exc.__class__.__name__}: {exc}"
