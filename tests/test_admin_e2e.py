@@ -114,6 +114,7 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     page.get_by_role("button", name="この修正を保存する").click()
     _wait_for_build(page, "admin-cell-progress.png")
     expect(page.locator(".job-done")).to_contain_text("新たに埋め込んだセル 1 件")
+    assert page.request.get(f"/api/cells/{cell_id}").json()["text"] == fixed  # every line kept
     page.goto(f"/cells/{cell_id}")
     expect(page.locator(".column-row.current dd")).to_contain_text(fixed.splitlines()[0])
 
@@ -124,6 +125,7 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     screenshot(page, "admin-history.png")
     latest.get_by_role("button", name="この変更の前に戻す").click()
     _wait_for_build(page, "admin-undo-progress.png")
+    assert page.request.get(f"/api/cells/{cell_id}").json()["text"] == original
     page.goto(f"/cells/{cell_id}")
     expect(page.locator(".column-row.current dd")).to_contain_text(original.splitlines()[0])
     page.goto("/admin/history")
