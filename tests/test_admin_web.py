@@ -26,7 +26,7 @@ from admin_helpers import (
 from fastapi.routing import APIRoute
 
 from kb.admin.accounts import Accounts
-from kb.admin.routes import router
+from kb.admin.routes import ROUTERS
 from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
 from kb.corpus.tables import Corpus, table_text
 from kb.sheets.export import wide_csv_rows
@@ -91,7 +91,7 @@ def test_user_and_token_commands(tmp_path, empty_corpus):
 def _admin_routes() -> list[tuple[str, str]]:
     """(method, path with made-up parameters) of every admin route but the sign-in page."""
     found = []
-    for route in router.routes:
+    for route in (r for router in ROUTERS for r in router.routes):
         if isinstance(route, APIRoute):
             path = route.path
             for name in route.param_convertors:
