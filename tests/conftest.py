@@ -22,6 +22,9 @@ import pytest
 # loads, and inherited by the ``kb`` subprocesses.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# The admin tests' fixtures (settings, client, token) with their helpers.
+pytest_plugins = ["admin_helpers"]
+
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
 # The seed text as shared, kept unchanged in the repository (its hash is checked).

@@ -99,7 +99,7 @@ async def echo(request: Request) -> JSONResponse:
 def echo_client() -> TestClient:
     app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
     refused = JSONResponse(TOO_LARGE, status_code=413)
-    return TestClient(BodyLimit(app, limit=LIMIT, refuse=refused))
+    return TestClient(BodyLimit(app, limit_of=lambda path: LIMIT, refuse=refused))
 
 
 def test_a_body_within_the_limit_is_handed_on_unchanged(echo_client) -> None:

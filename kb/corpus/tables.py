@@ -185,9 +185,13 @@ def load_table(path: Path) -> Table:
     return table_from_dict(read_yaml(path), str(path))
 
 
+def table_text(table: Table) -> str:
+    """A table as its corpus file: a header comment, then the YAML."""
+    return _HEADER.format(council=table.council, year=table.year) + dump_yaml(table_to_dict(table))
+
+
 def save_table(table: Table, path: Path) -> None:
-    header = _HEADER.format(council=table.council, year=table.year)
-    write_atomically(path, header + dump_yaml(table_to_dict(table)))
+    write_atomically(path, table_text(table))
 
 
 def table_path(root: Path, table: Table) -> Path:

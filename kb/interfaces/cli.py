@@ -502,3 +502,10 @@ def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
     styled = sys.stdout.isatty()
     for n, hit in enumerate(hits, start=1):
         click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
+
+
+# --- the secretariat's commands (accounts, tokens, history) -----------------------------
+
+from kb.admin.commands import register  # noqa: E402  (after the group and its helpers)
+
+register(main, pass_settings, _fail_cleanly)

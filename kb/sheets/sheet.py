@@ -88,7 +88,8 @@ def _read_csv(path: Path) -> list[Sheet]:
 
 def _read_xlsx(path: Path) -> list[Sheet]:
     try:
-        book = openpyxl.load_workbook(path, data_only=True)
+        # data_only: formulas are never evaluated, the value Excel saved is read instead.
+        book = openpyxl.load_workbook(path, data_only=True, keep_links=False)
     except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise InputError(f"Excel ファイルとして開けません（{exc}）", file=str(path)) from exc
     sheets = []

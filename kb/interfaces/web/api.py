@@ -12,6 +12,7 @@ from functools import partial
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from kb.admin.routes import admin_status
 from kb.apps.themes import DEFAULT_FIELDS
 from kb.core.errors import FilterError
 from kb.core.fields import Field
@@ -109,6 +110,7 @@ def api_status(request: Request) -> dict:
         "built_at": manifest["built_at"],
         "chunks": manifest["chunks"],
         "embedder": manifest["embedder"]["name"],
+        **admin_status(request.app),
     }
 
 

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
+from kb.admin import routes as admin
 from kb.core.settings import Settings
 from kb.interfaces.web import api, pages
 from kb.interfaces.web.bodylimit import BodyLimit
@@ -88,17 +89,26 @@ def create_app(
         return secure(response, request.url.path)
 
     # Outermost, so no route (nor the answer memo) sees a request before its body is counted.
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, refuse=_too_large)
+    app.add_middleware(BodyLimit, limit_of=_body_limit, refuse=_too_large)
     _add_error_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
+    admin.mount_admin(app, app.state.templates, app.state.service.settings)
     return app
 
 
+def _body_limit(path: str) -> int:
+    """Bytes of body the route at ``path`` accepts: an admin upload or edit its own,
+    everything else :data:`MAX_BODY_BYTES`."""
+    return admin.body_limit(path) or MAX_BODY_BYTES
+
+
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    """The answer to a request whose body is over :data:`MAX_BODY_BYTES`."""
-    response = JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413)
-    await secure(response)(scope, receive, send)
+    """The answer to a request whose body is over its route's limit."""
+    response = admin.too_large(Request(scope)) or JSONResponse(
+        {"detail": "リクエストが大きすぎます"}, status_code=413
+    )
+    await secure(response, scope["path"])(scope, receive, send)
 
 
 def _log_request(request: Request, status: int, started: float) -> None:

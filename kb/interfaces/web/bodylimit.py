@@ -9,16 +9,18 @@ limit is handed to the app unchanged, so routes read it as usual.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimit:
     """Answer ``refuse`` (an ASGI app, such as a 413 response) to any HTTP request whose
-    body is longer than ``limit`` bytes; pass every other request to ``app``."""
+    body is longer than ``limit_of(path)`` bytes; pass every other request to ``app``."""
 
-    def __init__(self, app: ASGIApp, limit: int, refuse: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, limit_of: Callable[[str], int], refuse: ASGIApp) -> None:
         self.app = app
-        self.limit = limit
+        self.limit_of = limit_of
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -28,27 +30,29 @@ class BodyLimit:
         length = headers.get(b"content-length")
         if length is None and b"transfer-encoding" not in headers:
             return await self.app(scope, receive, send)  # HTTP/1.1: no body at all
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        limit = self.limit_of(scope["path"])
+        if length is not None and (not length.isdigit() or int(length) > limit):
             return await self.refuse(scope, receive, send)
-        received = await self._read(receive)
+        received = await _read(receive, limit)
         if received is None:
             return await self.refuse(scope, receive, send)
         return await self.app(scope, _replay(received, receive), send)
 
-    async def _read(self, receive: Receive) -> list[Message] | None:
-        """The body's messages, or None once more than ``limit`` bytes have arrived."""
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                return messages  # the client went away; the app will see it
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                return None
-            if not message.get("more_body", False):
-                return messages
+
+async def _read(receive: Receive, limit: int) -> list[Message] | None:
+    """The body's messages, or None once more than ``limit`` bytes have arrived."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages  # the client went away; the app will see it
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None
+        if not message.get("more_body", False):
+            return messages
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

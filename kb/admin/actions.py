@@ -1,0 +1,119 @@
+"""What the admin pages and API both do: read an upload into a preview, apply it, save a
+cell, restore a version, and start the build that follows. Blocking work runs in the
+thread pool, so the event loop keeps serving searches."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from kb.admin.access import Denied, Who, admin_of, check_csrf, form_text, read_form, require
+from kb.admin.audit import Conflict
+from kb.admin.changes import edited_table
+from kb.admin.jobs import Job
+from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, display_name
+from kb.core.errors import InputError, KbError
+from kb.corpus.tables import Corpus, table_text
+from kb.sheets.ingest import TableMeta
+
+HISTORY_SHOWN = 100
+
+
+async def uploaded(request: Request, who: Who, form: FormData) -> Preview:
+    """The preview of the form's upload; InputError / TooLarge for what cannot be used."""
+    admin = admin_of(request)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InputError("ファイル（file）を選んでください")
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    meta = TableMeta(
+        year=form_year(form_text(form, "year")),
+        council=form_text(form, "council").strip()[:200] or None,
+    )
+    corpus = await run_in_threadpool(Corpus.load, admin.settings.corpus_dir)
+    return await run_in_threadpool(
+        admin.previews.create, data, display_name(upload.filename), meta, corpus, who.user
+    )
+
+
+def form_year(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1900 <= int(raw) <= 2100:
+        raise InputError(f"年度（year）は西暦の数字で指定してください（例: 2018）「{raw[:20]}」")
+    return int(raw)
+
+
+async def checked_upload(request: Request) -> tuple[Who, Preview | None, tuple[int, str]]:
+    """(caller, preview, "") of an upload form, or (caller, None, (status, error))."""
+    who = require(request)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    try:
+        return who, await uploaded(request, who, form), (200, "")
+    except TooLarge as exc:
+        return who, None, (413, str(exc))
+    except InputError as exc:
+        return who, None, (422, str(exc))
+
+
+def start_build(request: Request, entry: dict, reason: str, who: Who) -> Job:
+    return admin_of(request).builder.submit(f"{reason} {entry['table']}", who.user)
+
+
+async def apply_preview(request: Request, who: Who, preview_id: str) -> tuple[dict, Job]:
+    try:
+        entry = await run_in_threadpool(admin_of(request).previews.apply, preview_id, who.user)
+    except KeyError:
+        raise Denied(
+            404, "この確認画面は期限切れか、既に反映されています。もう一度アップロードしてください"
+        ) from None
+    except Conflict as exc:
+        raise Denied(409, str(exc)) from None
+    return entry, start_build(request, entry, "アップロード", who)
+
+
+def corpus_cell(request: Request, cell_id: str):
+    """(the corpus as it is now, the cell); Denied 404 for an unknown cell."""
+    corpus = Corpus.load(admin_of(request).settings.corpus_dir)
+    try:
+        return corpus, corpus.chunk(cell_id)
+    except KeyError:
+        raise Denied(404, f"セル {cell_id} はありません") from None
+
+
+def cell_change(request: Request, cell_id: str, text: str):
+    """(table, edited table) for a cell edit; Denied 404 for an unknown cell."""
+    corpus, _ = corpus_cell(request, cell_id)
+    return edited_table(corpus, cell_id, text)
+
+
+async def save_cell(
+    request: Request, who: Who, cell_id: str, text: str, base: str | None
+) -> tuple[dict, Job]:
+    admin = admin_of(request)
+    old, new = await run_in_threadpool(cell_change, request, cell_id, text)
+    try:
+        entry = await run_in_threadpool(
+            lambda: admin.history.write(
+                table_text(new).encode("utf-8"),
+                old.slug,
+                user=who.user,
+                action="edit",
+                expected_base=base if base is not None else admin.history.base(old.slug),
+                extra={"cell": cell_id},
+            )
+        )
+    except Conflict as exc:
+        raise Denied(409, str(exc)) from None
+    return entry, start_build(request, entry, f"修正 {cell_id}", who)
+
+
+async def restore_version(request: Request, who: Who, slug: str, version: str) -> tuple[dict, Job]:
+    try:
+        entry = await run_in_threadpool(admin_of(request).history.restore, slug, version, who.user)
+    except KbError as exc:
+        raise Denied(404, str(exc)) from None
+    return entry, start_build(request, entry, "復元", who)

@@ -1,0 +1,187 @@
+"""The audit log and the versions of each table, under the admin folder.
+
+``audit.jsonl``                 one JSON object per change, appended, never rewritten:
+                                who, when, what (upload, edit, restore), which table, the
+                                uploaded file's name and SHA-256, before/after of each cell
+``versions/<table>/<id>.yaml``  every state a table file has had, byte for byte
+
+Every change to ``corpus/tables/`` made from the browser or ``kb restore`` goes through
+:meth:`History.write`, under one lock shared by the server's threads and ``kb`` commands:
+two changes never interleave, and a change prepared against a table that has moved on
+since (another upload applied first) is refused instead of silently undoing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from kb.admin.changes import counts, diff
+from kb.admin.storage import append_private, locked, write_private
+from kb.core.errors import InputError, KbError
+from kb.core.model import Table
+from kb.core.yamlio import write_atomically
+from kb.corpus.tables import TABLES_DIR, load_table, table_from_dict
+
+AUDIT_FILE = "audit.jsonl"
+VERSIONS_DIR = "versions"
+LOCK_FILE = ".changes.lock"
+SLUG = re.compile(r"[0-9]{4}-[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+VERSION = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}")
+
+
+class Conflict(KbError):
+    """The table changed after the change was prepared."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class History:
+    """Changes to the tables of ``corpus_dir``, recorded under ``admin_dir``."""
+
+    def __init__(self, admin_dir: Path, corpus_dir: Path) -> None:
+        self.admin_dir = admin_dir
+        self.corpus_dir = corpus_dir
+        self.log_path = admin_dir / AUDIT_FILE
+
+    def table_file(self, slug: str) -> Path:
+        """The corpus file of a table; the slug is checked, so it never leaves tables/."""
+        if not SLUG.fullmatch(slug):
+            raise KbError(f"表の名前「{slug}」が正しくありません（例: 2017-atsugi）")
+        return self.corpus_dir / TABLES_DIR / f"{slug}.yaml"
+
+    def base(self, slug: str) -> str | None:
+        """SHA-256 of the table file as it is now (None if there is no such table yet)."""
+        path = self.table_file(slug)
+        return sha256(path.read_bytes()) if path.exists() else None
+
+    # --- versions -----------------------------------------------------------------------
+
+    def _versions_dir(self, slug: str) -> Path:
+        self.table_file(slug)  # checks the slug
+        return self.admin_dir / VERSIONS_DIR / slug
+
+    def versions(self, slug: str) -> list[dict]:
+        """Kept versions of a table, newest first: [{"version", "saved_at", "sha256"}]."""
+        folder = self._versions_dir(slug)
+        found = sorted(folder.glob("*.yaml"), reverse=True) if folder.exists() else []
+        return [
+            {
+                "version": p.stem,
+                "saved_at": datetime.strptime(p.stem[:21], "%Y%m%dT%H%M%S%f")
+                .replace(tzinfo=UTC)
+                .isoformat(timespec="seconds"),
+                "sha256": sha256(p.read_bytes()),
+            }
+            for p in found
+        ]
+
+    def _keep(self, slug: str, data: bytes) -> str:
+        """Store ``data`` as a version of the table unless the newest version is the same;
+        returns that version's id."""
+        folder = self._versions_dir(slug)
+        digest = sha256(data)
+        newest = max(folder.glob("*.yaml"), default=None) if folder.exists() else None
+        if newest is not None and sha256(newest.read_bytes()) == digest:
+            return newest.stem
+        version = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}Z-{digest[:8]}"
+        write_private(folder / f"{version}.yaml", data)
+        return version
+
+    def version_text(self, slug: str, version: str) -> bytes:
+        path = self._versions_dir(slug) / f"{version}.yaml"
+        if not VERSION.fullmatch(version) or not path.exists():
+            raise KbError(f"表 {slug} に版「{version}」はありません（kb restore {slug} --list）")
+        return path.read_bytes()
+
+    # --- changing -----------------------------------------------------------------------
+
+    def write(
+        self,
+        new_text: bytes,
+        slug: str,
+        *,
+        user: str,
+        action: str,
+        expected_base: str | bool | None = False,
+        extra: dict | None = None,
+    ) -> dict:
+        """Make ``new_text`` (a corpus table file) the table ``slug``, keep both versions and
+        append the audit entry, which is returned.
+
+        ``expected_base`` is the SHA-256 of the file the change was prepared against (None:
+        the table did not exist); if the file is different now, :class:`Conflict` is raised
+        and nothing changes. ``False`` skips the check (a restore chooses its target)."""
+        new = _parse(new_text, slug)
+        target = self.table_file(slug)
+        with locked(self.admin_dir / LOCK_FILE):
+            old_text = target.read_bytes() if target.exists() else None
+            if expected_base is not False and (old_text and sha256(old_text)) != expected_base:
+                raise Conflict(
+                    f"表 {slug} は、確認の画面を出した後に別の更新で変わりました。"
+                    "もう一度アップロードして、変更点を確かめてください"
+                )
+            old = load_table(target) if old_text is not None else None
+            before = self._keep(slug, old_text) if old_text is not None else None
+            write_atomically(target, new_text.decode("utf-8"))
+            after = self._keep(slug, new_text)
+            changes = diff(old, new)
+            entry = {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "user": user,
+                "action": action,
+                "table": slug,
+                "before_version": before,
+                "after_version": after,
+                **(extra or {}),
+                **counts(changes),
+                "cells": [c.as_dict() for c in changes],
+            }
+            append_private(self.log_path, json.dumps(entry, ensure_ascii=False) + "\n")
+        return entry
+
+    def restore(self, slug: str, version: str, user: str) -> dict:
+        """Make a kept version the table again (itself a change, logged and undoable)."""
+        return self.write(
+            self.version_text(slug, version),
+            slug,
+            user=user,
+            action="restore",
+            extra={"restored": version},
+        )
+
+    # --- reading the log ----------------------------------------------------------------
+
+    def entries(self, limit: int | None = None) -> list[dict]:
+        """Audit entries, newest first."""
+        found = list(self._lines())
+        found.reverse()
+        return found[:limit] if limit else found
+
+    def _lines(self) -> Iterator[dict]:
+        if not self.log_path.exists():
+            return
+        with self.log_path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def _parse(text: bytes, slug: str) -> Table:
+    """The table in a corpus file's bytes, with the corpus's own checks."""
+    try:
+        raw = yaml.safe_load(text.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"表として読めません（{exc.__class__.__name__}）", file=slug) from exc
+    table = table_from_dict(raw, slug)
+    if table.slug != slug:
+        raise InputError(f"中身は表 {table.slug} です（{slug} ではありません）", file=slug)
+    return table

@@ -1,0 +1,239 @@
+"""The secretariat's pages under ``/admin``: sign-in, upload with preview, build progress,
+cell fixes, history with undo. Plain HTML forms, no script, so the app's strict
+Content-Security-Policy holds; the build page refreshes itself with a meta refresh."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from kb.admin.access import (
+    SIGN_IN,
+    Denied,
+    Who,
+    admin_of,
+    check_csrf,
+    form_text,
+    read_form,
+    require,
+    who_is,
+)
+from kb.admin.actions import (
+    HISTORY_SHOWN,
+    apply_preview,
+    checked_upload,
+    corpus_cell,
+    restore_version,
+    save_cell,
+)
+from kb.admin.changes import counts, diff, edited_table
+from kb.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE, new_token, same_token
+from kb.core.errors import InputError
+from kb.corpus.tables import Corpus
+
+JAPAN = timezone(timedelta(hours=9), "JST")  # no tz database needed; Japan has no DST
+
+router = APIRouter(include_in_schema=False)
+
+
+def local_time(stamp: str | None) -> str:
+    """An ISO time from the log or a job as office staff read it: Japan time, to the minute."""
+    if not stamp:
+        return ""
+    return datetime.fromisoformat(stamp).astimezone(JAPAN).strftime("%Y年%m月%d日 %H:%M")
+
+
+def _page(
+    request: Request, template: str, who: Who | None, status: int = 200, **context
+) -> HTMLResponse:
+    return admin_of(request).templates.TemplateResponse(
+        request, f"admin/{template}", {"who": who, **context}, status_code=status
+    )
+
+
+def _secure_cookie(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _local_next(value: object) -> str:
+    """Where to go after signing in: an admin page of this site, never another site."""
+    text = value if isinstance(value, str) else ""
+    return text if text.startswith("/admin") and "//" not in text and "\\" not in text else "/admin"
+
+
+LOCKED_MESSAGE = (
+    "ログインに続けて失敗したため、この利用者名では15分間ログインできません。"
+    "時間をおいてお試しください"
+)
+WRONG_MESSAGE = "利用者名かパスワードが違います"
+
+
+def _login_page(
+    request: Request, status: int = 200, error: str = "", name: str = "", next_: str = "/admin"
+) -> Response:
+    token = new_token()
+    response = _page(
+        request, "login.html", None, status, error=error, name=name, next=next_, login_csrf=token
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure_cookie(request),
+        path=SIGN_IN,
+    )
+    return response
+
+
+@router.get(SIGN_IN)
+def login_form(request: Request) -> Response:
+    if who_is(request):
+        return RedirectResponse("/admin", status_code=303)
+    return _login_page(request, next_=_local_next(request.query_params.get("next")))
+
+
+@router.post(SIGN_IN)
+async def login(request: Request) -> Response:
+    admin = admin_of(request)
+    form = await read_form(request)
+    if not same_token(form_text(form, "csrf") or None, request.cookies.get(LOGIN_COOKIE, "")):
+        raise Denied(403, "ログインの画面を開き直してから、もう一度ログインしてください")
+    name, password = form_text(form, "name").strip(), form_text(form, "password")
+    next_ = _local_next(form.get("next"))
+    if admin.throttle.locked(name):
+        return _login_page(request, 429, LOCKED_MESSAGE, name, next_)
+    if not name or not await run_in_threadpool(admin.accounts.check_password, name, password):
+        admin.throttle.failed(name)
+        if admin.throttle.locked(name):
+            return _login_page(request, 429, LOCKED_MESSAGE, name, next_)
+        return _login_page(request, 401, WRONG_MESSAGE, name, next_)
+    admin.throttle.succeeded(name)
+    response = RedirectResponse(next_, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        admin.sessions.start(name),
+        httponly=True,
+        samesite="strict",
+        secure=_secure_cookie(request),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path=SIGN_IN)
+    return response
+
+
+@router.post("/admin/logout")
+async def logout(request: Request) -> Response:
+    who = require(request)
+    check_csrf(request, who, await read_form(request))
+    admin_of(request).sessions.end(who.session_id)
+    response = RedirectResponse(SIGN_IN, status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/admin")
+def home(request: Request) -> Response:
+    who = require(request)
+    admin = admin_of(request)
+    return _page(
+        request,
+        "home.html",
+        who,
+        status_of=admin.builder.status(),
+        entries=admin.history.entries(5),
+        tables=Corpus.load(admin.settings.corpus_dir).tables,
+    )
+
+
+@router.get("/admin/upload")
+def upload_form(request: Request) -> Response:
+    return _page(request, "upload.html", require(request))
+
+
+@router.post("/admin/upload")
+async def upload(request: Request) -> Response:
+    who, preview, (status, error) = await checked_upload(request)
+    if preview is None:
+        return _page(request, "upload.html", who, status, error=error)
+    return _page(request, "preview.html", who, preview=preview, summary=counts(preview.changes))
+
+
+@router.post("/admin/uploads/{preview_id}/apply")
+async def apply_upload(request: Request, preview_id: str) -> Response:
+    who = require(request)
+    check_csrf(request, who, await read_form(request))
+    _, job = await apply_preview(request, who, preview_id)
+    return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
+
+
+@router.get("/admin/jobs/{job_id}")
+def job_page(request: Request, job_id: str) -> Response:
+    who = require(request)
+    job = admin_of(request).builder.get(job_id)
+    if job is None:
+        raise Denied(404, "この更新の記録はありません（サーバーを再起動すると消えます）")
+    return _page(request, "job.html", who, job=job)
+
+
+@router.get("/admin/cells/{cell_id}")
+def cell_form(request: Request, cell_id: str) -> Response:
+    who = require(request)
+    _, chunk = corpus_cell(request, cell_id)
+    return _page(request, "cell_edit.html", who, chunk=chunk, text=chunk.text)
+
+
+@router.post("/admin/cells/{cell_id}/preview")
+async def cell_preview(request: Request, cell_id: str) -> Response:
+    who = require(request)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    text = form_text(form, "text")
+    corpus, chunk = await run_in_threadpool(corpus_cell, request, cell_id)
+    try:
+        old, new = edited_table(corpus, cell_id, text)
+    except InputError as exc:
+        return _page(request, "cell_edit.html", who, 422, chunk=chunk, text=text, error=str(exc))
+    return _page(
+        request,
+        "cell_edit.html",
+        who,
+        chunk=chunk,
+        text=text,
+        changes=diff(old, new),
+        base=admin_of(request).history.base(old.slug),
+    )
+
+
+@router.post("/admin/cells/{cell_id}")
+async def cell_save(request: Request, cell_id: str) -> Response:
+    who = require(request)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    try:
+        _, job = await save_cell(
+            request, who, cell_id, form_text(form, "text"), form_text(form, "base") or None
+        )
+    except InputError as exc:
+        raise Denied(422, str(exc)) from None
+    return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
+
+
+@router.get("/admin/history")
+def history_page(request: Request) -> Response:
+    who = require(request)
+    return _page(
+        request, "history.html", who, entries=admin_of(request).history.entries(HISTORY_SHOWN)
+    )
+
+
+@router.post("/admin/tables/{slug}/restore")
+async def restore_page(request: Request, slug: str) -> Response:
+    who = require(request)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    _, job = await restore_version(request, who, slug, form_text(form, "version"))
+    return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)

