@@ -168,6 +168,10 @@ def test_hybrid_beats_dense_and_lexical_on_the_eval_set(run_kb, built_index: Set
     assert set(ndcg) == {"dense", "lexical", "hybrid"}
     assert ndcg["hybrid"] > ndcg["dense"]
     assert ndcg["hybrid"] > ndcg["lexical"]
+    # Both halves were read, and the per-kind figures cover every query of them.
+    by_kind = modes["hybrid"]["by_kind"]
+    assert sum(k["queries"] for k in by_kind.values()) == json.loads(done.stdout)["queries"] > 100
+    assert {"exact", "colloquial", "english"} <= set(by_kind)
 
 
 # --- filters -----------------------------------------------------------------------------
