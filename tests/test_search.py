@@ -31,7 +31,7 @@ ZAMA_1 = "神奈川県立座間養護学校①"
 ZAMA_2 = "神奈川県立座間養護学校②"
 ISHIKAI = "厚木医師会"
 
-# Judged cells (organisation, field, a passage of the cell), as in eval/queries.yaml.
+# Judged cells (organisation, field, a passage of the cell), as in eval/tune.yaml.
 NURSE_CELLS = [
     (FUKUSHI_1, "challenge", "看護人材の不足"),
     (MOMIJI, "next_year", "事業所看護師配置が困難"),
@@ -159,7 +159,7 @@ def test_modes_rank_differently(service: SearchService) -> None:
 
 def test_hybrid_beats_dense_and_lexical_on_the_eval_set(run_kb, built_index: Settings) -> None:
     done = run_kb(
-        "eval", REPO / "eval" / "queries.yaml", "--json",
+        "eval", REPO / "eval" / "tune.yaml", REPO / "eval" / "heldout.yaml", "--json",
         corpus=built_index.corpus_dir, index=built_index.index_dir,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -168,6 +168,10 @@ def test_hybrid_beats_dense_and_lexical_on_the_eval_set(run_kb, built_index: Set
     assert set(ndcg) == {"dense", "lexical", "hybrid"}
     assert ndcg["hybrid"] > ndcg["dense"]
     assert ndcg["hybrid"] > ndcg["lexical"]
+    # Both halves were read, and the per-kind figures cover every query of them.
+    by_kind = modes["hybrid"]["by_kind"]
+    assert sum(k["queries"] for k in by_kind.values()) == json.loads(done.stdout)["queries"] > 100
+    assert {"exact", "colloquial", "english"} <= set(by_kind)
 
 
 # --- filters -----------------------------------------------------------------------------

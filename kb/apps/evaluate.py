@@ -1,6 +1,6 @@
 """Measure search quality on graded queries: nDCG@k, Recall@k and MRR per mode.
 
-Query files (``eval/queries.yaml``) name relevant cells by organisation, field and a
+Query files (``eval/tune.yaml``, ``eval/heldout.yaml``) name relevant cells by organisation, field and a
 passage of their text, so judgements survive re-chunking and new ids::
 
     queries:
@@ -104,10 +104,23 @@ def evaluate(
             "ndcg@10": float(np.mean([r["ndcg"] for r in rows])),
             "recall@10": float(np.mean([r["recall"] for r in rows])),
             "mrr": float(np.mean([r["rr"] for r in rows])),
+            "by_kind": _by_kind(rows),
             "misses": [r["query"] for r in rows if r["recall"] == 0],
             "per_query": rows,
         }
     return report
+
+
+def _by_kind(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Mean nDCG@10 and query count per kind of query (queries without a kind left out)."""
+    kinds = sorted({r["kind"] for r in rows if r["kind"]})
+    return {
+        kind: {
+            "ndcg@10": float(np.mean([r["ndcg"] for r in rows if r["kind"] == kind])),
+            "queries": sum(r["kind"] == kind for r in rows),
+        }
+        for kind in kinds
+    }
 
 
 def render(report: dict) -> str:
@@ -117,14 +130,11 @@ def render(report: dict) -> str:
     lines.append(f"{'':10}{'nDCG@10':>10}{'Recall@10':>11}{'MRR':>8}")
     for name, m in modes.items():
         lines.append(f"{name:10}{m['ndcg@10']:>10.3f}{m['recall@10']:>11.3f}{m['mrr']:>8.3f}")
-    kinds = sorted({r["kind"] for m in modes.values() for r in m["per_query"] if r["kind"]})
+    kinds = sorted({kind for m in modes.values() for kind in m["by_kind"]})
     if kinds:
         lines += ["", "種類別 nDCG@10: " + "  ".join(f"{n}" for n in modes)]
         for kind in kinds:
-            cells = [
-                np.mean([r["ndcg"] for r in m["per_query"] if r["kind"] == kind])
-                for m in modes.values()
-            ]
+            cells = [m["by_kind"][kind]["ndcg@10"] for m in modes.values()]
             lines.append(f"  {kind:12}" + "  ".join(f"{c:.3f}" for c in cells))
     for name, m in modes.items():
         missed = "、".join(m["misses"]) or "なし"

@@ -295,7 +295,9 @@ def search(
 
 
 @main.command(name="eval")
-@click.argument("queries", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "queries", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--mode",
     "modes",
@@ -306,14 +308,17 @@ def search(
 @click.option("--json", "as_json", is_flag=True, help="質問ごとの数値も含めて JSON で出力する")
 @pass_settings
 @_fail_cleanly
-def evaluate(settings: Settings, queries: Path, modes: tuple[str, ...], as_json: bool) -> None:
-    """評価用の質問ファイルで検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
+def evaluate(
+    settings: Settings, queries: tuple[Path, ...], modes: tuple[str, ...], as_json: bool
+) -> None:
+    """評価用の質問ファイル（複数可、まとめて1つの集合として）で検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
     from kb.apps import evaluate as ev
     from kb.search.fusion import Mode
 
     service = _service(settings)
     store = service.index.store
-    loaded = ev.load_queries(queries, store.get(range(len(store))))
+    chunks = store.get(range(len(store)))
+    loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
     report = ev.evaluate(
         service, loaded, [Mode(m) for m in modes or ("dense", "lexical", "hybrid")]
     )
