@@ -215,7 +215,7 @@ def _nouns(analyzer: Analyzer, text: str) -> list[tuple[str, str]]:
         (token.terms[0], token.surface)
         for token in analyzer.analyse(text)
         if token.pos[:1] == ("名詞",)
-        and token.pos[1:] != ("数詞",)
+        and token.pos[1:2] != ("数詞",)
         and token.terms
         and len(token.terms[0]) >= 2
         and not _DIGIT.search(token.terms[0])

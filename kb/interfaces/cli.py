@@ -328,6 +328,36 @@ def evaluate(
         click.echo(ev.render(report))
 
 
+@main.command()
+@click.argument(
+    "queries", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--split",
+    default="tune",
+    show_default=True,
+    help="この半分の質問だけで合わせる（split: のない質問はファイルごと使う）",
+)
+@pass_settings
+@_fail_cleanly
+def calibrate(settings: Settings, queries: tuple[Path, ...], split: str) -> None:
+    """答えの確かさの判定を、評価用の質問（正解つきと、表に答えがないもの）に合わせて保存する。"""
+    from kb.apps import calibrate as cal
+    from kb.apps import evaluate as ev
+    from kb.search.judge import save_calibration
+
+    service = _service(settings)
+    store = service.index.store
+    chunks = store.get(range(len(store)))
+    loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
+    chosen = [q for q in loaded if q.split in ("", split)]
+    samples = cal.collect(service, chosen)
+    calibration = cal.fit(samples)
+    save_calibration(service.embedder.name, calibration)
+    log(f"{len(chosen)}件の質問で合わせ、{service.embedder.name} 用に保存しました")
+    _dump({"calibration": calibration.to_dict(), **cal.figures(samples, calibration)})
+
+
 # --- web ---------------------------------------------------------------------------------
 
 

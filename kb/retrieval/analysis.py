@@ -95,7 +95,7 @@ class Token:
 
     surface: str
     terms: tuple[str, ...]
-    pos: tuple[str, ...] = ()  # Sudachi's part of speech, first two levels (名詞, 普通名詞)
+    pos: tuple[str, ...] = ()  # Sudachi's part of speech, three levels (名詞, 普通名詞, 一般)
 
 
 class Analyzer:
@@ -190,7 +190,7 @@ def _parts(text: str) -> list[str]:
 
 def _token(morpheme) -> Token:
     surface = morpheme.surface()
-    pos = tuple(morpheme.part_of_speech()[:2])
+    pos = tuple(morpheme.part_of_speech()[:3])
     if pos[0] in _DROP_POS:
         return Token(surface, (), pos)
     terms = [_term(morpheme.normalized_form(), surface)]
@@ -251,6 +251,10 @@ class Synonyms:
             groups=[[str(w) for w in group] for group in groups if group],
             expand={str(k): _words(v) for k, v in expand.items()},
         )
+
+    def words(self) -> list[str]:
+        """Every word an entry is written for (what a query may mention)."""
+        return [*(w for group in self.groups for w in group), *self.expand]
 
     def expansions(self, query: str, query_terms: list[str]) -> list[str]:
         """Words to add to ``query``: synonyms of every entry the query mentions."""

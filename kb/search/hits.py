@@ -10,6 +10,7 @@ from kb.core.model import Chunk
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.store import ChunkStore
 from kb.search.fusion import Mode
+from kb.search.judge import Judgement
 
 
 @dataclass
@@ -20,11 +21,15 @@ class Hit:
     score: float
     matched_terms: list[str] = field(default_factory=list)
     column: list[Chunk] = field(default_factory=list)
+    # Presented as an answer: kb has evidence for it (see kb.search.judge). Cells listed by
+    # filters alone, or opened by id, are exactly what was asked for.
+    confident: bool = True
 
     def as_dict(self) -> dict:
         return {
             **self.chunk.as_dict(),
             "score": round(float(self.score), 6),
+            "confident": self.confident,
             "matched_terms": self.matched_terms,
             "column": [
                 {"id": c.id, "field": c.field.value, "field_ja": c.field.ja, "text": c.text}
@@ -47,8 +52,19 @@ class SearchResult:
     query: str
     mode: Mode
     hits: list[Hit]
-    matched: int  # how many cells matched at all (before cutting to k)
-    facets: dict[str, dict] = field(default_factory=dict)
+    matched: int  # how many cells are confident answers (of the best FACET_DEPTH)
+    facets: dict[str, dict] = field(default_factory=dict)  # over those confident cells
+    judgement: Judgement | None = None
+
+    @property
+    def answers(self) -> list[Hit]:
+        """The hits presented as answers, best first."""
+        return [h for h in self.hits if h.confident]
+
+    @property
+    def weak(self) -> list[Hit]:
+        """Ranked hits without enough evidence, shown apart if at all."""
+        return [h for h in self.hits if not h.confident]
 
     def groups(self) -> list[Group]:
         """Hits grouped by organisation, groups in order of their best hit."""

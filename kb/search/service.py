@@ -9,6 +9,7 @@ are memoised on the build they came from (:attr:`LoadedIndex.memo`).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -23,13 +24,21 @@ from kb.core.fields import Field
 from kb.core.model import Chunk
 from kb.core.settings import Settings
 from kb.corpus.tables import SYNONYMS_FILE
-from kb.retrieval import dense
+from kb.retrieval import dense, lexical
 from kb.retrieval.analysis import Analyzer, Synonyms
 from kb.retrieval.embedding import Embedder, load_embedder
 from kb.retrieval.index import CURRENT, LoadedIndex, cached_passage_vectors, open_index
 from kb.retrieval.store import Filters
 from kb.search.fusion import Mode, rank
 from kb.search.hits import Hit, SearchResult, hits_at
+from kb.search.judge import (
+    BACKGROUND,
+    FALLBACK,
+    Judgement,
+    load_calibration,
+    query_evidence,
+    word_shares,
+)
 from kb.search.validation import MAX_K, check_k, check_query, parse_filters
 
 # Dense retrieval ranks every cell, so "how many match" has no natural cut-off; facet
@@ -53,6 +62,8 @@ class SearchService:
         self._reload_lock = threading.Lock()
         self._rejected: str | None = None  # build id
         self._query_vector = lru_cache(maxsize=QUERY_VECTORS_KEPT)(self._embed_query)
+        self.calibration = load_calibration(self.embedder.name) or FALLBACK
+        self._background: np.ndarray | None = None
 
     def clear_caches(self) -> None:
         """Forget remembered answers and query vectors (benchmarks measure cold queries)."""
@@ -67,6 +78,13 @@ class SearchService:
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """Passage embeddings of ``texts`` (one row each), through the builds' cache."""
         return cached_passage_vectors(self.settings.index_dir, self.embedder, texts)
+
+    @property
+    def background(self) -> np.ndarray:
+        """Vectors of :data:`BACKGROUND`, the level any text reaches (builds cache them)."""
+        if self._background is None:
+            self._background = self.passage_vectors(list(BACKGROUND))
+        return self._background
 
     # --- keeping up with rebuilds and edits --------------------------------------------
 
@@ -156,16 +174,59 @@ class SearchService:
         terms = self.analyzer.query_tokens(query)
         # Synonyms serve the lexical leg only: averaging in a second embedding of the query
         # spelled out with them raised hybrid nDCG@10 by 0.003 on eval/queries.yaml but
-        # doubled the embedding cost of most queries.
-        wants_vector = mode != Mode.lexical and query.strip()
-        vector = self._query_vector(query) if wants_vector else None
-        ranking = rank(index, mode, terms, vector, allowed)
-        top = np.array(ranking.order[: max(k, FACET_DEPTH)], dtype=np.int64)
-        facets = index.store.facet_counts(top) if with_facets else {}
-        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
-        return SearchResult(
-            query=query, mode=mode, hits=hits, matched=len(ranking.order), facets=facets
+        # doubled the embedding cost of most queries. The vector is also the judge's
+        # evidence, so a lexical search computes it too.
+        vector = self._query_vector(query) if query.strip() else None
+        ranking = rank(index, mode, terms, vector if mode != Mode.lexical else None, allowed)
+        judged = ranking.order[: max(k, FACET_DEPTH)]
+        judgement = self.judge(index, query, vector, allowed, judged, ranking.similarity)
+        flags = judgement.flags(self.calibration)
+        confident = [p for p, sure in zip(judged, flags, strict=True) if sure]
+        facets = (
+            index.store.facet_counts(np.array(confident, dtype=np.int64))
+            if (with_facets and confident)
+            else {}
         )
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        for hit, sure in zip(hits, flags, strict=False):
+            hit.confident = sure
+        return SearchResult(
+            query=query,
+            mode=mode,
+            hits=hits,
+            matched=len(confident),
+            facets=facets,
+            judgement=judgement,
+        )
+
+    def judge(
+        self,
+        index: LoadedIndex,
+        query: str,
+        vector: np.ndarray | None,
+        allowed: np.ndarray | None,
+        positions: list[int],
+        similarity: dict[int, float],
+    ) -> Judgement:
+        """The evidence for ``query`` and for each of ``positions`` (see
+        :mod:`kb.search.judge`). ``similarity`` holds the dense leg's scores; the best
+        similarity among ``allowed`` cells is looked up when it lacks them."""
+        if vector is not None and not similarity:
+            found, scores = dense.search(index.dense, vector, 1, allowed)
+            similarity = dict(zip(map(int, found), map(float, scores), strict=True))
+        evidence = query_evidence(
+            self.analyzer,
+            query,
+            specificity=lambda term: _idf(index, term),
+            names=[*index.store.values["organisation"], *index.aliases],
+            best_similarity=max(similarity.values(), default=0.0),
+            background=self.background,
+            query_vector=vector,
+        )
+        shares = word_shares(
+            self.analyzer, query, lambda term: lexical.scores(index.lexical, [term]) > 0, positions
+        )
+        return Judgement(evidence, tuple(similarity.get(p) for p in positions), tuple(shares))
 
     def browse(self, filters: Filters, limit: int = MAX_K) -> SearchResult:
         """Cells matching ``filters`` in table order, for browsing without a query."""
@@ -225,6 +286,14 @@ def _other_agencies(index: LoadedIndex, chunk: Chunk) -> np.ndarray:
     """Row mask of the cells written by agencies other than ``chunk``'s."""
     store = index.store
     return np.asarray(store.codes["agency"]) != store.values["agency"].index(chunk.agency)
+
+
+def _idf(index: LoadedIndex, term: str) -> float | None:
+    """Inverse document frequency of ``term`` in ``index``; None when no cell has it."""
+    found = lexical.document_frequency(index.lexical, term)
+    if not found:
+        return None
+    return math.log(1 + (len(index.store) - found + 0.5) / (found + 0.5))
 
 
 def _warn(message: str) -> None:

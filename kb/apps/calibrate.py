@@ -1,0 +1,95 @@
+"""Fit the judge (:mod:`kb.search.judge`) on queries of the tuning half.
+
+Graded queries say which cells answer them; queries without relevant cells have no answer in
+the table. The query-level weights are a logistic regression of "has an answer" on
+:meth:`QueryEvidence.features`; the threshold is the highest that still keeps a confident
+hit for ``target`` of the graded queries; the per-hit cuts are those that give the best
+nDCG@10 of the confident hits alone. Everything is measured again on the held-out half by
+``kb eval``, never fitted there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+
+from kb.apps.evaluate import EvalQuery, ndcg
+from kb.search.judge import Calibration, Judgement
+from kb.search.service import SearchService
+
+TARGET_ANSWERED = 0.95
+SIMILARITY_GAPS = tuple(np.round(np.arange(0.0, 0.0501, 0.0025), 4))
+WORD_SHARES = (0.34, 0.5, 0.67, 1.0, 1.01)  # 1.01: words alone never vouch for a hit
+
+
+@dataclass(frozen=True)
+class Sample:
+    query: EvalQuery
+    judgement: Judgement
+    ranked: tuple[str, ...]  # ids of the top hits, best first
+
+
+def collect(service: SearchService, queries: Sequence[EvalQuery], k: int = 10) -> list[Sample]:
+    """Search every query once and keep what the judge sees."""
+    samples = []
+    for q in queries:
+        result = service.search(q.query, k=k)
+        ranked = tuple(h.chunk.id for h in result.hits)
+        samples.append(Sample(q, result.judgement, ranked))
+    return samples
+
+
+def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibration:
+    """The calibration that best separates answerable from unanswerable ``samples``."""
+    from sklearn.linear_model import LogisticRegression  # only calibration needs it
+
+    features = np.array([s.judgement.evidence.features() for s in samples])
+    answerable = np.array([bool(s.query.grades) for s in samples])
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=1.0, max_iter=1000).fit((features - mean) / scale, answerable)
+    weights = model.coef_[0] / scale
+    bias = float(model.intercept_[0] - np.dot(weights, mean))
+    logits = bias + features @ weights
+    probability = 1.0 / (1.0 + np.exp(-logits))
+    kept = np.sort(probability[answerable])
+    threshold = float(kept[int(np.floor((1 - target) * len(kept)))])
+    base = Calibration(tuple(map(float, weights)), bias, threshold, 0.0, 1.01)
+    cuts = max(
+        product(SIMILARITY_GAPS, WORD_SHARES),
+        key=lambda cut: (confident_ndcg(samples, _with_cuts(base, *cut)), -cut[0], cut[1]),
+    )
+    return _with_cuts(base, *cuts)
+
+
+def _with_cuts(base: Calibration, gap: float, share: float) -> Calibration:
+    return Calibration(base.weights, base.bias, base.threshold, float(gap), float(share))
+
+
+def confident_ndcg(samples: Sequence[Sample], calibration: Calibration, k: int = 10) -> float:
+    """Mean nDCG@k of the confident hits alone over the graded samples."""
+    scores = []
+    for s in samples:
+        if not s.query.grades:
+            continue
+        flags = s.judgement.flags(calibration)
+        shown = [i for i, sure in zip(s.ranked, flags, strict=False) if sure]
+        scores.append(ndcg(shown, s.query.grades, k))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def figures(samples: Sequence[Sample], calibration: Calibration) -> dict[str, float]:
+    """Share of graded samples with a confident hit, share of unanswerable ones without
+    any, and the confident-only nDCG@10."""
+    answered, silent = [], []
+    for s in samples:
+        flags = s.judgement.flags(calibration)[: len(s.ranked)]
+        (answered if s.query.grades else silent).append(any(flags))
+    return {
+        "answered": float(np.mean(answered)) if answered else 0.0,
+        "silent": 1.0 - float(np.mean(silent)) if silent else 0.0,
+        "ndcg@10 confident": confident_ndcg(samples, calibration),
+    }
