@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
 NURSE = "看護師不足"
 SCRIPT_QUERY = "<script>alert(1)</script>"
 CELL = "2017-atsugi-c13-challenge"
+NONSENSE = "xyzzy"
+OFF_TOPIC = "ゴルフ場"  # near words (場), nothing the table is about
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -188,6 +190,59 @@ def test_search_filter_open_a_cell_and_come_back(page: Page):
     page.watch.assert_clean()
 
 
+@pytest.mark.slow
+def test_no_match_page_says_so_and_folds_the_weak_candidates(page: Page):
+    page.goto(f"/search?q={NONSENSE}")
+    said = page.locator("section.no-match")
+    expect(said.locator("h2")).to_have_text(f"「{NONSENSE}」に該当する記載は見つかりませんでした")
+    expect(said.get_by_role("link", name="共通テーマ")).to_be_visible()
+    expect(said.get_by_role("link", name="一覧表")).to_be_visible()
+    weak = page.locator("details.weak")
+    expect(weak.locator("summary")).to_contain_text("関連が薄い候補")
+    # Collapsed: no cell is on screen until the section is opened.
+    assert weak.locator("article.hit").count() > 0
+    expect(page.locator("article.hit").first).to_be_hidden()
+    expect(page.locator("aside.facets")).to_have_count(0)
+    screenshot(page, "no-match-desktop.png")
+    weak.locator("summary").click()
+    expect(weak.locator("article.hit").first).to_be_visible()
+    page.watch.assert_clean()
+
+
+@pytest.mark.slow
+def test_weak_only_page_opened_reads_as_candidates_not_answers(page: Page):
+    page.goto(f"/search?q={OFF_TOPIC}")
+    expect(page.locator("section.no-match h2")).to_contain_text(
+        "該当する記載は見つかりませんでした"
+    )
+    weak = page.locator("details.weak")
+    weak.locator("summary").click()
+    expect(weak.locator(".weak-note")).to_contain_text("とは限りません")
+    expect(weak.locator("article.hit").first).to_be_visible()
+    assert page.locator("article.hit").count() == weak.locator("article.hit").count()
+    assert "場" not in page.locator("mark").all_inner_texts()  # no fragment lit up
+    screenshot(page, "weak-only-open-desktop.png")
+    page.watch.assert_clean()
+
+
+@pytest.mark.slow
+def test_answers_come_first_and_weak_candidates_after_them(page: Page):
+    page.goto(f"/search?q={NURSE}&view=cells")
+    expect(page.locator("#results-title")).to_contain_text("当てはまる記載")
+    weak = page.locator("details.weak")
+    expect(weak).to_have_count(1)
+    answers = page.locator("section.results > article.hit")
+    assert answers.count() > 0
+    # The weak section comes after the last answer in the page.
+    below = weak.evaluate("d => d.getBoundingClientRect().top + scrollY")
+    last = answers.last.evaluate("a => a.getBoundingClientRect().bottom + scrollY")
+    assert below >= last
+    weak.locator("summary").click()
+    weak.scroll_into_view_if_needed()
+    screenshot(page, "answers-then-weak-desktop.png")
+    page.watch.assert_clean()
+
+
 def test_a_script_query_is_shown_as_text(page: Page):
     page.goto("/search")
     box = search_box(page)
@@ -237,6 +292,7 @@ def test_docs_render_offline(page: Page):
 
 PHONE_PAGES = [
     "/search",
+    f"/search?q={NONSENSE}",
     f"/search?q={NURSE}",
     f"/search?q={NURSE}&view=cells&field=challenge",
     f"/cells/{CELL}",
@@ -255,6 +311,8 @@ def test_a_phone_width_never_scrolls_sideways(phone: Page):
             "[innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth]"
         )
         assert widths[1] <= widths[0] and widths[2] <= widths[0], (path, widths)
+        if path == f"/search?q={NONSENSE}":
+            screenshot(phone, "no-match-phone.png")
         if path == f"/search?q={NURSE}":
             screenshot(phone, "results-phone.png")
             # the filters sit below the results on a phone: a link leads to them

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from kb.core.errors import CellNotFound, KbError
+from kb.core.fields import Field
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
 
@@ -234,6 +235,13 @@ def _mark(text: str, terms: list[str], styled: bool) -> str:
     )
 
 
+NO_MATCH = "該当する記載は見つかりませんでした。"
+NO_RELATED = "他の団体の記載は見つかりませんでした。"
+WEAK_HEADING = "―― 関連が薄い候補（言葉や内容が少し近いだけで、当てはまるとは限りません）"
+WEAK_SHOWN = 3  # a short section: a hint of what is near, not more answers
+WEAK_CHARS = 40
+
+
 def _hit_lines(n: int, hit, styled: bool) -> list[str]:
     c = hit.chunk
     meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
@@ -241,17 +249,28 @@ def _hit_lines(n: int, hit, styled: bool) -> list[str]:
     return [
         f"{n:>2}. {c.organisation}　{c.item_label}".rstrip("　"),
         f"    {meta}",
+        f"    ID: {c.id}",
         *(f"    {t}" for t in text.splitlines()),
     ]
 
 
-def _print_hits(result, grouped: bool) -> None:
+def _weak_line(hit) -> str:
+    """A weak candidate on one line: organisation, field, id and the start of its text."""
+    c = hit.chunk
+    text = " ".join(c.text.split())
+    text = text if len(text) <= WEAK_CHARS else text[:WEAK_CHARS] + "…"
+    return f"  ・{c.organisation}［{c.field.ja}］ ID: {c.id}\n      {text}"
+
+
+def _print_hits(hits: list, grouped: bool, result=None) -> None:
+    """``hits`` numbered, under organisation headings when ``grouped`` (by ``result``)."""
     styled = sys.stdout.isatty()
+    groups = result.groups(hits) if grouped and result is not None else [None]
     n = 0
-    for group in result.groups() if grouped else [None]:
+    for group in groups:
         if group is not None:
             click.echo(f"■ {group.organisation}")
-        for hit in group.hits if group is not None else result.hits:
+        for hit in group.hits if group is not None else hits:
             n += 1
             click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
 
@@ -280,18 +299,43 @@ def _print_hits(result, grouped: bool) -> None:
 def search(
     settings, query, k, mode, fields, orgs, categories, years, group_by_org, as_json
 ) -> None:
-    """セルを検索する。例: kb search 看護師不足 --field challenge --field solution"""
+    """セルを検索する。例: kb search 看護師不足 --field challenge --field solution
+
+    当てはまる記載を先に、関連が薄い候補は分けて表示します。各セルの ID は kb related に渡せます。
+    検索語を空（""）にすると、絞り込みに合うセルを表の順に一覧にします。
+    """
+    from kb.search.validation import check_k
+
     service = _service(settings)
     filters = service.filters(fields=fields, organisations=orgs, categories=categories, years=years)
-    result = service.search(query, k=k, mode=mode, filters=filters)
+    if not query.strip() and not filters:
+        raise KbError(
+            "検索語を入れてください（検索語なしで一覧にするときは --field・--org・--category・--year で絞り込みます）"
+        )
+    if query.strip():
+        result = service.search(query, k=k, mode=mode, filters=filters)
+    else:
+        result = service.browse(filters, limit=check_k(k))
     hits = [h for g in result.groups() for h in g.hits] if group_by_org else result.hits
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
-    log(f"「{query}」の検索結果: 上位 {len(hits)}件（{mode}）")
-    if not hits:
-        click.echo("見つかりませんでした。言い方を変えるか、絞り込みを外してみてください。")
-    _print_hits(result, group_by_org)
+    answers = result.answers
+    if result.browsing:
+        log(f"条件に合うセル: {result.matched}件（先頭{len(answers)}件を表示）")
+    else:
+        log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
+    if not answers:
+        click.echo(NO_MATCH)
+        if result.weak:
+            log(
+                "言い方を変えるか絞り込みを外してみてください（関連が薄い候補は --json で見られます）"
+            )
+        return
+    _print_hits(answers, group_by_org, result)
+    if result.weak:
+        click.echo(WEAK_HEADING)
+        click.echo("\n".join(_weak_line(h) for h in result.weak[:WEAK_SHOWN]))
 
 
 @main.command(name="eval")
@@ -445,16 +489,42 @@ def themes(
 @pass_settings
 @_fail_cleanly
 def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
-    """課題のセルに、他の団体が取り組んでいること（進捗・解決策・来年度）を表示する。"""
+    """課題のセルに、他の団体が取り組んでいること（進捗・解決策・来年度）を表示する。
+
+    CELL_ID は課題の欄のセルの ID（例: 2017-atsugi-c13-challenge）。kb search の結果の
+    「ID:」の行、kb search --json の id、ウェブ画面のセルのページのアドレスに出ています。
+    """
     service = _service(settings)
     try:
-        hits = service.related(cell_id, k)
+        cell = service.cell(cell_id)
     except CellNotFound as exc:
-        raise KbError(f"{exc}。セルの ID は kb search --json の id で確かめられます") from None
+        raise KbError(
+            f"{exc}。セルの ID は kb search の結果の「ID:」の行で確かめられます"
+        ) from None
+    if cell.chunk.field != Field.challenge:
+        raise KbError(_not_a_challenge(cell))
+    hits = service.related(cell_id, k)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
-    log(f"セル {cell_id} の課題に、他の団体が取り組んでいること: {len(hits)}件")
+    answers = [h for h in hits if h.confident]
+    log(f"セル {cell_id} の課題に、他の団体が取り組んでいること: {len(answers)}件")
+    if not answers:
+        click.echo(NO_RELATED)
+        return
     styled = sys.stdout.isatty()
-    for n, hit in enumerate(hits, start=1):
+    for n, hit in enumerate(answers, start=1):
         click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
+
+
+def _not_a_challenge(cell) -> str:
+    """What kb related expects, said for a cell of another field (with the challenge cell
+    of the same item when it has one)."""
+    chunk = cell.chunk
+    said = f"セル {chunk.id} は「{chunk.field.ja}」の欄です。kb related には課題の欄のセルを指定してください"
+    challenge = next(
+        (c for c in cell.column if c.field == Field.challenge and c.text.strip()), None
+    )
+    if challenge is None:
+        return f"{said}（この項目には課題の記載がありません）"
+    return f"{said}（この項目の課題は {challenge.id}）"

@@ -10,6 +10,7 @@ from kb.core.model import Chunk
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.store import ChunkStore
 from kb.search.fusion import Mode
+from kb.search.highlight import Marks
 from kb.search.judge import Judgement
 
 
@@ -66,10 +67,11 @@ class SearchResult:
         """Ranked hits without enough evidence, shown apart if at all."""
         return [h for h in self.hits if not h.confident]
 
-    def groups(self) -> list[Group]:
-        """Hits grouped by organisation, groups in order of their best hit."""
+    def groups(self, hits: list[Hit] | None = None) -> list[Group]:
+        """``hits`` (all hits by default) grouped by organisation, groups in order of their
+        best hit."""
         by_org: dict[str, list[Hit]] = {}
-        for hit in self.hits:
+        for hit in self.hits if hits is None else hits:
             by_org.setdefault(hit.chunk.organisation, []).append(hit)
         return [Group(org, hits) for org, hits in by_org.items()]
 
@@ -84,17 +86,17 @@ def hits_at(
     analyzer: Analyzer,
     positions: Sequence[int],
     scores: dict[int, float],
-    terms: list[str],
+    marks: Marks,
 ) -> list[Hit]:
-    """Hits for ``positions`` of ``store`` with their ``scores``, the surfaces of ``terms``
-    each cell contains, and their columns (fetched in one query)."""
+    """Hits for ``positions`` of ``store`` with their ``scores``, the words each cell has
+    that ``marks`` highlight, and their columns (fetched in one query)."""
     chunks = store.get(positions)
     columns = store.columns(chunks)
     return [
         Hit(
             chunk=chunk,
             score=scores[p],
-            matched_terms=analyzer.matched_surfaces(chunk.text, terms),
+            matched_terms=analyzer.matched_surfaces(chunk.text, marks.terms, marks.typed),
             column=columns[chunk.column_id],
         )
         for p, chunk in zip(positions, chunks, strict=True)

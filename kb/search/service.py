@@ -30,6 +30,7 @@ from kb.retrieval.embedding import Embedder, load_embedder
 from kb.retrieval.index import CURRENT, LoadedIndex, cached_passage_vectors, open_index
 from kb.retrieval.store import Filters
 from kb.search.fusion import Mode, rank
+from kb.search.highlight import COMMON_SHARE, Marks, marks_for
 from kb.search.hits import Hit, SearchResult, hits_at
 from kb.search.judge import (
     BACKGROUND,
@@ -187,7 +188,8 @@ class SearchService:
             if (with_facets and confident)
             else {}
         )
-        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        marks = marks_for(self.analyzer, query, terms, _common_in(index))
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
         for hit, sure in zip(hits, flags, strict=False):
             hit.confident = sure
         return SearchResult(
@@ -237,7 +239,7 @@ class SearchService:
         return SearchResult(
             query="",
             mode=Mode.hybrid,
-            hits=hits_at(index.store, self.analyzer, shown, dict.fromkeys(shown, 1.0), []),
+            hits=hits_at(index.store, self.analyzer, shown, dict.fromkeys(shown, 1.0), Marks()),
             matched=len(positions),
             facets=index.store.facet_counts(positions),
         )
@@ -258,7 +260,7 @@ class SearchService:
         position, chunk = _locate(index, chunk_id)
         vector = dense.vectors(index.dense, np.array([position]))[0]
         ranking = rank(index, Mode.dense, [], vector, _other_agencies(index, chunk), depth=k)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, [])
+        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, Marks())
 
     def related(self, chunk_id: str, k: int = 5) -> list[Hit]:
         """What *other* agencies did about this cell's problem: their progress, solution and
@@ -270,7 +272,8 @@ class SearchService:
         allowed = index.store.mask(Filters(fields=RELATED_FIELDS)) & _other_agencies(index, chunk)
         terms = self.analyzer.query_tokens(chunk.text)
         ranking = rank(index, Mode.hybrid, terms, self._query_vector(chunk.text), allowed)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        marks = marks_for(self.analyzer, chunk.text, terms, _common_in(index), typed=False)
+        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
 
 
 def _locate(index: LoadedIndex, chunk_id: str) -> tuple[int, Chunk]:
@@ -294,6 +297,12 @@ def _idf(index: LoadedIndex, term: str) -> float | None:
     if not found:
         return None
     return math.log(1 + (len(index.store) - found + 0.5) / (found + 0.5))
+
+
+def _common_in(index: LoadedIndex):
+    """A test for terms found in more than :data:`COMMON_SHARE` of ``index``'s cells."""
+    most = COMMON_SHARE * len(index.store)
+    return lambda term: lexical.document_frequency(index.lexical, term) > most
 
 
 def _warn(message: str) -> None:
