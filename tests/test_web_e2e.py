@@ -22,6 +22,9 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+# Every test here drives a real browser: slow, left out by -m "not slow".
+pytestmark = pytest.mark.slow
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -161,7 +164,7 @@ def test_search_filter_open_a_cell_and_come_back(page: Page):
     ).click()
     page.wait_for_url(re.compile(r"field=challenge"))
     assert query_of(page)["field"] == ["challenge"] and query_of(page)["q"] == [NURSE]
-    badges = page.locator("article.hit .hit-head .badge").all_inner_texts()
+    badges = page.locator("article.hit .hit-head .badge").all_text_contents()
     assert badges and set(badges) == {"課題"}
     expect(page.locator(".active-filters .chip")).to_have_count(1)
     expect(search_box(page)).to_have_value(NURSE)
@@ -180,7 +183,7 @@ def test_search_filter_open_a_cell_and_come_back(page: Page):
     page.go_back()
     page.wait_for_url(re.compile(r"field=challenge"))
     expect(search_box(page)).to_have_value(NURSE)
-    assert set(page.locator("article.hit .hit-head .badge").all_inner_texts()) == {"課題"}
+    assert set(page.locator("article.hit .hit-head .badge").all_text_contents()) == {"課題"}
 
     # the toggle lists cells instead of organisations
     page.get_by_role("link", name="セルごと").click()
@@ -190,7 +193,6 @@ def test_search_filter_open_a_cell_and_come_back(page: Page):
     page.watch.assert_clean()
 
 
-@pytest.mark.slow
 def test_no_match_page_says_so_and_folds_the_weak_candidates(page: Page):
     page.goto(f"/search?q={NONSENSE}")
     said = page.locator("section.no-match")
@@ -198,25 +200,24 @@ def test_no_match_page_says_so_and_folds_the_weak_candidates(page: Page):
     expect(said.get_by_role("link", name="共通テーマ")).to_be_visible()
     expect(said.get_by_role("link", name="一覧表")).to_be_visible()
     weak = page.locator("details.weak")
-    expect(weak.locator("summary")).to_contain_text("関連が薄い候補")
+    expect(weak.locator(":scope > summary")).to_contain_text("関連が薄い候補")
     # Collapsed: no cell is on screen until the section is opened.
     assert weak.locator("article.hit").count() > 0
     expect(page.locator("article.hit").first).to_be_hidden()
     expect(page.locator("aside.facets")).to_have_count(0)
     screenshot(page, "no-match-desktop.png")
-    weak.locator("summary").click()
+    weak.locator(":scope > summary").click()
     expect(weak.locator("article.hit").first).to_be_visible()
     page.watch.assert_clean()
 
 
-@pytest.mark.slow
 def test_weak_only_page_opened_reads_as_candidates_not_answers(page: Page):
     page.goto(f"/search?q={OFF_TOPIC}")
     expect(page.locator("section.no-match h2")).to_contain_text(
         "該当する記載は見つかりませんでした"
     )
     weak = page.locator("details.weak")
-    weak.locator("summary").click()
+    weak.locator(":scope > summary").click()
     expect(weak.locator(".weak-note")).to_contain_text("とは限りません")
     expect(weak.locator("article.hit").first).to_be_visible()
     assert page.locator("article.hit").count() == weak.locator("article.hit").count()
@@ -225,7 +226,6 @@ def test_weak_only_page_opened_reads_as_candidates_not_answers(page: Page):
     page.watch.assert_clean()
 
 
-@pytest.mark.slow
 def test_answers_come_first_and_weak_candidates_after_them(page: Page):
     page.goto(f"/search?q={NURSE}&view=cells")
     expect(page.locator("#results-title")).to_contain_text("当てはまる記載")
@@ -237,7 +237,7 @@ def test_answers_come_first_and_weak_candidates_after_them(page: Page):
     below = weak.evaluate("d => d.getBoundingClientRect().top + scrollY")
     last = answers.last.evaluate("a => a.getBoundingClientRect().bottom + scrollY")
     assert below >= last
-    weak.locator("summary").click()
+    weak.locator(":scope > summary").click()
     weak.scroll_into_view_if_needed()
     screenshot(page, "answers-then-weak-desktop.png")
     page.watch.assert_clean()

@@ -242,9 +242,11 @@ WEAK_SHOWN = 3  # a short section: a hint of what is near, not more answers
 WEAK_CHARS = 40
 
 
-def _hit_lines(n: int, hit, styled: bool) -> list[str]:
+def _hit_lines(n: int, hit, styled: bool, scored: bool = True) -> list[str]:
     c = hit.chunk
-    meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
+    meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ"
+    if scored:  # a listing by filters has no ranking to show
+        meta += f"　スコア {hit.score:.3f}"
     text = _mark(c.text, hit.matched_terms, styled)
     return [
         f"{n:>2}. {c.organisation}　{c.item_label}".rstrip("　"),
@@ -262,17 +264,17 @@ def _weak_line(hit) -> str:
     return f"  ・{c.organisation}［{c.field.ja}］ ID: {c.id}\n      {text}"
 
 
-def _print_hits(hits: list, grouped: bool, result=None) -> None:
-    """``hits`` numbered, under organisation headings when ``grouped`` (by ``result``)."""
+def _print_hits(hits: list, grouped: bool, result) -> None:
+    """``hits`` of ``result`` numbered, under organisation headings when ``grouped``."""
     styled = sys.stdout.isatty()
-    groups = result.groups(hits) if grouped and result is not None else [None]
+    groups = result.groups(hits) if grouped else [None]
     n = 0
     for group in groups:
         if group is not None:
             click.echo(f"■ {group.organisation}")
         for hit in group.hits if group is not None else hits:
             n += 1
-            click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
+            click.echo("\n".join(_hit_lines(n, hit, styled, not result.browsing)) + "\n")
 
 
 @main.command()
@@ -327,10 +329,8 @@ def search(
         log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
     if not answers:
         click.echo(NO_MATCH)
-        if result.weak:
-            log(
-                "言い方を変えるか絞り込みを外してみてください（関連が薄い候補は --json で見られます）"
-            )
+        widen = "（絞り込みを外すと見つかるかもしれません）" if filters else ""
+        log(f"別の言い方で探してみてください{widen}。関連が薄い候補は --json で確かめられます")
         return
     _print_hits(answers, group_by_org, result)
     if result.weak:
