@@ -34,9 +34,13 @@ from kb.search.hits import Hit, SearchResult, hits_at
 from kb.search.judge import (
     BACKGROUND,
     FALLBACK,
+    PAIR_SHARE,
+    PAIR_STANDOUT,
     Judgement,
     load_calibration,
+    pair_shares,
     query_evidence,
+    standouts,
     word_shares,
 )
 from kb.search.validation import MAX_K, check_k, check_query, parse_filters
@@ -45,6 +49,9 @@ from kb.search.validation import MAX_K, check_k, check_query, parse_filters
 # counts describe the best FACET_DEPTH results instead.
 FACET_DEPTH = 50
 QUERY_VECTORS_KEPT = 4096
+# Cells of other organisations whose similarity to a cell sets the level its pairs must
+# stand out from (a sample: at a million cells all of them would cost a full scan).
+STANDOUT_SAMPLE = 2000
 # Where "who already tackled this" is written: what was done, proposed and planned.
 RELATED_FIELDS = (Field.progress, Field.solution, Field.next_year)
 
@@ -258,7 +265,8 @@ class SearchService:
         position, chunk = _locate(index, chunk_id)
         vector = dense.vectors(index.dense, np.array([position]))[0]
         ranking = rank(index, Mode.dense, [], vector, _other_agencies(index, chunk), depth=k)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, [])
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, [])
+        return self._judge_pairs(index, chunk, hits)
 
     def related(self, chunk_id: str, k: int = 5) -> list[Hit]:
         """What *other* agencies did about this cell's problem: their progress, solution and
@@ -270,7 +278,28 @@ class SearchService:
         allowed = index.store.mask(Filters(fields=RELATED_FIELDS)) & _other_agencies(index, chunk)
         terms = self.analyzer.query_tokens(chunk.text)
         ranking = rank(index, Mode.hybrid, terms, self._query_vector(chunk.text), allowed)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        return self._judge_pairs(index, chunk, hits)
+
+    def _judge_pairs(self, index: LoadedIndex, source: Chunk, hits: list[Hit]) -> list[Hit]:
+        """Flag as confident the hits that share what makes ``source`` specific and stand
+        out in meaning from other organisations' cells (see :data:`PAIR_SHARE`)."""
+        shares = pair_shares(
+            self.analyzer,
+            source.text,
+            [h.chunk.text for h in hits],
+            lambda term: _idf(index, term),
+        )
+        position = index.store.position(source.id)
+        vector = dense.vectors(index.dense, np.array([position]))[0]
+        rows = np.flatnonzero(_other_agencies(index, source))
+        sample = rows[:: max(1, len(rows) // STANDOUT_SAMPLE)]
+        population = dense.vectors(index.dense, sample) @ vector
+        found = [index.store.position(h.chunk.id) for h in hits]
+        mine = dense.vectors(index.dense, np.array(found, dtype=np.int64)) @ vector
+        for hit, share, standout in zip(hits, shares, standouts(mine, population), strict=True):
+            hit.confident = share >= PAIR_SHARE and standout >= PAIR_STANDOUT
+        return hits
 
 
 def _locate(index: LoadedIndex, chunk_id: str) -> tuple[int, Chunk]:
