@@ -349,11 +349,20 @@ def search(
     type=click.Choice(["hybrid", "dense", "lexical"]),
     help="評価する方式（省略時は3つとも）",
 )
+@click.option(
+    "--split",
+    default=None,
+    help="split: で分けたファイルから、この半分（tune / heldout）の質問だけを使う",
+)
 @click.option("--json", "as_json", is_flag=True, help="質問ごとの数値も含めて JSON で出力する")
 @pass_settings
 @_fail_cleanly
 def evaluate(
-    settings: Settings, queries: tuple[Path, ...], modes: tuple[str, ...], as_json: bool
+    settings: Settings,
+    queries: tuple[Path, ...],
+    modes: tuple[str, ...],
+    split: str | None,
+    as_json: bool,
 ) -> None:
     """評価用の質問ファイル（複数可、まとめて1つの集合として）で検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
     from kb.apps import evaluate as ev
@@ -363,6 +372,7 @@ def evaluate(
     store = service.index.store
     chunks = store.get(range(len(store)))
     loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
+    loaded = [q for q in loaded if split is None or q.split in ("", split)]
     report = ev.evaluate(
         service, loaded, [Mode(m) for m in modes or ("dense", "lexical", "hybrid")]
     )

@@ -37,6 +37,7 @@ import numpy as np
 from kb.retrieval.analysis import Analyzer, Token
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+ANSWER_DEPTH = 10  # the hits a user reads first: where an answer must show its words
 
 # Everyday sentences about things no care-coordination table talks about: the level of
 # similarity any text reaches with a query, whatever it says.
@@ -176,11 +177,16 @@ class QueryEvidence:
     content: tuple[str, ...]  # the query's content nouns
     uncovered: tuple[str, ...]  # those neither the table, the vocabulary nor a name knows
     uncovered_weight: float  # their share of the content, each noun weighed by specificity
+    best_share: float  # most of that weighed content one of the top hits holds
     margin: float  # best cell similarity minus best background similarity
     english: bool
 
     def features(self) -> list[float]:
-        return [self.uncovered_weight, self.margin, float(self.english)]
+        """In the order of :data:`FEATURES`."""
+        return [self.uncovered_weight, self.best_share, self.margin, float(self.english)]
+
+
+FEATURES = ("uncovered_weight", "best_share", "margin", "english")
 
 
 @dataclass(frozen=True)
@@ -205,9 +211,10 @@ class Calibration:
 
 def load_calibration(embedder_name: str, path: Path = CALIBRATION_FILE) -> Calibration | None:
     """The calibration fitted for ``embedder_name``, or None when there is none."""
-    table = _calibrations(path)
-    entry = table.get(embedder_name)
-    return Calibration(**{**entry, "weights": tuple(entry["weights"])}) if entry else None
+    entry = dict(_calibrations(path).get(embedder_name) or {})
+    if entry.pop("features", None) != list(FEATURES):
+        return None  # none, or fitted on other evidence: calibrate again
+    return Calibration(**{**entry, "weights": tuple(entry["weights"])})
 
 
 @cache
@@ -221,7 +228,7 @@ def _calibrations(path: Path) -> dict:
 def save_calibration(embedder_name: str, calibration: Calibration, path: Path = CALIBRATION_FILE):
     """Store ``calibration`` for ``embedder_name``, keeping the other embedders' entries."""
     table = dict(_calibrations(path))
-    table[embedder_name] = calibration.to_dict()
+    table[embedder_name] = {"features": list(FEATURES), **calibration.to_dict()}
     path.write_text(json.dumps(table, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     _calibrations.cache_clear()
 
@@ -248,37 +255,66 @@ def _content(tokens: Sequence[Token], nouns_only: bool) -> list[int]:
     return kept
 
 
-def query_evidence(
+def judge_query(
     analyzer: Analyzer,
     query: str,
-    specificity: Callable[[str], float | None],
-    names: Iterable[str],
+    table: TableFacts,
+    positions: Sequence[int],
+    similarities: Sequence[float | None],
     best_similarity: float,
     background: np.ndarray,
     query_vector: np.ndarray | None,
-) -> QueryEvidence:
-    """Evidence for ``query``: ``specificity`` gives an index term's inverse document
-    frequency in the table (None when the table does not have it),
-    ``names`` are the organisation names and aliases, ``best_similarity`` the best dense
-    similarity of any cell, ``background`` the background sentences' vectors."""
+) -> Judgement:
+    """The evidence for ``query`` and for each of its ranked ``positions`` (with their dense
+    ``similarities``, None outside the dense leg), against ``table``'s words and names;
+    ``best_similarity`` is the best of any cell the query may find."""
     tokens = analyzer.analyse(query)
     content = content_nouns(tokens)
-    covered = _covered(tokens, [*analyzer.synonyms.words(), *names])
+    covered = _covered(tokens, [*analyzer.synonyms.words(), *table.names])
+    found = {i: table.specificity(tokens[i].terms[0]) for i in content}
+    uncovered = [i for i in content if found[i] is None and i not in covered]
     # A noun the table has weighs what it tells apart (子ども little, 短期入所 much); one
     # the table lacks, or the vocabulary or a name stands for, weighs as the rarest word.
-    weights = {i: specificity(tokens[i].terms[0]) for i in content}
-    rarest = max([w for w in weights.values() if w is not None], default=1.0)
-    uncovered = [i for i in content if weights[i] is None and i not in covered]
-    weight = {i: rarest if weights[i] is None else weights[i] for i in content}
-    total = sum(weight.values())
+    weight = {i: table.rarest if found[i] is None else found[i] for i in content}
+    total = sum(weight.values()) or 1.0
+    rows = np.asarray(positions, dtype=np.int64)
+    held = np.zeros(len(rows))
+    for i in content:
+        if i not in uncovered:
+            held += weight[i] * _holds_noun(analyzer, tokens[i], table.holds)[rows]
+    shares = held / total
     background_best = float(np.max(background @ query_vector)) if query_vector is not None else 1.0
-    return QueryEvidence(
+    evidence = QueryEvidence(
         content=tuple(tokens[i].surface for i in content),
         uncovered=tuple(tokens[i].surface for i in uncovered),
-        uncovered_weight=sum(weight[i] for i in uncovered) / total if total else 0.0,
+        uncovered_weight=sum(weight[i] for i in uncovered) / total,
+        best_share=float(shares[:ANSWER_DEPTH].max(initial=0.0)),
         margin=best_similarity - background_best,
         english=query.isascii(),
     )
+    return Judgement(evidence, tuple(similarities), tuple(map(float, shares)))
+
+
+def _holds_noun(analyzer: Analyzer, token: Token, holds: Callable[[str], np.ndarray]):
+    """Row mask of the cells holding ``token``'s word or a vocabulary equivalent of it."""
+    words = analyzer.synonyms.expansions(token.surface, [token.terms[0]])
+    terms = {token.terms[0], *(t[0] for t in map(analyzer.tokens, words) if t)}
+    mask = None
+    for term in terms:
+        mask = holds(term) if mask is None else mask | holds(term)
+    return mask
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What the judge asks of the table: ``specificity(term)`` — inverse document frequency,
+    None for a term no cell has; ``rarest`` — that of a term one cell has; ``holds(term)`` —
+    row mask of the cells with the term; ``names`` — organisation names and aliases."""
+
+    specificity: Callable[[str], float | None]
+    rarest: float
+    holds: Callable[[str], np.ndarray]
+    names: tuple[str, ...]
 
 
 def _covered(tokens: Sequence[Token], words: Iterable[str]) -> set[int]:
@@ -306,28 +342,11 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
-def word_shares(
-    analyzer: Analyzer,
-    query: str,
-    holds: Callable[[str], np.ndarray],
-    positions: Sequence[int],
-) -> list[float]:
-    """For each row in ``positions``, the share of the query's content nouns it contains;
-    ``holds(term)`` is a row mask of the cells containing an index term."""
-    tokens = analyzer.analyse(query)
-    content = content_nouns(tokens)
-    if not content or not positions:
-        return [0.0] * len(positions)
-    rows = np.asarray(positions, dtype=np.int64)
-    held = sum(holds(tokens[i].terms[0])[rows].astype(np.float64) for i in content)
-    return [float(x) for x in held / len(content)]
-
-
 # Without a calibration for the embedder (a sentence-transformers model nobody calibrated),
 # only the words speak: a query whose content nouns the table mostly does not know has no
 # answer, and a hit must hold half of the query's content nouns.
 FALLBACK = Calibration(
-    weights=(-10.0, 0.0, 0.0), bias=5.0, threshold=0.5, similarity_gap=0.0, word_share=0.5
+    weights=(-10.0, 0.0, 0.0, 0.0), bias=5.0, threshold=0.5, similarity_gap=0.0, word_share=0.5
 )
 
 
@@ -355,3 +374,53 @@ class Judgement:
         if flags:
             flags[0] = True
         return flags
+
+
+# A cell vouches for another (similar cells, "who else tackled this") when it holds this
+# share of the other's PAIR_NOUNS most specific nouns *and* its meaning stands out from
+# the other organisations' cells by PAIR_STANDOUT standard deviations. Words alone pair
+# cells that share a population (医療機器を装着している子) but not a problem; meaning
+# alone pairs any two cells about care for children. Set on the FY2017 table: the
+# nurse-shortage challenge finds もみじ's staffing plan, the disaster-support challenge
+# (which no other organisation writes about) finds nothing.
+PAIR_SHARE = 0.2
+PAIR_NOUNS = 5
+PAIR_STANDOUT = 1.0
+
+
+def pair_shares(
+    analyzer: Analyzer,
+    source: str,
+    candidates: Sequence[str],
+    specificity: Callable[[str], float | None],
+) -> list[float]:
+    """For each candidate text, the share of ``source``'s content nouns (each weighed by
+    its specificity in the table) that it contains, as written or as a vocabulary
+    equivalent (看護人材 → 看護職員)."""
+    tokens = analyzer.analyse(source)
+    nouns = {}
+    for i in content_nouns(tokens):
+        term = tokens[i].terms[0]
+        words = analyzer.synonyms.expansions(tokens[i].surface, [term])
+        nouns[term] = {_fold(w) for w in words}
+    # What makes a cell specific is its rarest nouns; a long cell is not harder to match.
+    weight = dict(
+        sorted(((t, specificity(t) or 0.0) for t in nouns), key=lambda tw: -tw[1])[:PAIR_NOUNS]
+    )
+    nouns = {t: nouns[t] for t in weight if weight[t]}
+    total = sum(weight.values())
+    if not total:
+        return [0.0] * len(candidates)
+    shares = []
+    for text in candidates:
+        terms, folded = set(analyzer.tokens(text)), _fold(text)
+        held = [t for t, words in nouns.items() if t in terms or any(w in folded for w in words)]
+        shares.append(sum(weight[t] for t in held) / total)
+    return shares
+
+
+def standouts(similarities: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """How many standard deviations each of ``similarities`` lies above the similarities of
+    ``population`` (the same source against cells it could have been paired with)."""
+    spread = float(population.std()) or 1.0
+    return (similarities - float(population.mean())) / spread

@@ -35,10 +35,14 @@ from kb.search.hits import Hit, SearchResult, hits_at
 from kb.search.judge import (
     BACKGROUND,
     FALLBACK,
+    PAIR_SHARE,
+    PAIR_STANDOUT,
     Judgement,
+    TableFacts,
+    judge_query,
     load_calibration,
-    query_evidence,
-    word_shares,
+    pair_shares,
+    standouts,
 )
 from kb.search.validation import MAX_K, check_k, check_query, parse_filters
 
@@ -46,6 +50,9 @@ from kb.search.validation import MAX_K, check_k, check_query, parse_filters
 # counts describe the best FACET_DEPTH results instead.
 FACET_DEPTH = 50
 QUERY_VECTORS_KEPT = 4096
+# Cells of other organisations whose similarity to a cell sets the level its pairs must
+# stand out from (a sample: at a million cells all of them would cost a full scan).
+STANDOUT_SAMPLE = 2000
 # Where "who already tackled this" is written: what was done, proposed and planned.
 RELATED_FIELDS = (Field.progress, Field.solution, Field.next_year)
 
@@ -216,19 +223,22 @@ class SearchService:
         if vector is not None and not similarity:
             found, scores = dense.search(index.dense, vector, 1, allowed)
             similarity = dict(zip(map(int, found), map(float, scores), strict=True))
-        evidence = query_evidence(
+        table = TableFacts(
+            specificity=lambda term: _idf(index, term),
+            rarest=_idf_of(len(index.store), 1),
+            holds=lambda term: lexical.scores(index.lexical, [term]) > 0,
+            names=(*index.store.values["organisation"], *index.aliases),
+        )
+        return judge_query(
             self.analyzer,
             query,
-            specificity=lambda term: _idf(index, term),
-            names=[*index.store.values["organisation"], *index.aliases],
-            best_similarity=max(similarity.values(), default=0.0),
-            background=self.background,
-            query_vector=vector,
+            table,
+            positions,
+            [similarity.get(p) for p in positions],
+            max(similarity.values(), default=0.0),
+            self.background,
+            vector,
         )
-        shares = word_shares(
-            self.analyzer, query, lambda term: lexical.scores(index.lexical, [term]) > 0, positions
-        )
-        return Judgement(evidence, tuple(similarity.get(p) for p in positions), tuple(shares))
 
     def browse(self, filters: Filters, limit: int = MAX_K) -> SearchResult:
         """Cells matching ``filters`` in table order, for browsing without a query."""
@@ -260,7 +270,8 @@ class SearchService:
         position, chunk = _locate(index, chunk_id)
         vector = dense.vectors(index.dense, np.array([position]))[0]
         ranking = rank(index, Mode.dense, [], vector, _other_agencies(index, chunk), depth=k)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, Marks())
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, Marks())
+        return self._judge_pairs(index, chunk, hits)
 
     def related(self, chunk_id: str, k: int = 5) -> list[Hit]:
         """What *other* agencies did about this cell's problem: their progress, solution and
@@ -273,7 +284,28 @@ class SearchService:
         terms = self.analyzer.query_tokens(chunk.text)
         ranking = rank(index, Mode.hybrid, terms, self._query_vector(chunk.text), allowed)
         marks = marks_for(self.analyzer, chunk.text, terms, _common_in(index), typed=False)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
+        return self._judge_pairs(index, chunk, hits)
+
+    def _judge_pairs(self, index: LoadedIndex, source: Chunk, hits: list[Hit]) -> list[Hit]:
+        """Flag as confident the hits that share what makes ``source`` specific and stand
+        out in meaning from other organisations' cells (see :data:`PAIR_SHARE`)."""
+        shares = pair_shares(
+            self.analyzer,
+            source.text,
+            [h.chunk.text for h in hits],
+            lambda term: _idf(index, term),
+        )
+        position = index.store.position(source.id)
+        vector = dense.vectors(index.dense, np.array([position]))[0]
+        rows = np.flatnonzero(_other_agencies(index, source))
+        sample = rows[:: max(1, len(rows) // STANDOUT_SAMPLE)]
+        population = dense.vectors(index.dense, sample) @ vector
+        found = [index.store.position(h.chunk.id) for h in hits]
+        mine = dense.vectors(index.dense, np.array(found, dtype=np.int64)) @ vector
+        for hit, share, standout in zip(hits, shares, standouts(mine, population), strict=True):
+            hit.confident = share >= PAIR_SHARE and standout >= PAIR_STANDOUT
+        return hits
 
 
 def _locate(index: LoadedIndex, chunk_id: str) -> tuple[int, Chunk]:
@@ -294,9 +326,12 @@ def _other_agencies(index: LoadedIndex, chunk: Chunk) -> np.ndarray:
 def _idf(index: LoadedIndex, term: str) -> float | None:
     """Inverse document frequency of ``term`` in ``index``; None when no cell has it."""
     found = lexical.document_frequency(index.lexical, term)
-    if not found:
-        return None
-    return math.log(1 + (len(index.store) - found + 0.5) / (found + 0.5))
+    return _idf_of(len(index.store), found) if found else None
+
+
+def _idf_of(rows: int, found: int) -> float:
+    """BM25's inverse document frequency of a term found in ``found`` of ``rows`` cells."""
+    return math.log(1 + (rows - found + 0.5) / (found + 0.5))
 
 
 def _common_in(index: LoadedIndex):
