@@ -38,6 +38,8 @@ NURSE = "看護師不足"
 SCRIPT_QUERY = "<script>alert(1)</script>"
 CELL = "2017-atsugi-c13-challenge"
 NONSENSE = "xyzzy"
+# 厚木保健福祉事務所: disaster support for children on ventilators, which nobody else writes about
+DISASTER_CHALLENGE = "2017-atsugi-c08-challenge"
 OFF_TOPIC = "ゴルフ場"  # near words (場), nothing the table is about
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -240,6 +242,17 @@ def test_answers_come_first_and_weak_candidates_after_them(page: Page):
     weak.locator(":scope > summary").click()
     weak.scroll_into_view_if_needed()
     screenshot(page, "answers-then-weak-desktop.png")
+    page.watch.assert_clean()
+
+
+def test_cell_page_says_when_nobody_else_wrote_about_it(page: Page):
+    page.goto(f"/cells/{DISASTER_CHALLENGE}")
+    related = page.locator("section[aria-labelledby=related-title]")
+    expect(related.locator("h2")).to_have_text("この課題に、他の団体が取り組んでいること")
+    expect(related).to_contain_text("他の団体の記載は見つかりませんでした。")
+    expect(related.locator("article.hit")).to_have_count(0)
+    related.scroll_into_view_if_needed()
+    screenshot(page, "cell-nobody-else-desktop.png")
     page.watch.assert_clean()
 
 

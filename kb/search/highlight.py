@@ -41,7 +41,7 @@ def marks_for(
     When the user ``typed`` the query, its own words are all marked except a lone kanji cut
     out of a compound (場 of ゴルフ場); expansions only when specific (``is_common`` is False
     for them). A query that is a cell's text (related cells) is long and typed by nobody:
-    only the specific words both cells share are marked, no expansions and no verbs.
+    only its specific words and expansions are marked, and no verbs.
     """
     own = {
         term
@@ -50,9 +50,9 @@ def marks_for(
         if len(term) > 1 or len(token.surface) == 1
     }
     if not typed:
-        return Marks(frozenset(t for t in own if not is_common(t)))
+        own = {t for t in own if not is_common(t)}
     expanded = {t for t in query_terms if t not in own and len(t) > 1 and not is_common(t)}
-    return Marks(frozenset(own | expanded), query)
+    return Marks(frozenset(own | expanded), query if typed else "")
 
 
 @lru_cache(maxsize=1024)

@@ -30,7 +30,7 @@ class Hit:
         return {
             **self.chunk.as_dict(),
             "score": round(float(self.score), 6),
-            "confident": self.confident,
+            "confident": bool(self.confident),  # judgements may come as numpy booleans
             "matched_terms": self.matched_terms,
             "column": [
                 {"id": c.id, "field": c.field.value, "field_ja": c.field.ja, "text": c.text}
