@@ -44,15 +44,13 @@ def collect(service: SearchService, queries: Sequence[EvalQuery], k: int = 10) -
 
 def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibration:
     """The calibration that best separates answerable from unanswerable ``samples``."""
-    from sklearn.linear_model import LogisticRegression  # only calibration needs it
-
     features = np.array([s.judgement.evidence.features() for s in samples])
     answerable = np.array([bool(s.query.grades) for s in samples])
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(C=1.0, max_iter=1000).fit((features - mean) / scale, answerable)
-    weights = model.coef_[0] / scale
-    bias = float(model.intercept_[0] - np.dot(weights, mean))
+    coef, intercept = _logistic((features - mean) / scale, answerable)
+    weights = coef / scale
+    bias = float(intercept - np.dot(weights, mean))
     logits = bias + features @ weights
     probability = 1.0 / (1.0 + np.exp(-logits))
     threshold = _threshold(probability, answerable, target)
@@ -62,6 +60,26 @@ def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibrati
         key=lambda cut: (confident_ndcg(samples, _with_cuts(base, *cut)), -cut[0], cut[1]),
     )
     return _with_cuts(base, *cuts)
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (as scikit-learn's default, C = 1 / ``l2``):
+    weights and intercept minimising the log loss of ``y`` given ``x``."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    target = y.astype(np.float64)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:-1], params[-1]
+        p = expit(x @ w + b)
+        eps = 1e-12
+        value = -np.sum(target * np.log(p + eps) + (1 - target) * np.log(1 - p + eps))
+        gradient = np.append(x.T @ (p - target) + l2 * w, np.sum(p - target))
+        return value + 0.5 * l2 * float(w @ w), gradient
+
+    found = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
+    return found.x[:-1], float(found.x[-1])
 
 
 def _threshold(probability: np.ndarray, answerable: np.ndarray, target: float) -> float:
