@@ -16,11 +16,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from kb.core.fields import Field
 from kb.corpus.tables import load_table, save_table
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "負荷試験中に書き換えたセル"
+EVAL_FILES = (ROOT / "eval" / "tune.yaml", ROOT / "eval" / "heldout.yaml")
+
+
+def eval_queries() -> list[str]:
+    """The text of every graded query (both halves of the evaluation set), in file order."""
+    return [
+        q["query"]
+        for path in EVAL_FILES
+        for q in yaml.safe_load(path.read_text(encoding="utf-8"))["queries"]
+    ]
 
 
 def log(message: str) -> None:

@@ -7,8 +7,8 @@
 
 The script copies ``corpus/`` into a temporary folder, builds an index there and serves it
 with ``python -m kb serve`` on a free loopback port, so the real index is never touched.
-Clients cycle through the real queries of ``eval/queries.yaml`` and alternate between the
-JSON API and the HTML page. With ``--rebuild`` one cell of the copy is edited after a third
+Clients cycle through the real queries of ``eval/tune.yaml`` and ``eval/heldout.yaml`` and
+alternate between the JSON API and the HTML page. With ``--rebuild`` one cell of the copy is edited after a third
 of the run and ``kb build`` runs while the load continues; the script then checks that the
 server answered every request, switched to the new build without a restart, and finds the
 edited text. The server keeps answers to repeated requests (as it would for staff
@@ -31,8 +31,16 @@ from collections import defaultdict
 from urllib.parse import quote
 
 import numpy as np
-import yaml
-from common import MARKER, ROOT, Workspace, edit_one_cell, get, kb_server, wait_ready, workspace
+from common import (
+    MARKER,
+    Workspace,
+    edit_one_cell,
+    eval_queries,
+    get,
+    kb_server,
+    wait_ready,
+    workspace,
+)
 
 
 class Recorder:
@@ -113,12 +121,7 @@ def main() -> None:
 
 
 def run_load(args: argparse.Namespace, port: int, ws: Workspace) -> dict:
-    queries = [
-        q["query"]
-        for q in yaml.safe_load((ROOT / "eval" / "queries.yaml").read_text(encoding="utf-8"))[
-            "queries"
-        ]
-    ]
+    queries = eval_queries()
     paths = [
         p for q in queries for p in (f"/api/search?k=10&q={quote(q)}", f"/search?q={quote(q)}")
     ]

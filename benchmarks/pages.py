@@ -10,8 +10,9 @@ first /themes clusters the cells and caches their vectors), then ``--requests`` 
 row, one request at a time on a fresh connection, timed from request to last byte.
 
 Repeating a query is answered from the search service's cache of recent answers, as when a
-user reloads a page; the ``/search (new query)`` row asks a different query from
-``eval/queries.yaml`` each time, so it includes embedding the query and ranking.
+user reloads a page; the ``/search (new query)`` row asks a different graded query (from
+``eval/tune.yaml`` and ``eval/heldout.yaml``) each time, so it includes embedding the query and
+ranking.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import time
 import unicodedata
 from urllib.parse import quote
 
-import yaml
-from common import ROOT, get, kb_server, log, wait_ready, workspace
+from common import eval_queries, get, kb_server, log, wait_ready, workspace
 
 NURSE = "看護師不足"
 
@@ -35,12 +35,7 @@ def pages(port: int) -> dict[str, list[str]]:
     status, body = get(port, f"/api/search?k=1&q={quote(NURSE)}")
     assert status == 200, status
     cell = json.loads(body)["hits"][0]["id"]  # a 課題 cell: its page also lists related work
-    queries = [
-        q["query"]
-        for q in yaml.safe_load((ROOT / "eval" / "queries.yaml").read_text(encoding="utf-8"))[
-            "queries"
-        ]
-    ]
+    queries = eval_queries()
     return {
         "/search?q=看護師不足": [f"/search?q={quote(NURSE)}"],
         "/search (new query)": [f"/search?q={quote(q)}" for q in queries],

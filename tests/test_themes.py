@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from html_dom import parse
 
 from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, Agenda, build_agenda, render_markdown
 from kb.core.errors import FilterError
@@ -34,6 +35,8 @@ UNKNOWN_CELL = "2017-atsugi-c99-challenge"
 DATA = Path(__file__).parent / "data"
 # Must pairs of theme_pairs_2017.yaml held by the grouping (of 5; README figure).
 MUST_PAIRS_HELD = 3
+# 厚木保健福祉事務所: disaster support for children on ventilators, which nobody else writes about
+DISASTER_CHALLENGE = "2017-atsugi-c08-challenge"
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,10 @@ def cli(run_kb, index_copy: Settings, agenda) -> dict[str, subprocess.CompletedP
         "csv": ("themes", "--format", "csv", "--field", "all", "--n", "4"),
         "related": ("related", FUKUSHI_1_CHALLENGE, "--json"),
         "unknown": ("related", UNKNOWN_CELL, "--json"),
+        "plain": ("related", FUKUSHI_1_CHALLENGE),
+        "plain-disaster": ("related", DISASTER_CHALLENGE),
+        "not-a-challenge": ("related", "2017-atsugi-c13-progress"),
+        "help": ("related", "--help"),
     }
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
         futures = {
@@ -313,6 +320,39 @@ def test_kb_related_json(cli):
         assert hit["field"] in RELATED_FIELDS
 
 
+@pytest.mark.parametrize(
+    ("run", "cell_id"), [("plain", FUKUSHI_1_CHALLENGE), ("plain-disaster", DISASTER_CHALLENGE)]
+)
+def test_kb_related_plain_presents_only_confident_cells(cli, themes_service, run, cell_id):
+    done = cli[run]
+    assert done.returncode == 0, done.stderr
+    confident = [h.chunk.id for h in themes_service.related(cell_id, 5) if h.confident]
+    shown = [line.split("ID: ")[1] for line in done.stdout.splitlines() if "ID: " in line]
+    assert shown == confident
+    if not confident:
+        assert done.stdout == "他の団体の記載は見つかりませんでした。\n"
+
+
+def test_kb_related_json_says_whether_confident(cli):
+    assert all(isinstance(h["confident"], bool) for h in json.loads(cli["related"].stdout))
+
+
+def test_kb_related_on_another_field_says_what_it_expects(cli):
+    done = cli["not-a-challenge"]
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert "「進捗」の欄です" in lines[0] and "課題の欄のセル" in lines[0]
+    assert FUKUSHI_1_CHALLENGE in lines[0]  # the challenge of the same item, to try instead
+
+
+def test_kb_related_help_says_where_cell_ids_are(cli):
+    done = cli["help"]
+    assert done.returncode == 0
+    assert "kb search" in done.stdout and "ID:" in done.stdout
+
+
 def test_kb_related_unknown_cell_fails_cleanly(cli):
     run = cli["unknown"]
     assert run.returncode == 1
@@ -365,6 +405,23 @@ def test_themes_page_and_downloads(client, agenda):
 
     assert client.get("/themes", params={"n": "abc"}).status_code == 422
     assert client.get("/themes.md", params={"year": "1999"}).status_code == 422
+
+
+@pytest.mark.parametrize("cell_id", [FUKUSHI_1_CHALLENGE, DISASTER_CHALLENGE])
+def test_cell_page_panels_present_only_confident_cells(client, themes_service, cell_id):
+    page = parse(client.get(f"/cells/{cell_id}").text)
+    panels = {
+        "related": (page.find("section", aria_labelledby="related-title"), "他の団体の記載は"),
+        "similar": (page.find("section", aria_labelledby="similar-title"), "内容の似たセルは"),
+    }
+    for name, (panel, nobody) in panels.items():
+        expected = [h.chunk.id for h in getattr(themes_service, name)(cell_id, 5) if h.confident]
+        shown = [
+            a.attrs["aria-labelledby"].removeprefix("hit-")
+            for a in panel.find_all("article", cls="hit")
+        ]
+        assert shown == expected, name
+        assert (f"{nobody}見つかりませんでした" in panel.text) == (not expected), name
 
 
 def test_cell_page_shows_related_work_for_challenges_only(client):

@@ -379,10 +379,23 @@ def facets_of(page: Node) -> dict[str, dict[str, tuple[int, str]]]:
         entries = {}
         for a in section.find_all("a"):
             count = a.find("span", cls="count").text
-            label = a.text.replace(count, "").replace("✓", "").strip()
+            label = a.text.strip().removesuffix(count).replace("✓", "").strip()
             entries[label] = (int(count), a.attrs["href"])
         out[section.find("h3").text] = entries
     return out
+
+
+def weak_ids(page: Node) -> list[str]:
+    """Ids of the cells in the collapsed 「関連が薄い候補」 section (none if it is absent)."""
+    found = page.find_all("details", cls="weak")
+    assert len(found) <= 1
+    return hit_ids(found[0]) if found else []
+
+
+def answer_ids(page: Node) -> list[str]:
+    """Ids of the cells presented as answers: every hit outside the weak section."""
+    weak = set(weak_ids(page))
+    return [i for i in hit_ids(page) if i not in weak]
 
 
 def test_search_page_groups_hits_by_organisation(client, service):
@@ -390,12 +403,15 @@ def test_search_page_groups_hits_by_organisation(client, service):
     assert response.status_code == 200
     page = html(response)
     assert page.find("input", id="q").attrs["value"] == NURSE
-    expected = service.search(NURSE, k=20).hits
-    assert hit_ids(page) == [
-        h.chunk.id for g in service.search(NURSE, k=20).groups() for h in g.hits
-    ]
+    result = service.search(NURSE, k=20)
+    expected = result.hits
+    # Groups of confident hits only; the weak ones come after them, apart and collapsed.
+    assert answer_ids(page) == [h.chunk.id for g in result.groups(result.answers) for h in g.hits]
+    assert weak_ids(page) == [h.chunk.id for h in result.weak]
+    assert hit_ids(page)[: len(result.answers)] == answer_ids(page)
+    assert result.answers and result.weak  # both parts of the page are exercised
     groups = page.find_all("section", cls="org-group")
-    assert len(groups) == len({h.chunk.organisation for h in expected}) > 1
+    assert len(groups) == len({h.chunk.organisation for h in result.answers}) > 1
     for group in groups:
         name = group.find("h3", cls="org-name").find("a").text
         for article in hits_of(group):
@@ -431,7 +447,9 @@ def test_hit_without_item_number_or_title_says_so(client):
 
 def test_cells_view_lists_the_same_hits_in_rank_order(client, service):
     page = html(client.get("/search", params={"q": NURSE, "view": "cells"}))
-    assert hit_ids(page) == [h.chunk.id for h in service.search(NURSE, k=20).hits]
+    result = service.search(NURSE, k=20)
+    assert answer_ids(page) == [h.chunk.id for h in result.answers]
+    assert weak_ids(page) == [h.chunk.id for h in result.weak]
     assert not page.find_all("section", cls="org-group")
     toggle = page.find("p", cls="view-toggle")
     current = [a.text for a in toggle.find_all("a") if a.attrs.get("aria-current") == "page"]
@@ -442,13 +460,25 @@ def test_cells_view_lists_the_same_hits_in_rank_order(client, service):
     assert page.find("form", role="search").find("input", name="view").attrs["value"] == "cells"
 
 
-def test_facets_count_the_top_results_and_combine_with_the_query(client, service):
+def test_facets_count_the_confident_results_and_combine_with_the_query(client, service):
     page = html(client.get("/search", params={"q": NURSE}))
     facets = facets_of(page)
     assert list(facets) == ["欄", "団体", "課題区分", "年度"]
-    assert sum(n for n, _ in facets["欄"].values()) == 50
-    assert facets["年度"] == {"2017年度": (50, facets["年度"]["2017年度"][1])}
-    top = service.search(NURSE, k=50).hits
+    # The facets and the heading describe one set: the confident cells of the best 50.
+    top = service.search(NURSE, k=50).answers
+    assert 0 < len(top) < 50
+    assert sum(n for n, _ in facets["欄"].values()) == len(top)
+    assert facets["年度"] == {"2017年度": (len(top), facets["年度"]["2017年度"][1])}
+    assert f"当てはまる記載 {len(top)}件" in page.find("h2", id="results-title").text
+    assert f"当てはまる{len(top)}件の内訳" in page.find("p", cls="facet-note").text
+    # Fewer shown than counted: the page says so and links to all of them.
+    shown = len(service.search(NURSE, k=20).answers)
+    assert shown < len(top)
+    note = page.find("p", cls="shown-note")
+    assert f"{shown}件を表示しています" in note.text
+    assert answer_ids(html(client.get(note.find("a").attrs["href"]))) == [
+        h.chunk.id for g in service.search(NURSE, k=50).groups(top) for h in g.hits
+    ]
     assert facets["欄"]["課題"][0] == sum(1 for h in top if h.chunk.field == Field.challenge)
     assert facets["団体"][MOMIJI][0] == sum(1 for h in top if h.chunk.organisation == MOMIJI)
 
@@ -472,6 +502,59 @@ def test_facets_count_the_top_results_and_combine_with_the_query(client, service
     assert len(on) == 1 and on[0].attrs["aria-current"] == "true"
 
 
+# --- nothing matches ---------------------------------------------------------------------
+
+NONSENSE = "xyzzy"
+
+
+@pytest.mark.parametrize("view", ["org", "cells"])
+def test_nonsense_query_page_says_nothing_matched(client, service, view):
+    result = service.search(NONSENSE, k=20)
+    assert not result.answers and result.weak
+    page = html(client.get("/search", params={"q": NONSENSE, "view": view}))
+    said = page.find("section", cls="no-match")
+    assert said.find("h2").text.strip() == f"「{NONSENSE}」に該当する記載は見つかりませんでした"
+    assert "別の言い方" in said.text
+    links = [a.attrs["href"] for a in said.find_all("a")]
+    assert "/themes" in links and "/table" in links
+    # No cell outside the weak section, which is collapsed and labelled as such.
+    assert answer_ids(page) == []
+    assert weak_ids(page) == [h.chunk.id for h in result.weak]
+    weak = page.find("details", cls="weak")
+    assert "open" not in weak.attrs
+    assert weak.find("summary").text.startswith("関連が薄い候補")
+    assert not page.find_all("aside", cls="facets")
+    assert not page.find_all("section", cls="org-group")
+    assert "上位" not in page.text and "当てはまる記載" not in page.text
+
+
+def test_no_match_with_filters_suggests_removing_them(client):
+    page = html(client.get("/search", params={"q": NONSENSE, "field": "challenge"}))
+    said = page.find("section", cls="no-match")
+    assert "絞り込みを外す" in said.text
+    assert answer_ids(page) == []
+
+
+def test_weak_hits_never_mix_in_among_the_answers(client, service):
+    for q in (NURSE, "人手が足りない", "ゴルフ場", "nurse shortage"):
+        result = service.search(q, k=20)
+        page = html(client.get("/search", params={"q": q, "view": "cells"}))
+        assert answer_ids(page) == [h.chunk.id for h in result.answers], q
+        assert weak_ids(page) == [h.chunk.id for h in result.weak], q
+
+
+def test_every_hit_shape_says_whether_kb_is_confident(client, service):
+    hits = client.get("/api/search", params={"q": NURSE, "k": 20}).json()["hits"]
+    flags = [h["confident"] for h in hits]
+    assert flags == [h.confident for h in service.search(NURSE, k=20).hits]
+    assert True in flags and False in flags
+    nonsense = client.get("/api/search", params={"q": NONSENSE}).json()["hits"]
+    assert nonsense and not any(h["confident"] for h in nonsense)
+    for find in ("similar", "related"):
+        found = client.get(f"/api/cells/{FUKUSHI_1_CHALLENGE}/{find}").json()
+        assert found and all(isinstance(h["confident"], bool) for h in found), find
+
+
 def test_browsing_by_filter_without_a_query(client, cells):
     page = html(client.get("/search", params={"field": "challenge"}))
     challenges = [c.id for c in cells if c.field == Field.challenge]
@@ -493,7 +576,7 @@ def test_cell_page_shows_the_whole_column_and_similar_cells(client, service, cel
     similar = page.find("section", aria_labelledby="similar-title")
     assert "似たセル" in similar.find("h2").text
     shown = hit_ids(similar)
-    assert shown == [h.chunk.id for h in service.similar(cell.id, 5)]
+    assert shown == [h.chunk.id for h in service.similar(cell.id, 5) if h.confident]
     assert all(h.chunk.agency != cell.agency for h in service.similar(cell.id, 5))
     assert cell.organisation in page.find("h1").text
 
@@ -545,6 +628,7 @@ def test_help_page(client):
     assert response.status_code == 200
     page = html(response)
     assert page.find("h1").text == "使い方"
+    assert "該当する記載は見つかりませんでした" in page.text and "関連が薄い候補" in page.text
     assert [a.text for a in page.find("ul", cls="examples").find_all("a")] == list(EXAMPLES)
     assert {f.ja for f in FIELDS} <= {s.text for s in page.find_all("span", cls="badge")}
 

@@ -29,6 +29,9 @@ if CHROMIUM is None:
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+# Every test here drives a real browser: slow, left out by -m "not slow".
+pytestmark = pytest.mark.slow
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -41,6 +44,10 @@ CHROMIUM_ARGS = [
 NURSE = "看護師不足"
 SCRIPT_QUERY = "<script>alert(1)</script>"
 CELL = "2017-atsugi-c13-challenge"
+NONSENSE = "xyzzy"
+# 厚木保健福祉事務所: disaster support for children on ventilators, which nobody else writes about
+DISASTER_CHALLENGE = "2017-atsugi-c08-challenge"
+OFF_TOPIC = "ゴルフ場"  # near words (場), nothing the table is about
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -166,7 +173,7 @@ def test_search_filter_open_a_cell_and_come_back(page: Page):
     ).click()
     page.wait_for_url(re.compile(r"field=challenge"))
     assert query_of(page)["field"] == ["challenge"] and query_of(page)["q"] == [NURSE]
-    badges = page.locator("article.hit .hit-head .badge").all_inner_texts()
+    badges = page.locator("article.hit .hit-head .badge").all_text_contents()
     assert badges and set(badges) == {"課題"}
     expect(page.locator(".active-filters .chip")).to_have_count(1)
     expect(search_box(page)).to_have_value(NURSE)
@@ -185,13 +192,74 @@ def test_search_filter_open_a_cell_and_come_back(page: Page):
     page.go_back()
     page.wait_for_url(re.compile(r"field=challenge"))
     expect(search_box(page)).to_have_value(NURSE)
-    assert set(page.locator("article.hit .hit-head .badge").all_inner_texts()) == {"課題"}
+    assert set(page.locator("article.hit .hit-head .badge").all_text_contents()) == {"課題"}
 
     # the toggle lists cells instead of organisations
     page.get_by_role("link", name="セルごと").click()
     page.wait_for_url(re.compile(r"view=cells"))
     expect(page.locator("section.org-group")).to_have_count(0)
     expect(page.locator("article.hit").first).to_be_visible()
+    page.watch.assert_clean()
+
+
+def test_no_match_page_says_so_and_folds_the_weak_candidates(page: Page):
+    page.goto(f"/search?q={NONSENSE}")
+    said = page.locator("section.no-match")
+    expect(said.locator("h2")).to_have_text(f"「{NONSENSE}」に該当する記載は見つかりませんでした")
+    expect(said.get_by_role("link", name="共通テーマ")).to_be_visible()
+    expect(said.get_by_role("link", name="一覧表")).to_be_visible()
+    weak = page.locator("details.weak")
+    expect(weak.locator(":scope > summary")).to_contain_text("関連が薄い候補")
+    # Collapsed: no cell is on screen until the section is opened.
+    assert weak.locator("article.hit").count() > 0
+    expect(page.locator("article.hit").first).to_be_hidden()
+    expect(page.locator("aside.facets")).to_have_count(0)
+    screenshot(page, "no-match-desktop.png")
+    weak.locator(":scope > summary").click()
+    expect(weak.locator("article.hit").first).to_be_visible()
+    page.watch.assert_clean()
+
+
+def test_weak_only_page_opened_reads_as_candidates_not_answers(page: Page):
+    page.goto(f"/search?q={OFF_TOPIC}")
+    expect(page.locator("section.no-match h2")).to_contain_text(
+        "該当する記載は見つかりませんでした"
+    )
+    weak = page.locator("details.weak")
+    weak.locator(":scope > summary").click()
+    expect(weak.locator(".weak-note")).to_contain_text("とは限りません")
+    expect(weak.locator("article.hit").first).to_be_visible()
+    assert page.locator("article.hit").count() == weak.locator("article.hit").count()
+    assert "場" not in page.locator("mark").all_inner_texts()  # no fragment lit up
+    screenshot(page, "weak-only-open-desktop.png")
+    page.watch.assert_clean()
+
+
+def test_answers_come_first_and_weak_candidates_after_them(page: Page):
+    page.goto(f"/search?q={NURSE}&view=cells")
+    expect(page.locator("#results-title")).to_contain_text("当てはまる記載")
+    weak = page.locator("details.weak")
+    expect(weak).to_have_count(1)
+    answers = page.locator("section.results > article.hit")
+    assert answers.count() > 0
+    # The weak section comes after the last answer in the page.
+    below = weak.evaluate("d => d.getBoundingClientRect().top + scrollY")
+    last = answers.last.evaluate("a => a.getBoundingClientRect().bottom + scrollY")
+    assert below >= last
+    weak.locator(":scope > summary").click()
+    weak.scroll_into_view_if_needed()
+    screenshot(page, "answers-then-weak-desktop.png")
+    page.watch.assert_clean()
+
+
+def test_cell_page_says_when_nobody_else_wrote_about_it(page: Page):
+    page.goto(f"/cells/{DISASTER_CHALLENGE}")
+    related = page.locator("section[aria-labelledby=related-title]")
+    expect(related.locator("h2")).to_have_text("この課題に、他の団体が取り組んでいること")
+    expect(related).to_contain_text("他の団体の記載は見つかりませんでした。")
+    expect(related.locator("article.hit")).to_have_count(0)
+    related.scroll_into_view_if_needed()
+    screenshot(page, "cell-nobody-else-desktop.png")
     page.watch.assert_clean()
 
 
@@ -244,6 +312,7 @@ def test_docs_render_offline(page: Page):
 
 PHONE_PAGES = [
     "/search",
+    f"/search?q={NONSENSE}",
     f"/search?q={NURSE}",
     f"/search?q={NURSE}&view=cells&field=challenge",
     f"/cells/{CELL}",
@@ -262,6 +331,8 @@ def test_a_phone_width_never_scrolls_sideways(phone: Page):
             "[innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth]"
         )
         assert widths[1] <= widths[0] and widths[2] <= widths[0], (path, widths)
+        if path == f"/search?q={NONSENSE}":
+            screenshot(phone, "no-match-phone.png")
         if path == f"/search?q={NURSE}":
             screenshot(phone, "results-phone.png")
             # the filters sit below the results on a phone: a link leads to them

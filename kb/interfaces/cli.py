@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kb.core.errors import CellNotFound, KbError
+from kb.core.fields import Field
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
 
@@ -246,9 +247,18 @@ def _mark(text: str, terms: list[str], styled: bool) -> str:
     )
 
 
-def _hit_lines(n: int, hit, styled: bool) -> list[str]:
+NO_MATCH = "該当する記載は見つかりませんでした。"
+NO_RELATED = "他の団体の記載は見つかりませんでした。"
+WEAK_HEADING = "―― 関連が薄い候補（言葉や内容が少し近いだけで、当てはまるとは限りません）"
+WEAK_SHOWN = 3  # a short section: a hint of what is near, not more answers
+WEAK_CHARS = 40
+
+
+def _hit_lines(n: int, hit, styled: bool, scored: bool = True) -> list[str]:
     c = hit.chunk
-    meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
+    meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ"
+    if scored:  # a listing by filters has no ranking to show
+        meta += f"　スコア {hit.score:.3f}"
     text = _mark(c.text, hit.matched_terms, styled)
     earlier = [  # search --fold-years: the same item's cells of other years
         f"    ↳ {e.chunk.year}年度（{e.chunk.id}）: {_first_line(e.chunk.text)}"
@@ -257,6 +267,7 @@ def _hit_lines(n: int, hit, styled: bool) -> list[str]:
     return [
         f"{n:>2}. {c.organisation}　{c.item_label}".rstrip("　"),
         f"    {meta}",
+        f"    ID: {c.id}",
         *(f"    {t}" for t in text.splitlines()),
         *earlier,
     ]
@@ -267,15 +278,25 @@ def _first_line(text: str, width: int = 50) -> str:
     return line if len(line) <= width else line[:width] + "…"
 
 
-def _print_hits(result, grouped: bool) -> None:
+def _weak_line(hit) -> str:
+    """A weak candidate on one line: organisation, field, id and the start of its text."""
+    c = hit.chunk
+    text = " ".join(c.text.split())
+    text = text if len(text) <= WEAK_CHARS else text[:WEAK_CHARS] + "…"
+    return f"  ・{c.organisation}［{c.field.ja}］ ID: {c.id}\n      {text}"
+
+
+def _print_hits(hits: list, grouped: bool, result) -> None:
+    """``hits`` of ``result`` numbered, under organisation headings when ``grouped``."""
     styled = sys.stdout.isatty()
+    groups = result.groups(hits) if grouped else [None]
     n = 0
-    for group in result.groups() if grouped else [None]:
+    for group in groups:
         if group is not None:
             click.echo(f"■ {group.organisation}")
-        for hit in group.hits if group is not None else result.hits:
+        for hit in group.hits if group is not None else hits:
             n += 1
-            click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
+            click.echo("\n".join(_hit_lines(n, hit, styled, not result.browsing)) + "\n")
 
 
 @main.command()
@@ -307,25 +328,49 @@ def _print_hits(result, grouped: bool) -> None:
 def search(
     settings, query, k, mode, fields, orgs, categories, years, group_by_org, fold_years, as_json
 ) -> None:
-    """セルを検索する。例: kb search 看護師不足 --field challenge --field solution"""
+    """セルを検索する。例: kb search 看護師不足 --field challenge --field solution
+
+    当てはまる記載を先に、関連が薄い候補は分けて表示します。各セルの ID は kb related に渡せます。
+    検索語を空（""）にすると、絞り込みに合うセルを表の順に一覧にします。
+    """
     from kb.search.fold import search_folded
+    from kb.search.validation import check_k
 
     service = _service(settings)
     filters = service.filters(fields=fields, organisations=orgs, categories=categories, years=years)
-    run = partial(search_folded, service) if fold_years else service.search
-    result = run(query, k=k, mode=mode, filters=filters)
+    if not query.strip() and not filters:
+        raise KbError(
+            "検索語を入れてください（検索語なしで一覧にするときは --field・--org・--category・--year で絞り込みます）"
+        )
+    if query.strip():
+        run = partial(search_folded, service) if fold_years else service.search
+        result = run(query, k=k, mode=mode, filters=filters)
+    else:
+        result = service.browse(filters, limit=check_k(k))
     hits = [h for g in result.groups() for h in g.hits] if group_by_org else result.hits
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
-    log(f"「{query}」の検索結果: 上位 {len(hits)}件（{mode}）")
-    if not hits:
-        click.echo("見つかりませんでした。言い方を変えるか、絞り込みを外してみてください。")
-    _print_hits(result, group_by_org)
+    answers = result.answers
+    if result.browsing:
+        log(f"条件に合うセル: {result.matched}件（先頭{len(answers)}件を表示）")
+    else:
+        log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
+    if not answers:
+        click.echo(NO_MATCH)
+        widen = "（絞り込みを外すと見つかるかもしれません）" if filters else ""
+        log(f"別の言い方で探してみてください{widen}。関連が薄い候補は --json で確かめられます")
+        return
+    _print_hits(answers, group_by_org, result)
+    if result.weak:
+        click.echo(WEAK_HEADING)
+        click.echo("\n".join(_weak_line(h) for h in result.weak[:WEAK_SHOWN]))
 
 
 @main.command(name="eval")
-@click.argument("queries", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "queries", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--mode",
     "modes",
@@ -333,17 +378,30 @@ def search(
     type=click.Choice(["hybrid", "dense", "lexical"]),
     help="評価する方式（省略時は3つとも）",
 )
+@click.option(
+    "--split",
+    default=None,
+    help="split: で分けたファイルから、この半分（tune / heldout）の質問だけを使う",
+)
 @click.option("--json", "as_json", is_flag=True, help="質問ごとの数値も含めて JSON で出力する")
 @pass_settings
 @_fail_cleanly
-def evaluate(settings: Settings, queries: Path, modes: tuple[str, ...], as_json: bool) -> None:
-    """評価用の質問ファイルで検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
+def evaluate(
+    settings: Settings,
+    queries: tuple[Path, ...],
+    modes: tuple[str, ...],
+    split: str | None,
+    as_json: bool,
+) -> None:
+    """評価用の質問ファイル（複数可、まとめて1つの集合として）で検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
     from kb.apps import evaluate as ev
     from kb.search.fusion import Mode
 
     service = _service(settings)
     store = service.index.store
-    loaded = ev.load_queries(queries, store.get(range(len(store))))
+    chunks = store.get(range(len(store)))
+    loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
+    loaded = [q for q in loaded if split is None or q.split in ("", split)]
     report = ev.evaluate(
         service, loaded, [Mode(m) for m in modes or ("dense", "lexical", "hybrid")]
     )
@@ -351,6 +409,36 @@ def evaluate(settings: Settings, queries: Path, modes: tuple[str, ...], as_json:
         _dump(report)
     else:
         click.echo(ev.render(report))
+
+
+@main.command()
+@click.argument(
+    "queries", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--split",
+    default="tune",
+    show_default=True,
+    help="この半分の質問だけで合わせる（split: のない質問はファイルごと使う）",
+)
+@pass_settings
+@_fail_cleanly
+def calibrate(settings: Settings, queries: tuple[Path, ...], split: str) -> None:
+    """答えの確かさの判定を、評価用の質問（正解つきと、表に答えがないもの）に合わせて保存する。"""
+    from kb.apps import calibrate as cal
+    from kb.apps import evaluate as ev
+    from kb.search.judge import save_calibration
+
+    service = _service(settings)
+    store = service.index.store
+    chunks = store.get(range(len(store)))
+    loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
+    chosen = [q for q in loaded if q.split in ("", split)]
+    samples = cal.collect(service, chosen)
+    calibration = cal.fit(samples)
+    save_calibration(service.embedder.name, calibration)
+    log(f"{len(chosen)}件の質問で合わせ、{service.embedder.name} 用に保存しました")
+    _dump({"calibration": calibration.to_dict(), **cal.figures(samples, calibration)})
 
 
 # --- web ---------------------------------------------------------------------------------
@@ -462,7 +550,7 @@ def history(settings: Settings, cell_id: str, as_json: bool) -> None:
 
 def _with_hint(exc: CellNotFound) -> KbError:
     """A missing cell, with where to find cell ids."""
-    return KbError(f"{exc}。セルの ID は kb search --json の id で確かめられます")
+    return KbError(f"{exc}。セルの ID は kb search の結果の「ID:」の行で確かめられます")
 
 
 def _timeline_lines(timeline: ItemTimeline) -> list[str]:
@@ -489,19 +577,43 @@ def _timeline_lines(timeline: ItemTimeline) -> list[str]:
 @pass_settings
 @_fail_cleanly
 def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
-    """課題のセルに、他の団体が取り組んでいること（進捗・解決策・来年度）を表示する。"""
+    """課題のセルに、他の団体が取り組んでいること（進捗・解決策・来年度）を表示する。
+
+    CELL_ID は課題の欄のセルの ID（例: 2017-atsugi-c13-challenge）。kb search の結果の
+    「ID:」の行、kb search --json の id、ウェブ画面のセルのページのアドレスに出ています。
+    """
     service = _service(settings)
     try:
-        hits = service.related(cell_id, k)
+        cell = service.cell(cell_id)
     except CellNotFound as exc:
         raise _with_hint(exc) from None
+    if cell.chunk.field != Field.challenge:
+        raise KbError(_not_a_challenge(cell))
+    hits = service.related(cell_id, k)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
-    log(f"セル {cell_id} の課題に、他の団体が取り組んでいること: {len(hits)}件")
+    answers = [h for h in hits if h.confident]
+    log(f"セル {cell_id} の課題に、他の団体が取り組んでいること: {len(answers)}件")
+    if not answers:
+        click.echo(NO_RELATED)
+        return
     styled = sys.stdout.isatty()
-    for n, hit in enumerate(hits, start=1):
+    for n, hit in enumerate(answers, start=1):
         click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
+
+
+def _not_a_challenge(cell) -> str:
+    """What kb related expects, said for a cell of another field (with the challenge cell
+    of the same item when it has one)."""
+    chunk = cell.chunk
+    said = f"セル {chunk.id} は「{chunk.field.ja}」の欄です。kb related には課題の欄のセルを指定してください"
+    challenge = next(
+        (c for c in cell.column.filled if c.field == Field.challenge), None
+    )
+    if challenge is None:
+        return f"{said}（この項目には課題の記載がありません）"
+    return f"{said}（この項目の課題は {challenge.id}）"
 
 
 # --- the secretariat's commands (accounts, tokens, history) -----------------------------

@@ -82,6 +82,9 @@ STOP_WORDS = frozenset(
         "なに",
     ]
 )
+# Words that name a thing or a quality: what highlighting marks (see matched_surfaces).
+NOUN_POS = frozenset(["名詞", "形状詞"])
+INFLECTING_POS = frozenset(["動詞", "形容詞"])
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
 ANALYSES_KEPT = 8192
 # Bump when the analysis changes, so cached terms of old builds are not reused.
@@ -95,7 +98,7 @@ class Token:
 
     surface: str
     terms: tuple[str, ...]
-    pos: tuple[str, ...] = ()  # Sudachi's part of speech, first two levels (名詞, 普通名詞)
+    pos: tuple[str, ...] = ()  # Sudachi's part of speech, three levels (名詞, 普通名詞, 一般)
 
 
 class Analyzer:
@@ -132,11 +135,61 @@ class Analyzer:
             terms += self.tokens(phrase)
         return list(dict.fromkeys(terms))
 
-    def matched_surfaces(self, text: str, query_terms: Iterable[str]) -> list[str]:
-        """The words of ``text`` that share a term with the query, each once, in order."""
+    def matched_surfaces(self, text: str, query_terms: Iterable[str], typed: str = "") -> list[str]:
+        """The content words of ``text`` that share a term with ``query_terms``, each once, in
+        order, as written: nouns (名詞, 形状詞) of two characters or a kanji, and verbs or
+        adjectives only with their inflection (足りない, never the stem 足り) and only when
+        ``typed``, the query as the user wrote it, has that very word."""
         wanted = set(query_terms)
-        hits = [t.surface for t in self.analyse(text) if wanted.intersection(t.terms)]
-        return list(dict.fromkeys(hits))
+        tokens = self.analyse(text)
+        as_typed = _inflected_words(self.analyse(typed)) if typed else set()
+        hits = (
+            _content_surface(tokens, i, as_typed)
+            for i, token in enumerate(tokens)
+            if wanted.intersection(token.terms)
+        )
+        return list(dict.fromkeys(h for h in hits if h))
+
+
+def _inflected(tokens: Sequence[Token], at: int) -> str:
+    """The verb or adjective ``tokens[at]`` with the auxiliaries after it (限ら+れ)."""
+    word = tokens[at].surface
+    for after in tokens[at + 1 :]:
+        if after.pos[:1] != ("助動詞",):
+            break
+        word += after.surface
+    return word
+
+
+def _inflected_words(tokens: Sequence[Token]) -> set[str]:
+    """Every verb and adjective of ``tokens`` as written, with its auxiliaries."""
+    return {_inflected(tokens, i) for i, t in enumerate(tokens) if _kind(t) in INFLECTING_POS}
+
+
+def _content_surface(tokens: Sequence[Token], at: int, as_typed: set[str]) -> str | None:
+    """What to mark for the matched ``tokens[at]``: its surface if it is a content word, a
+    verb or adjective with its auxiliaries if the user typed exactly that word (one of
+    ``as_typed``), or None (a kana fragment, a bare stem, a suffix)."""
+    token = tokens[at]
+    kind = _kind(token)
+    if kind in NOUN_POS:
+        return token.surface if is_meaningful(token.surface) else None
+    if kind in INFLECTING_POS:
+        word = _inflected(tokens, at)
+        return word if word in as_typed and len(word) > 1 else None
+    return None
+
+
+def _kind(token: Token) -> str:
+    """The first level of ``token``'s part of speech (名詞, 動詞 …)."""
+    return token.pos[0] if token.pos else ""
+
+
+def is_meaningful(word: str) -> bool:
+    """True for a word worth marking on its own: two characters or more, or one kanji."""
+    if len(word) != 1:
+        return len(word) > 1
+    return unicodedata.name(word, "").startswith("CJK UNIFIED")
 
 
 def terms_version() -> str:
@@ -190,7 +243,7 @@ def _parts(text: str) -> list[str]:
 
 def _token(morpheme) -> Token:
     surface = morpheme.surface()
-    pos = tuple(morpheme.part_of_speech()[:2])
+    pos = tuple(morpheme.part_of_speech()[:3])
     if pos[0] in _DROP_POS:
         return Token(surface, (), pos)
     terms = [_term(morpheme.normalized_form(), surface)]
@@ -211,10 +264,8 @@ def _term(normalised: str, surface: str) -> str:
 def _keep(term: str) -> bool:
     if term in STOP_WORDS or not term.strip():
         return False
-    if len(term) == 1:
-        # A lone kanji (児, 子) carries meaning; a lone kana or letter does not.
-        return unicodedata.name(term, "").startswith("CJK UNIFIED")
-    return True
+    # A lone kanji (児, 子) carries meaning; a lone kana or letter does not.
+    return is_meaningful(term)
 
 
 @dataclass
@@ -251,6 +302,10 @@ class Synonyms:
             groups=[[str(w) for w in group] for group in groups if group],
             expand={str(k): _words(v) for k, v in expand.items()},
         )
+
+    def words(self) -> list[str]:
+        """Every word an entry is written for (what a query may mention)."""
+        return [*(w for group in self.groups for w in group), *self.expand]
 
     def expansions(self, query: str, query_terms: list[str]) -> list[str]:
         """Words to add to ``query``: synonyms of every entry the query mentions."""

@@ -167,3 +167,12 @@ def scores(index: bm25s.BM25, terms: Sequence[str]) -> np.ndarray:
     if not known:
         return np.zeros(index.scores["num_docs"], dtype=np.float32)
     return index.get_scores(known)
+
+
+def document_frequency(index: bm25s.BM25, term: str) -> int:
+    """How many rows contain ``term`` (0 for a term the corpus does not have)."""
+    column = index.vocab_dict.get(term)
+    if column is None:
+        return 0
+    indptr = index.scores["indptr"]
+    return int(indptr[column + 1] - indptr[column])

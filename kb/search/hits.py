@@ -10,6 +10,8 @@ from kb.core.model import Chunk, ColumnView
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.store import ChunkStore
 from kb.search.fusion import Mode
+from kb.search.highlight import Marks
+from kb.search.judge import Judgement
 
 
 @dataclass
@@ -20,11 +22,15 @@ class Hit:
     score: float
     column: ColumnView
     matched_terms: list[str] = field(default_factory=list)
+    # Presented as an answer: kb has evidence for it (see kb.search.judge). Cells listed by
+    # filters alone, or opened by id, are exactly what was asked for.
+    confident: bool = True
 
     def as_dict(self) -> dict:
         return {
             **self.chunk.as_dict(),
             "score": round(float(self.score), 6),
+            "confident": bool(self.confident),  # judgements may come as numpy booleans
             "matched_terms": self.matched_terms,
             "column": [
                 {"id": c.id, "field": c.field.value, "field_ja": c.field.ja, "text": c.text}
@@ -47,13 +53,25 @@ class SearchResult:
     query: str
     mode: Mode
     hits: list[Hit]
-    matched: int  # how many cells matched at all (before cutting to k)
-    facets: dict[str, dict] = field(default_factory=dict)
+    matched: int  # how many cells are confident answers (of the best FACET_DEPTH)
+    facets: dict[str, dict] = field(default_factory=dict)  # over those confident cells
+    judgement: Judgement | None = None
 
-    def groups(self) -> list[Group]:
-        """Hits grouped by organisation, groups in order of their best hit."""
+    @property
+    def answers(self) -> list[Hit]:
+        """The hits presented as answers, best first."""
+        return [h for h in self.hits if h.confident]
+
+    @property
+    def weak(self) -> list[Hit]:
+        """Ranked hits without enough evidence, shown apart if at all."""
+        return [h for h in self.hits if not h.confident]
+
+    def groups(self, hits: list[Hit] | None = None) -> list[Group]:
+        """``hits`` (all hits by default) grouped by organisation, groups in order of their
+        best hit."""
         by_org: dict[str, list[Hit]] = {}
-        for hit in self.hits:
+        for hit in self.hits if hits is None else hits:
             by_org.setdefault(hit.chunk.organisation, []).append(hit)
         return [Group(org, hits) for org, hits in by_org.items()]
 
@@ -68,17 +86,17 @@ def hits_at(
     analyzer: Analyzer,
     positions: Sequence[int],
     scores: dict[int, float],
-    terms: list[str],
+    marks: Marks,
 ) -> list[Hit]:
-    """Hits for ``positions`` of ``store`` with their ``scores``, the surfaces of ``terms``
-    each cell contains, and their columns (fetched in one query)."""
+    """Hits for ``positions`` of ``store`` with their ``scores``, the words each cell has
+    that ``marks`` highlight, and their columns (fetched in one query)."""
     chunks = store.get(positions)
     columns = store.columns(c.column_id for c in chunks)
     return [
         Hit(
             chunk=chunk,
             score=scores[p],
-            matched_terms=analyzer.matched_surfaces(chunk.text, terms),
+            matched_terms=analyzer.matched_surfaces(chunk.text, marks.terms, marks.typed),
             column=columns[chunk.column_id],
         )
         for p, chunk in zip(positions, chunks, strict=True)

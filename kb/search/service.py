@@ -9,6 +9,7 @@ are memoised on the build they came from (:attr:`LoadedIndex.memo`).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -23,19 +24,35 @@ from kb.core.fields import Field
 from kb.core.model import Chunk
 from kb.core.settings import Settings
 from kb.corpus.tables import SYNONYMS_FILE
-from kb.retrieval import dense
+from kb.retrieval import dense, lexical
 from kb.retrieval.analysis import Analyzer, Synonyms
 from kb.retrieval.embedding import Embedder, load_embedder
 from kb.retrieval.index import CURRENT, LoadedIndex, cached_passage_vectors, open_index
 from kb.retrieval.store import Filters
 from kb.search.fusion import Mode, rank
+from kb.search.highlight import COMMON_SHARE, Marks, marks_for
 from kb.search.hits import Hit, SearchResult, hits_at
+from kb.search.judge import (
+    BACKGROUND,
+    FALLBACK,
+    PAIR_SHARE,
+    PAIR_STANDOUT,
+    Judgement,
+    TableFacts,
+    judge_query,
+    load_calibration,
+    pair_shares,
+    standouts,
+)
 from kb.search.validation import MAX_K, check_k, check_query, parse_filters
 
 # Dense retrieval ranks every cell, so "how many match" has no natural cut-off; facet
 # counts describe the best FACET_DEPTH results instead.
 FACET_DEPTH = 50
 QUERY_VECTORS_KEPT = 4096
+# Cells of other organisations whose similarity to a cell sets the level its pairs must
+# stand out from (a sample: at a million cells all of them would cost a full scan).
+STANDOUT_SAMPLE = 2000
 # Where "who already tackled this" is written: what was done, proposed and planned.
 RELATED_FIELDS = (Field.progress, Field.solution, Field.next_year)
 
@@ -53,6 +70,8 @@ class SearchService:
         self._reload_lock = threading.Lock()
         self._rejected: str | None = None  # build id
         self._query_vector = lru_cache(maxsize=QUERY_VECTORS_KEPT)(self._embed_query)
+        self.calibration = load_calibration(self.embedder.name) or FALLBACK
+        self._background: np.ndarray | None = None
 
     def clear_caches(self) -> None:
         """Forget remembered answers and query vectors (benchmarks measure cold queries)."""
@@ -67,6 +86,13 @@ class SearchService:
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """Passage embeddings of ``texts`` (one row each), through the builds' cache."""
         return cached_passage_vectors(self.settings.index_dir, self.embedder, texts)
+
+    @property
+    def background(self) -> np.ndarray:
+        """Vectors of :data:`BACKGROUND`, the level any text reaches (builds cache them)."""
+        if self._background is None:
+            self._background = self.passage_vectors(list(BACKGROUND))
+        return self._background
 
     # --- keeping up with rebuilds and edits --------------------------------------------
 
@@ -156,15 +182,62 @@ class SearchService:
         terms = self.analyzer.query_tokens(query)
         # Synonyms serve the lexical leg only: averaging in a second embedding of the query
         # spelled out with them raised hybrid nDCG@10 by 0.003 on eval/queries.yaml but
-        # doubled the embedding cost of most queries.
-        wants_vector = mode != Mode.lexical and query.strip()
-        vector = self._query_vector(query) if wants_vector else None
-        ranking = rank(index, mode, terms, vector, allowed)
-        top = np.array(ranking.order[: max(k, FACET_DEPTH)], dtype=np.int64)
-        facets = index.store.facet_counts(top) if with_facets else {}
-        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        # doubled the embedding cost of most queries. The vector is also the judge's
+        # evidence, so a lexical search computes it too.
+        vector = self._query_vector(query) if query.strip() else None
+        ranking = rank(index, mode, terms, vector if mode != Mode.lexical else None, allowed)
+        judged = ranking.order[: max(k, FACET_DEPTH)]
+        judgement = self.judge(index, query, vector, allowed, judged, ranking.similarity)
+        flags = judgement.flags(self.calibration)
+        confident = [p for p, sure in zip(judged, flags, strict=True) if sure]
+        facets = (
+            index.store.facet_counts(np.array(confident, dtype=np.int64))
+            if (with_facets and confident)
+            else {}
+        )
+        marks = marks_for(self.analyzer, query, terms, _common_in(index))
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
+        for hit, sure in zip(hits, flags, strict=False):
+            hit.confident = sure
         return SearchResult(
-            query=query, mode=mode, hits=hits, matched=len(ranking.order), facets=facets
+            query=query,
+            mode=mode,
+            hits=hits,
+            matched=len(confident),
+            facets=facets,
+            judgement=judgement,
+        )
+
+    def judge(
+        self,
+        index: LoadedIndex,
+        query: str,
+        vector: np.ndarray | None,
+        allowed: np.ndarray | None,
+        positions: list[int],
+        similarity: dict[int, float],
+    ) -> Judgement:
+        """The evidence for ``query`` and for each of ``positions`` (see
+        :mod:`kb.search.judge`). ``similarity`` holds the dense leg's scores; the best
+        similarity among ``allowed`` cells is looked up when it lacks them."""
+        if vector is not None and not similarity:
+            found, scores = dense.search(index.dense, vector, 1, allowed)
+            similarity = dict(zip(map(int, found), map(float, scores), strict=True))
+        table = TableFacts(
+            specificity=lambda term: _idf(index, term),
+            rarest=_idf_of(len(index.store), 1),
+            holds=lambda term: lexical.scores(index.lexical, [term]) > 0,
+            names=(*index.store.values["organisation"], *index.aliases),
+        )
+        return judge_query(
+            self.analyzer,
+            query,
+            table,
+            positions,
+            [similarity.get(p) for p in positions],
+            max(similarity.values(), default=0.0),
+            self.background,
+            vector,
         )
 
     def browse(self, filters: Filters, limit: int = MAX_K) -> SearchResult:
@@ -176,7 +249,7 @@ class SearchService:
         return SearchResult(
             query="",
             mode=Mode.hybrid,
-            hits=hits_at(index.store, self.analyzer, shown, dict.fromkeys(shown, 1.0), []),
+            hits=hits_at(index.store, self.analyzer, shown, dict.fromkeys(shown, 1.0), Marks()),
             matched=len(positions),
             facets=index.store.facet_counts(positions),
         )
@@ -197,7 +270,8 @@ class SearchService:
         position, chunk = _locate(index, chunk_id)
         vector = dense.vectors(index.dense, np.array([position]))[0]
         ranking = rank(index, Mode.dense, [], vector, _other_agencies(index, chunk), depth=k)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, [])
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.similarity, Marks())
+        return self._judge_pairs(index, chunk, hits)
 
     def related(self, chunk_id: str, k: int = 5) -> list[Hit]:
         """What *other* agencies did about this cell's problem: their progress, solution and
@@ -209,7 +283,29 @@ class SearchService:
         allowed = index.store.mask(Filters(fields=RELATED_FIELDS)) & _other_agencies(index, chunk)
         terms = self.analyzer.query_tokens(chunk.text)
         ranking = rank(index, Mode.hybrid, terms, self._query_vector(chunk.text), allowed)
-        return hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        marks = marks_for(self.analyzer, chunk.text, terms, _common_in(index), typed=False)
+        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
+        return self._judge_pairs(index, chunk, hits)
+
+    def _judge_pairs(self, index: LoadedIndex, source: Chunk, hits: list[Hit]) -> list[Hit]:
+        """Flag as confident the hits that share what makes ``source`` specific and stand
+        out in meaning from other organisations' cells (see :data:`PAIR_SHARE`)."""
+        shares = pair_shares(
+            self.analyzer,
+            source.text,
+            [h.chunk.text for h in hits],
+            lambda term: _idf(index, term),
+        )
+        position = index.store.position(source.id)
+        vector = dense.vectors(index.dense, np.array([position]))[0]
+        rows = np.flatnonzero(_other_agencies(index, source))
+        sample = rows[:: max(1, len(rows) // STANDOUT_SAMPLE)]
+        population = dense.vectors(index.dense, sample) @ vector
+        found = [index.store.position(h.chunk.id) for h in hits]
+        mine = dense.vectors(index.dense, np.array(found, dtype=np.int64)) @ vector
+        for hit, share, standout in zip(hits, shares, standouts(mine, population), strict=True):
+            hit.confident = share >= PAIR_SHARE and standout >= PAIR_STANDOUT
+        return hits
 
 
 def _locate(index: LoadedIndex, chunk_id: str) -> tuple[int, Chunk]:
@@ -225,6 +321,23 @@ def _other_agencies(index: LoadedIndex, chunk: Chunk) -> np.ndarray:
     """Row mask of the cells written by agencies other than ``chunk``'s."""
     store = index.store
     return np.asarray(store.codes["agency"]) != store.values["agency"].index(chunk.agency)
+
+
+def _idf(index: LoadedIndex, term: str) -> float | None:
+    """Inverse document frequency of ``term`` in ``index``; None when no cell has it."""
+    found = lexical.document_frequency(index.lexical, term)
+    return _idf_of(len(index.store), found) if found else None
+
+
+def _idf_of(rows: int, found: int) -> float:
+    """BM25's inverse document frequency of a term found in ``found`` of ``rows`` cells."""
+    return math.log(1 + (rows - found + 0.5) / (found + 0.5))
+
+
+def _common_in(index: LoadedIndex):
+    """A test for terms found in more than :data:`COMMON_SHARE` of ``index``'s cells."""
+    most = COMMON_SHARE * len(index.store)
+    return lambda term: lexical.document_frequency(index.lexical, term) > most
 
 
 def _warn(message: str) -> None:

@@ -161,11 +161,14 @@ def search_page(
 def cell_page(request: Request, cell_id: str) -> HTMLResponse:
     hit = cell_or_404(request, cell_id)
     service = service_of(request)
-    similar = service.similar(cell_id, 5)
+    # Only cells kb is confident about are presented as others' work; "nobody else wrote
+    # about this" is an answer too, and the template says it.
+    similar = [h for h in service.similar(cell_id, 5) if h.confident]
     related = service.related(cell_id, 5) if hit.chunk.field == Field.challenge else []
     timeline = timeline_or_404(request, cell_id)
+    confident = [h for h in related if h.confident]
     return render(
-        request, "cell.html", hit=hit, similar=similar, related=related, timeline=timeline
+        request, "cell.html", hit=hit, similar=similar, related=confident, timeline=timeline
     )
 
 
