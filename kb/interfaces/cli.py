@@ -608,9 +608,7 @@ def _not_a_challenge(cell) -> str:
     of the same item when it has one)."""
     chunk = cell.chunk
     said = f"セル {chunk.id} は「{chunk.field.ja}」の欄です。kb related には課題の欄のセルを指定してください"
-    challenge = next(
-        (c for c in cell.column.filled if c.field == Field.challenge), None
-    )
+    challenge = next((c for c in cell.column.filled if c.field == Field.challenge), None)
     if challenge is None:
         return f"{said}（この項目には課題の記載がありません）"
     return f"{said}（この項目の課題は {challenge.id}）"
