@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kb.core.settings import Settings
 from kb.interfaces.web import api, pages
+from kb.interfaces.web.bodylimit import BodyLimit
 from kb.interfaces.web.deps import service_of
 from kb.search.service import SearchService
 
@@ -78,21 +79,24 @@ def create_app(
     _mount_docs(app)
 
     @app.middleware("http")
-    async def headers_and_limits(request: Request, call_next: Callable) -> Response:
+    async def headers_and_log(request: Request, call_next: Callable) -> Response:
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response = JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413)
-        else:
-            response = await _answer(request, call_next)
+        response = await _answer(request, call_next)
         if log_requests:
             _log_request(request, response.status_code, started)
         return secure(response, request.url.path)
 
+    # Outermost, so no route (nor the answer memo) sees a request before its body is counted.
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, refuse=_too_large)
     _add_error_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+async def _too_large(scope: dict, receive: Callable, send: Callable) -> None:
+    response = JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413)
+    await secure(response)(scope, receive, send)
 
 
 def _log_request(request: Request, status: int, started: float) -> None:
