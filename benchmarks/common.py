@@ -77,15 +77,23 @@ def kb_server(
 
 class Workspace:
     """A copy of ``corpus/`` and an index folder in ``root``; ``kb`` runs against them, never
-    against the real ones. The embedding cache is copied too, so builds are quick."""
+    against the real ones. The embedding cache is copied too, so builds are quick.
 
-    def __init__(self, root: Path) -> None:
+    ``corpus`` and ``index`` copy another workspace's instead (see :meth:`copy`)."""
+
+    def __init__(self, root: Path, corpus: Path | None = None, index: Path | None = None) -> None:
         self.corpus = root / "corpus"
         self.index = root / "index"
-        shutil.copytree(ROOT / "corpus", self.corpus)
-        if (ROOT / "index" / "cache").exists():
+        shutil.copytree(corpus or ROOT / "corpus", self.corpus)
+        if index is not None:
+            shutil.copytree(index, self.index, symlinks=True)  # ``current`` stays a link
+        elif (ROOT / "index" / "cache").exists():
             shutil.copytree(ROOT / "index" / "cache", self.index / "cache")
         self.env = {**os.environ, "KB_CORPUS": str(self.corpus), "KB_INDEX": str(self.index)}
+
+    def copy(self, root: Path) -> Workspace:
+        """A separate workspace in ``root`` with this one's corpus and index, builds included."""
+        return Workspace(root, self.corpus, self.index)
 
     def kb(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(
