@@ -23,7 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
-SEED = Path("/work/shared/seed/000_0684602b9e56e822.txt")
+# The seed text as shared, kept unchanged in the repository (its hash is checked).
+SEED = CORPUS / "sources" / "000_0684602b9e56e822.txt"
 # ``kb`` as the running interpreter runs it (``python -m kb``), so the tests exercise the code
 # of this checkout even where the venv's console script was installed from another one; the
 # installed ``kb`` script itself is tested by the wheel test (test_package.py).

@@ -1,12 +1,15 @@
 """End to end in a real browser: the real ``kb serve`` over the session index, driven by
-headless Chromium (Debian's /usr/bin/chromium through Playwright, never a browser download).
+headless Chromium (Debian's ``chromium`` found on PATH, through Playwright, never a browser
+download). Without it the tests skip on a workstation and fail under CI (``CI=true``).
 
 Screenshots of the results page (desktop and phone) go to tests/artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -18,9 +21,11 @@ from kb.core.settings import Settings
 
 pytestmark = pytest.mark.slow  # a real browser: minutes, not seconds
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not on PATH (apt-get install chromium)", pytrace=False)
+    pytest.skip("chromium is not on PATH (apt-get install chromium)", allow_module_level=True)
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
@@ -52,7 +57,7 @@ def server(built_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
