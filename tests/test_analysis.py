@@ -183,26 +183,29 @@ def test_width_variants_are_reported_as_written(analyzer: Analyzer) -> None:
 
 # --- hostile input ---------------------------------------------------------------------
 
+NURSE = ["看護師", "看護", "師"]  # 看護師 and its parts
+# (text, its terms in order, the words of it that match 看護師 or x)
 HOSTILE = [
-    "\ud800",
-    "看護\udfff師",
-    "a\x00b",
-    "\x07\x1b[31m看護師\x1b[0m\x7f",
-    "看護師" * 3334,  # 10,002 characters
-    "x" * 10_000,
-    "😀🏥👩‍⚕️" * 500,
-    "ｶﾝｺﾞｼ ﾌｿｸ",
-    "\u200b\ufeff\u3000",
-    "",
+    ("\ud800", [], []),
+    ("看護\udfff師", ["看護", "師"], []),  # the surrogate splits the word: two words
+    ("a\x00b", [], []),  # lone letters carry nothing
+    ("\x07\x1b[31m看護師\x1b[0m\x7f", ["31", *NURSE], ["看護師"]),
+    ("看護師" * 3334, NURSE * 3334, ["看護師"]),  # 10,002 characters
+    ("x" * 10_000, ["x" * 10_000], []),  # one word, not the term x
+    ("😀🏥👩‍⚕️" * 500, ["⚕️"] * 500, []),  # pictures are symbols; ⚕️ alone is a word
+    ("ｶﾝｺﾞｼ ﾌｿｸ", ["カンゴシ", "フソク"], []),  # width folded in the terms
+    ("\u200b\ufeff\u3000", [], []),
+    ("", [], []),
 ]
 
 
-@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_text_does_not_raise(analyzer: Analyzer, text: str) -> None:
-    analyzer.tokens(text)
-    analyzer.query_tokens(text)
-    for surface in analyzer.matched_surfaces(text, ["看護師", "x"]):
-        assert surface in text
+@pytest.mark.parametrize(("text", "terms", "matched"), HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_text_gives_the_terms_of_its_words(
+    analyzer: Analyzer, text: str, terms: list[str], matched: list[str]
+) -> None:
+    assert analyzer.tokens(text) == terms
+    assert set(analyzer.query_tokens(text)) >= set(terms)
+    assert analyzer.matched_surfaces(text, ["看護師", "x"]) == matched
 
 
 def test_controls_and_surrogates_do_not_hide_the_words_around_them(plain: Analyzer) -> None:
@@ -231,8 +234,16 @@ def test_surfaces_always_occur_in_the_text(plain: Analyzer, text: str) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(text=st.text(max_size=80))
-def test_any_text_is_analysed_without_error(analyzer: Analyzer, text: str) -> None:
-    analyzer.query_tokens(text)
+def test_any_text_gives_clean_terms(analyzer: Analyzer, text: str) -> None:
+    terms = analyzer.tokens(text)
+    query = analyzer.query_tokens(text)
+    for term in query:
+        assert term.strip() == term and term, repr(term)  # no empty or padded term
+        assert term.isprintable(), repr(term)  # no control character reaches the index
+        term.encode("utf-8")  # no lone surrogate: raises if there is one
+    assert len(query) == len(set(query))  # each term once
+    assert set(terms) <= set(query)  # the synonyms add to the text's own terms
+    assert analyzer.tokens(text) == terms  # the same text, the same terms
 
 
 # --- highlight pieces ------------------------------------------------------------------

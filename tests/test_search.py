@@ -365,12 +365,62 @@ def test_no_hits_is_said_in_japanese(run_kb, built_index: Settings) -> None:
 # --- hostile queries ---------------------------------------------------------------------
 
 
+def _ids(service: SearchService, query: str, mode: str, k: int = 5) -> list[str]:
+    return [h.chunk.id for h in service.search(query, k=k, mode=mode).hits]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical"])
+@pytest.mark.parametrize("query", ["\ud800看護師", "看護師\udcff", "\x1b[31m看護師\x1b[0m"])
+def test_surrogates_and_controls_around_a_word_still_find_it(
+    service: SearchService, query: str, mode: str
+) -> None:
+    hits = service.search(query, k=5, mode=mode).hits
+    says_nurse = ["看護" in h.chunk.text for h in hits]
+    # As for 看護師 typed cleanly: the top three say 看護, four of the five at least.
+    assert len(hits) == 5 and all(says_nurse[:3]) and sum(says_nurse) >= 4, hits
+    if mode == "lexical":  # the stray characters add or remove no term
+        assert _ids(service, query, mode) == _ids(service, "看護師", mode)
+
+
+def test_a_lone_surrogate_query_finds_the_nursing_cells_in_every_mode(
+    service: SearchService,
+) -> None:
+    # Dense ranks by meaning alone, so only some of its top cells say 看護 outright.
+    dense = service.search("\ud800看護師", k=5, mode="dense").hits
+    assert any("看護" in h.chunk.text for h in dense)
+    assert (
+        len(set(_ids(service, "\ud800看護師", "dense")) & set(_ids(service, "看護師", "dense")))
+        >= 3
+    )
+
+
+def test_a_nul_inside_a_word_still_finds_its_parts(service: SearchService) -> None:
+    lexical = service.search("看護\x00師", k=5, mode="lexical").hits
+    assert len(lexical) == 5 and all("看護" in h.chunk.text for h in lexical)
+    assert "看護" in service.search("看護\x00師", k=1).hits[0].chunk.text
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
-@pytest.mark.parametrize(
-    "query", ["\ud800看護師", "看護\x00師", "😀", "ｶﾝｺﾞｼ", "\x1b[31m", "", "　"]
-)
-def test_hostile_queries_do_not_raise(service: SearchService, query: str, mode: str) -> None:
-    service.search(query, k=3, mode=mode)
+def test_half_width_katakana_is_searched_as_full_width(service: SearchService, mode: str) -> None:
+    found = _ids(service, "ｼｮｰﾄｽﾃｲ", mode)
+    assert found and found == _ids(service, "ショートステイ", mode)
+
+
+@pytest.mark.parametrize("query", ["😀", "\x1b[31m", "ｶﾝｺﾞｼ"])
+def test_a_query_without_words_has_no_lexical_hits_and_dense_ones(
+    service: SearchService, query: str
+) -> None:
+    assert service.search(query, k=3, mode="lexical").hits == []  # nothing found, plainly
+    dense = _ids(service, query, "dense", k=3)
+    assert len(dense) == 3  # dense always has neighbours …
+    assert _ids(service, query, "hybrid", k=3) == dense  # … and hybrid is them alone
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+@pytest.mark.parametrize("query", ["", "　", " \t\n"])
+def test_an_empty_query_finds_nothing(service: SearchService, query: str, mode: str) -> None:
+    result = service.search(query, k=3, mode=mode)
+    assert result.hits == [] and result.matched == 0
 
 
 def test_undecodable_command_line_bytes_do_not_crash(run_kb, built_index: Settings) -> None:
