@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -227,3 +228,25 @@ def _answers(port: int) -> bool:
         return ok
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def serving_app(app: object, timeout: float = 30) -> Iterator[int]:
+    """``app`` (any ASGI app) behind a real uvicorn on a free loopback port, in a thread of
+    this process; yields the port once the server listens, and stops it after."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -5,12 +5,10 @@ every route, in process and through a real uvicorn server over a socket."""
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
+from conftest import serving_app
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -120,18 +118,8 @@ def test_a_body_within_the_limit_is_handed_on_unchanged(echo_client) -> None:
 @pytest.fixture(scope="module")
 def live(app) -> Iterator[int]:
     """The app behind a real uvicorn on a loopback port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_app(app) as port:
+        yield port
 
 
 def send_chunked(port: int, chunks: list[bytes], finish: bool) -> bytes:

@@ -8,15 +8,12 @@ from __future__ import annotations
 import http.client
 import re
 import shutil
-import socket
-import threading
-import time
 from itertools import pairwise
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 import pytest
-import uvicorn
+from conftest import serving_app
 from fastapi.testclient import TestClient
 from html_dom import parse
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -86,18 +83,8 @@ def client(app) -> TestClient:
 def live(app):
     """The same app behind a real uvicorn on loopback, for raw request lines that an HTTP
     client library would normalise (``/static/../x``)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_app(app) as port:
+        yield port
 
 
 def raw_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:

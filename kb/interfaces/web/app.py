@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from kb.core.settings import Settings
 from kb.interfaces.web import api, pages
@@ -94,7 +95,8 @@ def create_app(
     return app
 
 
-async def _too_large(scope: dict, receive: Callable, send: Callable) -> None:
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request whose body is over :data:`MAX_BODY_BYTES`."""
     response = JSONResponse({"detail": "リクエストが大きすぎます"}, status_code=413)
     await secure(response)(scope, receive, send)
 
