@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Mutation check, run on demand (not in CI): break the core one line at a time and show
+# which tests catch it.   bash scripts/mutants.sh [NAME…]   (default: every mutation)
+#
+# Each mutation is applied to a fresh temporary copy of the repository (the working tree,
+# uncommitted changes included, is copied and never touched), the tests named for it run
+# against that copy, and a Markdown table says which tests failed. A mutation no test
+# catches is MISSED and the script exits 1. The mutated text is found by content anywhere
+# under kb/, so the table survives modules moving between files.
+#
+# Python: $KB_PYTHON, else .venv/bin/python, else python3. About 15 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${KB_PYTHON:-$ROOT/.venv/bin/python}
+[ -x "$PY" ] || PY=$(command -v python3)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kb-mutants.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# name | text under kb/ (exactly one occurrence) | replacement | tests to run
+MUTATIONS=$(
+  cat <<'EOF'
+fusion-max|fused.get(int(position), 0.0) + weight / (k + rank)|max(fused.get(int(position), 0.0), weight / (k + rank))|tests/test_quality.py
+filter-inverted|mask &= np.isin(self.codes["field"],|mask &= ~np.isin(self.codes["field"],|tests/test_search.py -k filter
+escaping-off|else str(escape(p))|else str(p)|tests/test_web_security.py -k "highlight or hostile or corpus_html"
+checksum-unverified|if file_digest(path) != recorded["xxh3"]:|if False:|tests/test_index.py tests/test_faults.py
+cp932-dropped|CSV_ENCODINGS = ("utf-8-sig", "cp932")|CSV_ENCODINGS = ("utf-8-sig",)|tests/test_ingest_export.py -k "shift_jis or cp932 or encod"
+carry-over-stale|f"{passage_text(c)}\x1f{lexical_text(c)}".encode(|c.id.encode(|tests/test_index.py -k "rebuild or carr"
+ndcg-ideal-unsorted|dcg(sorted(grades.values(), reverse=True)[:k])|dcg(list(grades.values())[:k])|tests/test_quality.py
+recall-over-k|/ len(grades) if grades else 0.0|/ k if grades else 0.0|tests/test_quality.py
+body-limit-off|app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, refuse=_too_large)|pass|tests/test_body_limit.py
+body-limit-16MiB|MAX_BODY_BYTES = 16 * 1024|MAX_BODY_BYTES = 16 * 1024 * 1024|tests/test_body_limit.py
+body-limit-header-only|size += len(message.get("body", b""))|size += 0|tests/test_body_limit.py
+fault-swap-before-write|staging.mkdir(parents=True)|staging.mkdir(parents=True); _point_current(root, staging)|tests/test_faults.py
+fault-failed-build-kept|shutil.rmtree(written, ignore_errors=True)|pass|tests/test_faults.py
+ivf-nprobe-1|index.nprobe = max(MIN_NPROBE, lists // 8)|index.nprobe = 1|tests/test_dense_ivf.py
+ivf-filter-nprobe-lost|faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)|faiss.SearchParametersIVF(sel=selector)|tests/test_dense_ivf.py
+query-terms-dropped-on-hostile|terms = self.tokens(query)|terms = self.tokens(query) if query.isprintable() else []|tests/test_analysis.py
+controls-glue-words|"".join(ch if ch.isprintable() else " " for ch in text)|"".join(ch for ch in text if ch.isprintable())|tests/test_analysis.py
+hostile-query-no-terms|terms = self.analyzer.query_tokens(query)|terms = self.analyzer.query_tokens(query) if query.isprintable() else []|tests/test_search.py
+EOF
+)
+
+copy_repo() {
+  mkdir -p "$1"
+  git ls-files -z --cached --others --exclude-standard |
+    tar --null -T - -cf - --ignore-failed-read 2>/dev/null | tar -xf - -C "$1"
+  # The embedding cache (git-ignored) only makes the copy's builds quicker.
+  if [ -d index/cache ]; then mkdir -p "$1/index" && cp -r index/cache "$1/index/"; fi
+}
+
+mutate() { # folder, text, replacement: replace the one occurrence under folder/kb
+  OLD=$2 NEW=$3 "$PY" - "$1" <<'EOF'
+import os, sys
+from pathlib import Path
+
+old, new = os.environ["OLD"], os.environ["NEW"]
+found = [p for p in Path(sys.argv[1], "kb").rglob("*.py") if old in p.read_text("utf-8")]
+counts = [p.read_text("utf-8").count(old) for p in found]
+if counts != [1]:
+    sys.exit(f"'{old}' occurs {sum(counts)} times in {[str(p) for p in found]}, not once")
+found[0].write_text(found[0].read_text("utf-8").replace(old, new), "utf-8")
+print(found[0].relative_to(sys.argv[1]))
+EOF
+}
+
+selected=("$@")
+missed=0
+printf '| mutation | file | caught by |\n| --- | --- | --- |\n'
+while IFS='|' read -r name old new tests; do
+  if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" $name "* ]]; then continue; fi
+  copy="$WORK/$name"
+  copy_repo "$copy"
+  if ! file=$(mutate "$copy" "$old" "$new" 2>&1); then
+    printf '| %s | – | **NOT APPLIED**: %s |\n' "$name" "$file"
+    missed=$((missed + 1))
+    continue
+  fi
+  log="$WORK/$name.log"
+  set +e
+  (cd "$copy" && eval "PYTHONPATH='$copy' KB_HOME='$copy' OMP_WAIT_POLICY=PASSIVE \
+    '$PY' -m pytest -q -p no:cacheprovider -o addopts='' -rf $tests") >"$log" 2>&1
+  status=$?
+  set -e
+  caught=$(grep -E '^FAILED ' "$log" | sed -E 's/^FAILED (tests\/)?([^ ]+).*/\2/; s/\[.*//' |
+    awk '!seen[$0]++' | head -3 | paste -sd ',' - | sed 's/,/, /g')
+  if [ $status -eq 1 ] && [ -n "$caught" ]; then
+    count=$(grep -cE '^FAILED ' "$log")
+    printf '| %s | %s | %s (%s failed) |\n' "$name" "$file" "$caught" "$count"
+  else
+    printf '| %s | %s | **MISSED** (pytest exit %s: %s) |\n' "$name" "$file" "$status" \
+      "$(tail -1 "$log")"
+    missed=$((missed + 1))
+  fi
+  rm -rf "$copy"
+done <<<"$MUTATIONS"
+[ $missed -eq 0 ] || { echo "$missed mutation(s) not caught" >&2; exit 1; }
