@@ -82,7 +82,7 @@ while IFS='|' read -r name old new tests; do
     '$PY' -m pytest -q -p no:cacheprovider -o addopts='' -rf $tests") >"$log" 2>&1
   status=$?
   set -e
-  caught=$(grep -E '^FAILED ' "$log" | sed -E 's/^FAILED (tests\/)?([^ ]+).*/\2/; s/\[.*//' |
+  caught=$(grep -E '^FAILED ' "$log" | sed -E 's/^FAILED (tests\/)?([^ ]+).*/\2/; /test_faults/!s/\[.*//' |
     awk '!seen[$0]++' | head -3 | paste -sd ',' - | sed 's/,/, /g')
   if [ $status -eq 1 ] && [ -n "$caught" ]; then
     count=$(grep -cE '^FAILED ' "$log")
