@@ -277,7 +277,7 @@ def test_kb_history_of_an_unknown_cell_is_one_error_line(run_kb, two_year_index)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "エラー: セル 2018-atsugi-c99-item はありません。"
-        "セルの ID は kb search --json の id で確かめられます"
+        "セルの ID は kb search の結果の「ID:」の行で確かめられます"
     ]
 
 
