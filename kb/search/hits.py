@@ -49,6 +49,9 @@ class SearchResult:
     hits: list[Hit]
     matched: int  # how many cells matched at all (before cutting to k)
     facets: dict[str, dict] = field(default_factory=dict)
+    # Milliseconds per phase of the search that computed this answer (analyse, embed,
+    # rank, hits); the API sends them as a Server-Timing header.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def groups(self) -> list[Group]:
         """Hits grouped by organisation, groups in order of their best hit."""

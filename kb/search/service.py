@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -152,19 +154,29 @@ class SearchService:
         filters: Filters,
         with_facets: bool,
     ) -> SearchResult:
-        allowed = index.store.mask(filters)
-        terms = self.analyzer.query_tokens(query)
+        timings: dict[str, float] = {}
+        with _timed(timings, "analyse"):
+            allowed = index.store.mask(filters)
+            terms = self.analyzer.query_tokens(query)
         # Synonyms serve the lexical leg only: averaging in a second embedding of the query
         # spelled out with them raised hybrid nDCG@10 by 0.003 on eval/queries.yaml but
         # doubled the embedding cost of most queries.
         wants_vector = mode != Mode.lexical and query.strip()
-        vector = self._query_vector(query) if wants_vector else None
-        ranking = rank(index, mode, terms, vector, allowed)
-        top = np.array(ranking.order[: max(k, FACET_DEPTH)], dtype=np.int64)
-        facets = index.store.facet_counts(top) if with_facets else {}
-        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
+        with _timed(timings, "embed"):
+            vector = self._query_vector(query) if wants_vector else None
+        with _timed(timings, "rank"):
+            ranking = rank(index, mode, terms, vector, allowed)
+            top = np.array(ranking.order[: max(k, FACET_DEPTH)], dtype=np.int64)
+            facets = index.store.facet_counts(top) if with_facets else {}
+        with _timed(timings, "hits"):
+            hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, terms)
         return SearchResult(
-            query=query, mode=mode, hits=hits, matched=len(ranking.order), facets=facets
+            query=query,
+            mode=mode,
+            hits=hits,
+            matched=len(ranking.order),
+            facets=facets,
+            timings=timings,
         )
 
     def browse(self, filters: Filters, limit: int = MAX_K) -> SearchResult:
@@ -225,6 +237,14 @@ def _other_agencies(index: LoadedIndex, chunk: Chunk) -> np.ndarray:
     """Row mask of the cells written by agencies other than ``chunk``'s."""
     store = index.store
     return np.asarray(store.codes["agency"]) != store.values["agency"].index(chunk.agency)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the milliseconds the block took to ``timings[phase]``."""
+    started = time.perf_counter()
+    yield
+    timings[phase] = (time.perf_counter() - started) * 1000
 
 
 def _warn(message: str) -> None:
