@@ -58,7 +58,7 @@ class Direct:
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", DIRECT],
-            env={**os.environ, **env},
+            env={**_defaults(), **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -74,6 +74,11 @@ class Direct:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+def _defaults() -> dict[str, str]:
+    """This environment without OpenMP settings (kb sets GOMP_SPINCOUNT for itself)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
 
 
 @contextmanager
