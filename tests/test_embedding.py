@@ -3,6 +3,7 @@ threads at once (as a web server sends them) batched on one worker."""
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,10 +73,22 @@ def test_passages_and_queries_share_the_worker_and_a_failing_job_spares_it() -> 
         assert all(q.result().shape == (1, 2) for q in queries)
 
 
-def test_team_size_leaves_the_cores_others_want(tmp_path: Path) -> None:
-    loadavg = tmp_path / "loadavg"
-    # (runnable threads on the machine, the caller included; cores; OpenMP threads)
-    for running, cores, team in [(1, 2, 2), (2, 2, 1), (9, 2, 1), (1, 4, 4), (3, 4, 2), (2, 8, 7)]:
-        loadavg.write_text(f"0.50 0.40 0.30 {running}/300 12345\n")
-        assert team_size(cores, loadavg) == team, (running, cores)
+def test_team_size_leaves_the_cores_other_programs_want(tmp_path: Path) -> None:
+    def proc(running: int, ours: list[str]) -> Path:
+        """A fake /proc: ``running`` runnable threads on the machine, this process's threads
+        in the states ``ours``."""
+        (tmp_path / "loadavg").write_text(f"0.50 0.40 0.30 {running}/300 12345\n")
+        tasks = tmp_path / "self" / "task"
+        shutil.rmtree(tasks, ignore_errors=True)
+        for i, state in enumerate(ours):
+            (tasks / str(i)).mkdir(parents=True)
+            (tasks / str(i) / "stat").write_text(f"{i} (kb (worker) x) {state} 1 1 1\n")
+        return tmp_path
+
+    assert team_size(2, proc(1, ["R", "S"])) == 2  # idle machine
+    assert team_size(2, proc(2, ["R", "R", "S"])) == 2  # our own request thread
+    assert team_size(2, proc(2, ["R", "S", "S"])) == 1  # another program's thread
+    assert team_size(2, proc(9, ["R", "S"])) == 1  # a busy machine
+    assert team_size(4, proc(3, ["R", "S"])) == 2
+    assert team_size(8, proc(2, ["R"])) == 7
     assert team_size(2, tmp_path / "missing") == 2  # not Linux: every core

