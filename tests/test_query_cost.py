@@ -141,12 +141,9 @@ def test_a_query_embedding_in_the_server_costs_what_the_model_costs(server: int)
 
 
 @contextmanager
-def busy_cores() -> Iterator[None]:
-    """Every core kept busy by other processes, as a rebuild or another program does."""
-    burners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(len(os.sched_getaffinity(0)))
-    ]
+def busy_cores(count: int) -> Iterator[None]:
+    """``count`` cores kept busy by other processes, as a rebuild or another program does."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
     try:
         yield
     finally:
@@ -155,24 +152,33 @@ def busy_cores() -> Iterator[None]:
             burner.wait()
 
 
-def test_queries_on_busy_cores_take_no_pathological_time(server: int) -> None:
+CORES = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("busy", sorted({max(1, CORES - 1), CORES}))
+def test_queries_on_busy_cores_take_no_pathological_time(server: int, busy: int) -> None:
     """OpenMP threads that spin while their teammates wait for a core made one query take
-    up to a second on a busy machine. With every core taken by other processes, queries
-    alone and eight at once cost the server about what the model costs directly."""
+    up to a second on a busy machine. With all cores but one, or all of them, taken by
+    other processes, queries alone and eight at once cost the server about what the model
+    costs directly."""
     queries = _queries()
     direct_ms: list[list[float]] = [[], []]
     served_ms: list[float] = []
-    with direct_models() as models, busy_cores():
+    with direct_models() as models, busy_cores(busy):
         for r in range(ROUNDS):
-            texts = fresh(queries[r * PER_ROUND : (r + 1) * PER_ROUND], f"busy{r}")
+            texts = fresh(queries[r * PER_ROUND : (r + 1) * PER_ROUND], f"busy{busy}-{r}")
             for times, model in zip(direct_ms, models, strict=True):
                 times += model.embed(texts)
             served_ms += server_embed(server, texts)[1]
-        concurrent_ms = _concurrently(server, fresh(queries[:32], "together"), clients=8)
+        concurrent_ms = _concurrently(server, fresh(queries[:32], f"together{busy}-"), clients=8)
     floor = min(statistics.median(times) for times in direct_ms)
     lone = statistics.median(served_ms)
-    # Whole requests (analysis, search, JSON and HTTP included), so a little more slack.
-    assert lone <= 2.0 * floor, f"lone query {lone:.0f} ms vs the model {floor:.0f} ms"
+    slow = sorted(served_ms)[int(0.9 * len(served_ms))]
+    # Whole requests (analysis, search, JSON, HTTP and the hand-over to the embedding thread,
+    # each waiting for a core), against the bare model: some slack. A team spinning for a
+    # busy core took 10-70x the model's median in its slowest tenth.
+    assert lone <= 3 * floor, f"lone queries' median {lone:.0f} ms vs the model's {floor:.0f} ms"
+    assert slow <= 5 * floor, f"lone queries' slowest tenth {slow:.0f} ms vs {floor:.0f} ms"
     assert max(served_ms) <= 10 * floor, f"slowest lone query {max(served_ms):.0f} ms"
     # Eight clients share the cores: each request may wait for the others' embeddings.
     worst = max(concurrent_ms)
