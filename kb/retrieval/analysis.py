@@ -16,7 +16,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -312,13 +312,41 @@ class Synonyms:
         folded = _fold(query)
         terms = set(query_terms)
         found: list[str] = []
-        for group in self.groups:
-            if any(_mentions(folded, terms, word) for word in group):
-                found += group
-        for word, targets in self.expand.items():
-            if _mentions(folded, terms, word):
-                found += targets
+        for words, adds in self._rules:
+            if any(word.mentioned_in(folded, terms) for word in words):
+                found += adds
         return list(dict.fromkeys(found))
+
+    @cached_property
+    def _rules(self) -> list[tuple[list[_Entry], list[str]]]:
+        """(the entries that trigger a rule, the words it adds), folded once rather than for
+        every query: folding each of some 190 entries per query cost 3 ms."""
+        rules = [(group, group) for group in self.groups]
+        rules += [([word], targets) for word, targets in self.expand.items()]
+        return [([_Entry.of(word) for word in words], adds) for words, adds in rules]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A synonym entry as queries are compared with it: folded, and for English words the
+    whole-word pattern (so "st" is not found in "stay")."""
+
+    folded: str
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, word: str) -> _Entry:
+        folded = _fold(word)
+        if not _ASCII_WORD.match(folded):
+            return cls(folded, None)
+        return cls(folded, re.compile(rf"(?<![a-z0-9]){re.escape(folded)}(?![a-z0-9])"))
+
+    def mentioned_in(self, folded_query: str, terms: set[str]) -> bool:
+        """Does the query mention this entry? English words must match whole words;
+        Japanese words match as text or as an index term."""
+        if self.pattern is not None:
+            return self.pattern.search(folded_query) is not None
+        return self.folded in folded_query or self.folded in terms
 
 
 def _words(value: object) -> list[str]:
@@ -326,12 +354,3 @@ def _words(value: object) -> list[str]:
     if value is None:
         return []
     return [str(w) for w in value] if isinstance(value, list) else [str(value)]
-
-
-def _mentions(folded_query: str, terms: set[str], word: str) -> bool:
-    """Does the query mention ``word``? English words must match whole words (so "st" is
-    not found in "stay"); Japanese words match as text or as an index term."""
-    word = _fold(word)
-    if _ASCII_WORD.match(word):
-        return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", folded_query) is not None
-    return word in folded_query or word in terms

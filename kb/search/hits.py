@@ -56,6 +56,9 @@ class SearchResult:
     matched: int  # how many cells are confident answers (of the best FACET_DEPTH)
     facets: dict[str, dict] = field(default_factory=dict)  # over those confident cells
     judgement: Judgement | None = None
+    # Milliseconds per phase of the search that computed this answer (analyse, embed,
+    # rank, hits); the API sends them as a Server-Timing header.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def answers(self) -> list[Hit]:

@@ -13,7 +13,9 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -178,27 +180,33 @@ class SearchService:
         filters: Filters,
         with_facets: bool,
     ) -> SearchResult:
-        allowed = index.store.mask(filters)
-        terms = self.analyzer.query_tokens(query)
+        timings: dict[str, float] = {}
+        with _timed(timings, "analyse"):
+            allowed = index.store.mask(filters)
+            terms = self.analyzer.query_tokens(query)
         # Synonyms serve the lexical leg only: averaging in a second embedding of the query
         # spelled out with them raised hybrid nDCG@10 by 0.003 on eval/queries.yaml but
         # doubled the embedding cost of most queries. The vector is also the judge's
         # evidence, so a lexical search computes it too.
-        vector = self._query_vector(query) if query.strip() else None
-        ranking = rank(index, mode, terms, vector if mode != Mode.lexical else None, allowed)
-        judged = ranking.order[: max(k, FACET_DEPTH)]
-        judgement = self.judge(index, query, vector, allowed, judged, ranking.similarity)
-        flags = judgement.flags(self.calibration)
-        confident = [p for p, sure in zip(judged, flags, strict=True) if sure]
-        facets = (
-            index.store.facet_counts(np.array(confident, dtype=np.int64))
-            if (with_facets and confident)
-            else {}
-        )
-        marks = marks_for(self.analyzer, query, terms, _common_in(index))
-        hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
-        for hit, sure in zip(hits, flags, strict=False):
-            hit.confident = sure
+        with _timed(timings, "embed"):
+            vector = self._query_vector(query) if query.strip() else None
+        with _timed(timings, "rank"):
+            ranking = rank(index, mode, terms, vector if mode != Mode.lexical else None, allowed)
+            judged = ranking.order[: max(k, FACET_DEPTH)]
+        with _timed(timings, "judge"):
+            judgement = self.judge(index, query, vector, allowed, judged, ranking.similarity)
+            flags = judgement.flags(self.calibration)
+            confident = [p for p, sure in zip(judged, flags, strict=True) if sure]
+            facets = (
+                index.store.facet_counts(np.array(confident, dtype=np.int64))
+                if (with_facets and confident)
+                else {}
+            )
+        with _timed(timings, "hits"):
+            marks = marks_for(self.analyzer, query, terms, _common_in(index))
+            hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
+            for hit, sure in zip(hits, flags, strict=False):
+                hit.confident = sure
         return SearchResult(
             query=query,
             mode=mode,
@@ -206,6 +214,7 @@ class SearchService:
             matched=len(confident),
             facets=facets,
             judgement=judgement,
+            timings=timings,
         )
 
     def judge(
@@ -338,6 +347,14 @@ def _common_in(index: LoadedIndex):
     """A test for terms found in more than :data:`COMMON_SHARE` of ``index``'s cells."""
     most = COMMON_SHARE * len(index.store)
     return lambda term: lexical.document_frequency(index.lexical, term) > most
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the milliseconds the block took to ``timings[phase]``."""
+    started = time.perf_counter()
+    yield
+    timings[phase] = (time.perf_counter() - started) * 1000
 
 
 def _warn(message: str) -> None:

@@ -140,7 +140,9 @@ async def _answer(request: Request, call_next: Callable) -> Response:
         k: v for k, v in response.headers.items() if k in ("content-type", "content-disposition")
     }
     memo.remember(key, (body, headers), generation)
-    return Response(body, headers=headers)
+    # The time this answer took belongs to this response only, not to the ones reusing it.
+    timing = {k: v for k, v in response.headers.items() if k == "server-timing"}
+    return Response(body, headers={**headers, **timing})
 
 
 def _is_api(request: Request) -> bool:
