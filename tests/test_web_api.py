@@ -57,7 +57,7 @@ def test_a_fresh_search_says_what_its_phases_took_and_a_remembered_one_does_not(
     params = {"q": "看護師不足 server timing"}
     timing = client.get("/api/search", params=params).headers["Server-Timing"]
     phases = dict(re.findall(r"(\w+);dur=([\d.]+)", timing))
-    assert set(phases) == {"analyse", "embed", "rank", "hits"}
+    assert set(phases) == {"analyse", "embed", "rank", "judge", "hits"}
     assert all(float(ms) >= 0 for ms in phases.values())
     assert "Server-Timing" not in client.get("/api/search", params=params).headers
 
