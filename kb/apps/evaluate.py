@@ -27,6 +27,7 @@ from kb.core.errors import InputError
 from kb.core.fields import Field
 from kb.core.model import Chunk
 from kb.core.text import fold, normalise_organisation
+from kb.retrieval.vocabulary import Entry
 from kb.search.service import Mode, SearchService
 
 
@@ -86,6 +87,8 @@ def evaluate(
 ) -> dict:
     """Mean metrics per mode, per-query figures, and the queries each mode misses."""
     report: dict = {"k": k, "queries": len(queries), "modes": {}}
+    # Which vocabulary entries fired, per query: the way to find an entry that hurts.
+    fired = {q.query: [e.as_dict() for e in service.analyzer.fired(q.query)] for q in queries}
     for mode in modes:
         rows = []
         for q in queries:
@@ -97,6 +100,7 @@ def evaluate(
                     "ndcg": ndcg(ranked, q.grades, k),
                     "recall": recall(ranked, q.grades, k),
                     "rr": reciprocal_rank(ranked, q.grades),
+                    "vocabulary": fired[q.query],
                 }
             )
         report["modes"][mode.value] = {
@@ -138,4 +142,21 @@ def render(report: dict) -> str:
     for name, m in modes.items():
         missed = "、".join(m["misses"]) or "なし"
         lines.append(f"\n{name} で正解が1件も上位に入らなかった質問: {missed}")
+    lines += ["", f"質問ごとの nDCG@10（{' '.join(modes)}）と働いた言い換え（synonyms.yaml の行）:"]
+    rows = zip(*(m["per_query"] for m in modes.values()), strict=True)
+    for same_query in rows:
+        figures = " ".join(f"{r['ndcg']:.2f}" for r in same_query)
+        used = "／".join(_describe(e) for e in same_query[0]["vocabulary"]) or "なし"
+        lines.append(f"  {figures}  {same_query[0]['query']}　言い換え: {used}")
     return "\n".join(lines)
+
+
+def _describe(entry: dict) -> str:
+    """An entry of the report as :meth:`Entry.describe` writes it."""
+    return Entry(
+        entry["concept"],
+        tuple(entry["words"]),
+        tuple(entry["adds"]),
+        frozenset(entry["legs"]),
+        entry["line"],
+    ).describe()
