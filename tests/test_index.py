@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from kb.retrieval.index import (
     build,
     open_index,
 )
+from kb.retrieval.store import write_store
 from kb.search.service import SearchService
 
 # A cell edit: a word found nowhere else in the corpus, put into one challenge cell.
@@ -372,3 +374,13 @@ def test_without_sentence_transformers_the_message_says_what_to_install(st_spec:
     assert done.returncode == 3, done.stderr
     assert "sentence-transformers" in done.stdout
     assert "pip install" in done.stdout and ".[st]" in done.stdout
+
+
+def test_too_many_categories_is_one_japanese_line(tmp_path: Path) -> None:
+    """The filter codes keep categories in a 64-bit mask; more is refused in Japanese."""
+    (chunk,) = Corpus.load(CORPUS).chunks[:1]
+    chunks = [replace(chunk, id=f"x{i}", category=f"区分{i}") for i in range(64)]
+    with pytest.raises(KbError) as raised:
+        write_store(tmp_path, chunks)
+    assert "63" in str(raised.value) and "\n" not in str(raised.value)
+    assert not isinstance(raised.value, ValueError)

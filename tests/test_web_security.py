@@ -26,11 +26,13 @@ from markupsafe import escape
 from kb.core.fields import Field
 from kb.core.settings import Settings
 from kb.corpus.tables import load_table, save_table
-from kb.interfaces.web.app import MAX_BODY_BYTES, create_app, highlight
+from kb.interfaces.web.app import MAX_BODY_BYTES, create_app
+from kb.interfaces.web.pages import highlight
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.index import build
 from kb.search.highlight import pieces
-from kb.search.service import MAX_QUERY_CHARS, SearchService
+from kb.search.service import SearchService
+from kb.search.validation import MAX_QUERY_CHARS
 
 CELL = "2017-atsugi-c13-challenge"
 UNKNOWN_CELL = "2017-atsugi-c99-challenge"

@@ -28,7 +28,8 @@ from kb.core.fields import Field
 from kb.core.model import Chunk
 from kb.core.text import fold, normalise_organisation
 from kb.retrieval.vocabulary import Entry
-from kb.search.service import Mode, SearchService
+from kb.search.fusion import Mode
+from kb.search.service import SearchService
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +39,9 @@ from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.core.model import Chunk
 from kb.retrieval.analysis import Analyzer
-from kb.retrieval.index import cached_passage_vectors
-from kb.retrieval.store import Filters
-from kb.search.service import Hit, SearchService
+from kb.retrieval.store import ChunkStore, Filters
+from kb.search.hits import Hit
+from kb.search.validation import parse_filters
 from kb.sheets.sheet import csv_text
 
 ALL_FIELDS = "all"
@@ -110,21 +110,27 @@ class Agenda:
 # --- building ----------------------------------------------------------------------------
 
 
+# Passage embeddings of texts, one row each (SearchService.passage_vectors).
+Embed = Callable[[list[str]], np.ndarray]
+
+
 def build_agenda(
-    service: SearchService,
+    store: ChunkStore,
+    analyzer: Analyzer,
+    embed: Embed,
     year: int | None = None,
     fields: Sequence[str] = DEFAULT_FIELDS,
     n: int | None = None,
 ) -> Agenda:
     """Themes of ``year``'s cells (default: the latest year) in ``fields`` (field names, or
-    ``all`` for every field); ``n`` fixes the number of themes. Bad values raise a
+    ``all`` for every field) of the build's ``store``; ``n`` fixes the number of themes.
+    ``analyzer`` finds the label nouns, ``embed`` the cells' vectors. Bad values raise a
     FilterError naming the parameter."""
-    store = service.index.store
     year = max(store.values["year"]) if year is None else year
     names = [name.strip() for name in fields if name.strip()] or list(DEFAULT_FIELDS)
     if ALL_FIELDS in names:
         names = [f.value for f in FIELDS]
-    filters = service.filters(fields=names, years=[year])  # raises for unknown values
+    filters = parse_filters(store.values, fields=names, years=[year])  # raises if unknown
     wanted = tuple(f for f in FIELDS if f in filters.fields)
     positions = np.flatnonzero(store.mask(filters))
     if not len(positions):
@@ -135,16 +141,16 @@ def build_agenda(
         raise FilterError(f"テーマの数は 1〜{len(positions)} にしてください（{n}）", "n")
     chunks = store.get(positions)
     year_cells = store.get(np.flatnonzero(store.mask(Filters(years=(year,)))))
-    vectors = _cell_vectors(service, chunks, year_cells if len(wanted) == 1 else [])
+    vectors = _cell_vectors(embed, chunks, year_cells if len(wanted) == 1 else [])
     labels = _cluster(vectors, n)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
     label_terms = _label_terms(
-        service.analyzer,
+        analyzer,
         [[chunks[i].text for i in g] for g in groups],
         [c.text for c in year_cells],
     )
     themes = [
-        _theme(service, [chunks[i] for i in g], vectors[g], terms, year_cells)
+        _theme(store, analyzer, [chunks[i] for i in g], vectors[g], terms, year_cells)
         for g, terms in zip(groups, label_terms, strict=True)
     ]
     # Most agencies first; ties by size, then by where the theme starts in the table.
@@ -155,9 +161,7 @@ def build_agenda(
     return Agenda(year=year, fields=wanted, themes=[themes[t] for t in order])
 
 
-def _cell_vectors(
-    service: SearchService, chunks: list[Chunk], year_cells: list[Chunk]
-) -> np.ndarray:
+def _cell_vectors(embed: Embed, chunks: list[Chunk], year_cells: list[Chunk]) -> np.ndarray:
     """Unit rows: each cell's centred embedding plus its column's item's (from
     ``year_cells``), renormalised. With several fields selected the item context is left
     out (pass no ``year_cells``): cells of one column would otherwise only find each other,
@@ -165,7 +169,7 @@ def _cell_vectors(
     items = {c.column_id: c.text for c in year_cells if c.field == Field.item}
     contexts = [items.get(c.column_id, "") for c in chunks]
     texts = list(dict.fromkeys([c.text for c in chunks] + [t for t in contexts if t]))
-    matrix = cached_passage_vectors(service.settings.index_dir, service.embedder, texts)
+    matrix = embed(texts)
     vector_of = dict(zip(texts, matrix, strict=True))
     cells = np.array([vector_of[c.text] for c in chunks])
     mean = cells.mean(axis=0)
@@ -257,7 +261,8 @@ def _distinct(surfaces: list[str]) -> list[str]:
 
 
 def _theme(
-    service: SearchService,
+    store: ChunkStore,
+    analyzer: Analyzer,
     members: list[Chunk],
     vectors: np.ndarray,
     terms: list[str],
@@ -265,16 +270,15 @@ def _theme(
 ) -> Theme:
     """A theme of ``members``: cells ordered by closeness to the theme's centre, and the
     solution / next-year cells of their columns."""
-    store = service.index.store
     centre = _unit(vectors.mean(axis=0))
     closeness = vectors @ centre
     order = sorted(range(len(members)), key=lambda i: (-closeness[i], i))
-    analyser_terms = [t for s in terms for t in service.analyzer.tokens(s)]
+    analyser_terms = [t for s in terms for t in analyzer.tokens(s)]
     cells = [
         Hit(
             chunk=members[i],
             score=float(closeness[i]),
-            matched_terms=service.analyzer.matched_surfaces(members[i].text, analyser_terms),
+            matched_terms=analyzer.matched_surfaces(members[i].text, analyser_terms),
             column=store.column(members[i]),
         )
         for i in order
@@ -311,9 +315,8 @@ def _one_line(text: str) -> str:
 
 
 def _source(chunk: Chunk) -> str:
-    item = f"項目{'・'.join(map(str, chunk.item_nos))}" if chunk.item_nos else ""
-    title = f"「{chunk.item_title}」" if chunk.item_title else ""
-    return f"{chunk.organisation}（{item}{title}）" if item or title else chunk.organisation
+    label = chunk.item_label
+    return f"{chunk.organisation}（{label}）" if label else chunk.organisation
 
 
 def _where(chunk: Chunk) -> str:

@@ -44,6 +44,14 @@ class IndexMismatchError(KbError):
     """The index on disk was built by another embedder or schema, or is damaged."""
 
 
+class CellNotFound(KbError):
+    """No cell with this id in the loaded build (a stale link, a typo)."""
+
+    def __init__(self, cell_id: str) -> None:
+        self.cell_id = cell_id
+        super().__init__(f"セル {cell_id} はありません")
+
+
 class FilterError(KbError):
     """A search parameter with a value kb does not know; ``param`` names the parameter."""
 

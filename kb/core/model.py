@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 from kb.core.fields import FIELDS, Field
 from kb.core.text import agency_of, is_empty, split_categories
 
+
+def item_label(item_nos: tuple[int, ...] | list[int], item_title: str) -> str:
+    """How a column's item is named everywhere: 「項目1・8「見出し」」; "" when it has neither."""
+    number = f"項目{'・'.join(map(str, item_nos))}" if item_nos else ""
+    title = f"「{item_title}」" if item_title else ""
+    return number + title
+
+
 # Key of a reviewer's note on the column as a whole (other notes are keyed by field name).
 NOTE_COLUMN = "column"
 
@@ -49,6 +57,10 @@ class Column:
     @property
     def item_no(self) -> int | None:
         return self.item_nos[0] if self.item_nos else None
+
+    @property
+    def item_label(self) -> str:
+        return item_label(self.item_nos, self.item_title)
 
     @property
     def categories(self) -> list[str]:
@@ -94,6 +106,10 @@ class Chunk:
     @property
     def item_no(self) -> int | None:
         return self.item_nos[0] if self.item_nos else None
+
+    @property
+    def item_label(self) -> str:
+        return item_label(self.item_nos, self.item_title)
 
     @property
     def agency(self) -> str:

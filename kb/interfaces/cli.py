@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from kb.core.errors import KbError
+from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
 
@@ -236,12 +236,10 @@ def _mark(text: str, terms: list[str], styled: bool) -> str:
 
 def _hit_lines(n: int, hit, styled: bool) -> list[str]:
     c = hit.chunk
-    item = f"項目{'・'.join(map(str, c.item_nos))}" if c.item_nos else ""
-    title = f"「{c.item_title}」" if c.item_title else ""
     meta = f"［{c.field.ja}］ {c.year}年度 {c.document} {c.page}ページ　スコア {hit.score:.3f}"
     text = _mark(c.text, hit.matched_terms, styled)
     return [
-        f"{n:>2}. {c.organisation}　{item}{title}".rstrip("　"),
+        f"{n:>2}. {c.organisation}　{c.item_label}".rstrip("　"),
         f"    {meta}",
         *(f"    {t}" for t in text.splitlines()),
     ]
@@ -315,7 +313,7 @@ def evaluate(
 ) -> None:
     """評価用の質問ファイル（複数可、まとめて1つの集合として）で検索の精度（nDCG@10・Recall@10・MRR）を測る。"""
     from kb.apps import evaluate as ev
-    from kb.search.service import Mode
+    from kb.search.fusion import Mode
 
     service = _service(settings)
     store = service.index.store
@@ -391,7 +389,15 @@ def themes(
     """複数の団体に共通するテーマをまとめ、議題案を出力する。例: kb themes > 議題案.md"""
     from kb.apps.themes import DEFAULT_FIELDS, build_agenda, render_csv, render_markdown
 
-    agenda = build_agenda(_service(settings), year=year, fields=fields or DEFAULT_FIELDS, n=n)
+    service = _service(settings)
+    agenda = build_agenda(
+        service.index.store,
+        service.analyzer,
+        service.passage_vectors,
+        year=year,
+        fields=fields or DEFAULT_FIELDS,
+        n=n,
+    )
     log(
         f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を"
         f" {len(agenda.themes)}のテーマにまとめました"
@@ -413,10 +419,8 @@ def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
     service = _service(settings)
     try:
         hits = service.related(cell_id, k)
-    except KeyError:
-        raise KbError(
-            f"セル {cell_id} はありません。セルの ID は kb search --json の id で確かめられます"
-        ) from None
+    except CellNotFound as exc:
+        raise KbError(f"{exc}。セルの ID は kb search --json の id で確かめられます") from None
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return

@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +35,7 @@ import xxhash
 
 from kb.core.cache import TextCache
 from kb.core.errors import IndexMismatchError, IndexMissingError, KbError
+from kb.core.memo import Memo
 from kb.core.model import Chunk
 from kb.core.settings import Settings
 from kb.corpus.tables import ORGANISATIONS_FILE, TABLES_DIR, Corpus, load_aliases, tables_hash
@@ -323,13 +324,15 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class LoadedIndex:
-    """An opened build: its manifest and the three searchable parts."""
+    """An opened build: its manifest, the three searchable parts, and the memo of answers
+    computed from it (a new build starts with an empty one)."""
 
     folder: Path
     manifest: dict
     store: ChunkStore
     dense: faiss.Index
     lexical: object
+    memo: Memo = field(default_factory=Memo)
 
     @cached_property
     def corpus(self) -> Corpus:

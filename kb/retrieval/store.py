@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb.core.errors import KbError
 from kb.core.fields import FIELDS, Field
 from kb.core.model import Chunk
 
@@ -100,7 +101,9 @@ def _write_codes(folder: Path, chunks: Sequence[Chunk]) -> None:
         "year": sorted({c.year for c in chunks}),
     }
     if len(values["categories"]) > 63:
-        raise ValueError("too many categories for a 64-bit mask")
+        raise KbError(
+            f"課題区分が {len(values['categories'])} 種類あります。索引で扱えるのは 63 種類までです"
+        )
     lookup = {name: {v: i for i, v in enumerate(vals)} for name, vals in values.items()}
     mask_of = {
         category: sum(1 << lookup["categories"][cat] for cat in cats)

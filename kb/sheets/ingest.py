@@ -232,6 +232,12 @@ def _long_columns(sheet: Sheet) -> tuple[int, dict[str, int]] | None:
 def _read_long(
     sheet: Sheet, header: int, columns: dict[str, int], file: str
 ) -> tuple[TableMeta, list[_Draft]]:
+    """The table's metadata and its columns from a long-layout sheet (one row per cell).
+
+    One pass over the rows, checking each row where it is read so an error names its row
+    and column; long because each attribute of a row has its own check and message, and
+    splitting the pass would mean carrying the row and its position through every piece.
+    """
     metas: list[TableMeta] = []
     drafts: dict[tuple, _Draft] = {}
     for r in range(header + 1, len(sheet.rows)):

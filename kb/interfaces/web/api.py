@@ -1,0 +1,111 @@
+"""The JSON API under ``/api``: the same answers as the CLI's ``--json``, in the same shapes.
+
+Parameters are checked by :mod:`kb.search.validation` (like everywhere else); a bad value
+is a 422 whose ``detail`` names the parameter, in the shape FastAPI uses for type errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from kb.apps.themes import DEFAULT_FIELDS
+from kb.core.errors import FilterError
+from kb.core.fields import Field
+from kb.interfaces.web.deps import agenda, cell_or_404, organisations, service_of
+from kb.search.fusion import Mode
+from kb.search.service import SearchService
+from kb.search.validation import MAX_K, MAX_QUERY_CHARS, check_k, check_query
+
+router = APIRouter(prefix="/api")
+
+
+def _unprocessable(exc: FilterError) -> HTTPException:
+    return HTTPException(
+        422, detail=[{"loc": ["query", exc.param], "msg": str(exc), "type": "value_error"}]
+    )
+
+
+@router.get("/search", summary="セルを検索する（kb search --json と同じ形）")
+def api_search(
+    request: Request,
+    q: str = Query("", description=f"検索語（{MAX_QUERY_CHARS}文字まで）"),
+    k: int = Query(10, description=f"件数（1〜{MAX_K}）"),
+    mode: Mode = Query(Mode.hybrid),
+    field: list[Field] = Query([], description="欄（複数可）"),
+    org: list[str] = Query([], description="団体名または略称（複数可）"),
+    category: list[str] = Query([], description="課題区分（複数可）"),
+    year: list[int] = Query([], description="年度（複数可）"),
+) -> dict:
+    service = service_of(request)
+    try:
+        check_query(q)
+        check_k(k)
+        filters = service.filters(
+            fields=[f.value for f in field], organisations=org, categories=category, years=year
+        )
+        hits = service.search(q, k=k, mode=mode, filters=filters).hits if q.strip() else []
+    except FilterError as exc:
+        raise _unprocessable(exc) from exc
+    # A JSONResponse skips FastAPI's per-field re-encoding of plain dicts (a few ms).
+    return JSONResponse({"query": q, "hits": [h.as_dict() for h in hits]})
+
+
+@router.get("/cells/{cell_id}", summary="セル1件と同じ列の他の欄")
+def api_cell(request: Request, cell_id: str) -> dict:
+    return cell_or_404(request, cell_id).as_dict()
+
+
+@router.get("/cells/{cell_id}/similar", summary="他の団体の似たセル")
+def api_similar(
+    request: Request, cell_id: str, k: int = Query(5, description=f"件数（1〜{MAX_K}）")
+) -> list[dict]:
+    return _hits_about(request, cell_id, SearchService.similar, k)
+
+
+@router.get("/cells/{cell_id}/related", summary="この課題に他の団体が取り組んでいること")
+def api_related(
+    request: Request, cell_id: str, k: int = Query(5, description=f"件数（1〜{MAX_K}）")
+) -> list[dict]:
+    return _hits_about(request, cell_id, SearchService.related, k)
+
+
+def _hits_about(request: Request, cell_id: str, find: Callable, k: int) -> list[dict]:
+    """``find(service, cell_id, k)`` (similar or related cells) as JSON; 404 if no such cell."""
+    try:
+        check_k(k)
+    except FilterError as exc:
+        raise _unprocessable(exc) from exc
+    cell_or_404(request, cell_id)
+    return [h.as_dict() for h in find(service_of(request), cell_id, k)]
+
+
+@router.get("/status", summary="読み込んでいる索引（作成日時・セル数・埋め込みモデル）")
+def api_status(request: Request) -> dict:
+    manifest = service_of(request).index.manifest
+    return {
+        "build_id": manifest["build_id"],
+        "built_at": manifest["built_at"],
+        "chunks": manifest["chunks"],
+        "embedder": manifest["embedder"]["name"],
+    }
+
+
+@router.get("/organisations", summary="団体の一覧")
+def api_organisations(request: Request) -> list[dict]:
+    return organisations(request)
+
+
+@router.get("/themes", summary="団体に共通するテーマ（kb themes --format json と同じ形）")
+def api_themes(
+    request: Request,
+    year: int | None = Query(None, description="年度（省略時は最新）"),
+    field: list[str] = Query([], description="欄（複数可、all ですべて。既定は challenge）"),
+    n: int | None = Query(None, description="テーマの数（省略時は内容から決める）"),
+) -> dict:
+    try:
+        return agenda(request, year, field or DEFAULT_FIELDS, n).as_dict()
+    except FilterError as exc:
+        raise _unprocessable(exc) from exc

@@ -1,0 +1,42 @@
+"""What the API and the pages both ask of a request: the service, a cell, the organisation
+list and the themes agenda (computed once per build and parameters)."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+
+from kb.apps.themes import Agenda, build_agenda
+from kb.core.errors import CellNotFound
+from kb.corpus import browse
+from kb.search.hits import Hit
+from kb.search.service import SearchService
+
+
+def service_of(request: Request) -> SearchService:
+    return request.app.state.service
+
+
+def cell_or_404(request: Request, cell_id: str) -> Hit:
+    try:
+        return service_of(request).cell(cell_id)
+    except CellNotFound as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+
+
+def organisations(request: Request) -> list[dict]:
+    index = service_of(request).index
+    return browse.organisation_list(index.corpus, index.aliases)
+
+
+def agenda(
+    request: Request, year: int | None, fields: list[str] | tuple[str, ...], n: int | None
+) -> Agenda:
+    """The agenda, computed once per build and parameters (clustering takes ~80 ms)."""
+    service = service_of(request)
+    index = service.index
+    return index.memo.remembered(
+        ("themes", year, tuple(fields), n),
+        lambda: build_agenda(
+            index.store, service.analyzer, service.passage_vectors, year, fields, n
+        ),
+    )

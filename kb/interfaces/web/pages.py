@@ -1,0 +1,224 @@
+"""The HTML pages: search, cells, organisations, the whole table, themes and help.
+
+Pages use no JavaScript of their own: filters are links and forms, a cell's column opens
+with ``<details>``, so the strict Content-Security-Policy costs nothing. Form fields arrive
+as text and are checked by :mod:`kb.search.validation`; a bad value is shown on the page
+with status 422.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+
+from kb.apps.themes import DEFAULT_FIELDS, Agenda, render_csv, render_markdown
+from kb.core.errors import FilterError
+from kb.core.fields import FIELDS, Field
+from kb.core.settings import WEB_DIR
+from kb.corpus import browse
+from kb.interfaces.web.deps import agenda, cell_or_404, organisations, service_of
+from kb.search.highlight import pieces
+from kb.search.service import FACET_DEPTH
+from kb.search.validation import MAX_QUERY_CHARS, check_query, parse_count, parse_k, parse_years
+
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+DEFAULT_PAGE_K = 20
+EXAMPLES = (
+    "看護師不足",
+    "人手が足りない",
+    "ショートステイ",
+    "停電のとき人工呼吸器の子はどうする",
+    "マイサポートブック",
+    "nurse shortage",
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- templates -------------------------------------------------------------------------
+
+
+def highlight(text: str, terms: list[str]) -> Markup:
+    """Escape first, then mark matched terms and keep line breaks."""
+    html = "".join(
+        f"<mark>{escape(p)}</mark>" if matched else str(escape(p))
+        for p, matched in pieces(text, terms)
+    )
+    return Markup(html.replace("\n", "<br>"))
+
+
+def toggled_url(request: Request, name: str, value: object) -> str:
+    """The current URL with ``name=value`` added, or removed if it is already there."""
+    params = list(request.query_params.multi_items())
+    pair = (name, str(value))
+    params = [p for p in params if p != pair] if pair in params else [*params, pair]
+    return f"{request.url.path}?{urlencode(params)}"
+
+
+def replaced_url(request: Request, **changes: object) -> str:
+    """The current URL with single-valued parameters replaced."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
+    params += [(k, str(v)) for k, v in changes.items()]
+    return f"{request.url.path}?{urlencode(params)}"
+
+
+def templates() -> Jinja2Templates:
+    """The page templates with kb's filters and globals (one set per app)."""
+    loaded = Jinja2Templates(directory=TEMPLATES_DIR)
+    loaded.env.filters["highlight"] = highlight
+    loaded.env.globals.update(
+        toggled_url=toggled_url,
+        replaced_url=replaced_url,
+        FIELDS=FIELDS,
+        examples=EXAMPLES,
+        max_query=MAX_QUERY_CHARS,
+        filter_labels={"field": {f.value: f.ja for f in FIELDS}},
+        facet_depth=FACET_DEPTH,
+    )
+    return loaded
+
+
+# Positional-only, so a template variable may be called ``name`` (organisation.html).
+def render(
+    request: Request, template: str, /, status: int = 200, **context: object
+) -> HTMLResponse:
+    """``template`` rendered with ``context`` by the app's templates."""
+    return request.app.state.templates.TemplateResponse(
+        request, template, context, status_code=status
+    )
+
+
+# --- search, cells, organisations ------------------------------------------------------
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/search")
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    q: str = "",
+    view: str = "org",
+    k: str = "",
+    field: list[str] = Query([]),
+    org: list[str] = Query([]),
+    category: list[str] = Query([]),
+    year: list[str] = Query([]),
+) -> HTMLResponse:
+    service = service_of(request)
+    selected = {"field": field, "org": org, "category": category, "year": year}
+    context: dict = {"q": q, "view": "cells" if view == "cells" else "org", "selected": selected}
+    try:
+        filters = service.filters(field, org, category, parse_years(year))
+        k_value = parse_k(k, DEFAULT_PAGE_K)
+        # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
+        if check_query(q).strip():
+            context["result"] = service.search(q, k=k_value, filters=filters, with_facets=True)
+        elif filters:
+            context["result"] = service.browse(filters)
+    except FilterError as exc:
+        return render(request, "search.html", status=422, error=str(exc), **context)
+    return render(request, "search.html", **context)
+
+
+@router.get("/cells/{cell_id}", response_class=HTMLResponse)
+def cell_page(request: Request, cell_id: str) -> HTMLResponse:
+    hit = cell_or_404(request, cell_id)
+    service = service_of(request)
+    similar = service.similar(cell_id, 5)
+    related = service.related(cell_id, 5) if hit.chunk.field == Field.challenge else []
+    return render(request, "cell.html", hit=hit, similar=similar, related=related)
+
+
+@router.get("/organisations", response_class=HTMLResponse)
+def organisations_page(request: Request) -> HTMLResponse:
+    return render(request, "organisations.html", organisations=organisations(request))
+
+
+@router.get("/organisations/{name}", response_class=HTMLResponse)
+def organisation_page(request: Request, name: str) -> HTMLResponse:
+    columns = browse.organisation_columns(service_of(request).index.corpus, name)
+    if not columns:
+        raise HTTPException(404, detail=f"団体「{name}」はありません")
+    return render(request, "organisation.html", name=name, columns=columns)
+
+
+@router.get("/table", response_class=HTMLResponse)
+def table_page(request: Request) -> HTMLResponse:
+    return render(request, "table.html", grids=browse.grids(service_of(request).index.corpus))
+
+
+@router.get("/help", response_class=HTMLResponse)
+def help_page(request: Request) -> HTMLResponse:
+    return render(request, "help.html")
+
+
+# --- themes ----------------------------------------------------------------------------
+
+
+def _page_agenda(request: Request, year: str, field: list[str], n: str) -> Agenda:
+    """The agenda for a page's GET parameters; FilterError for values kb does not know."""
+    years = parse_years([year] if year.strip() else [])
+    return agenda(request, years[0] if years else None, field or DEFAULT_FIELDS, parse_count(n))
+
+
+def _download(agenda: Agenda, text: str, suffix: str, media_type: str) -> Response:
+    """``text`` as a UTF-8 file download named 議題案-<year>.<suffix>."""
+    name = f"議題案-{agenda.year}.{suffix}"
+    disposition = (
+        f"attachment; filename=\"agenda-{agenda.year}.{suffix}\"; filename*=UTF-8''{quote(name)}"
+    )
+    return Response(
+        text.encode("utf-8"),
+        media_type=f"{media_type}; charset=utf-8",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+@router.get("/themes", response_class=HTMLResponse)
+def themes_page(
+    request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+) -> HTMLResponse:
+    context: dict = {
+        "years": service_of(request).index.store.values["year"],
+        "selected": {"year": year, "field": field or list(DEFAULT_FIELDS), "n": n},
+    }
+    try:
+        found = _page_agenda(request, year, field, n)
+    except FilterError as exc:
+        return render(request, "themes.html", status=422, error=str(exc), **context)
+    query = urlencode(request.query_params.multi_items())
+    return render(
+        request, "themes.html", agenda=found, query=f"?{query}" if query else "", **context
+    )
+
+
+def _downloadable(request: Request, year: str, field: list[str], n: str) -> Agenda:
+    try:
+        return _page_agenda(request, year, field, n)
+    except FilterError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+
+
+@router.get("/themes.md")
+def themes_markdown(
+    request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+) -> Response:
+    found = _downloadable(request, year, field, n)
+    return _download(found, render_markdown(found), "md", "text/markdown")
+
+
+@router.get("/themes.csv")
+def themes_csv(
+    request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+) -> Response:
+    found = _downloadable(request, year, field, n)
+    # The BOM lets Excel on a Japanese PC open the file without garbling it.
+    return _download(found, "\ufeff" + render_csv(found), "csv", "text/csv")

@@ -1,0 +1,84 @@
+"""Ranking: the lexical (BM25) and dense (FAISS) legs and their reciprocal rank fusion.
+
+Search, similar cells and related cells all rank through :func:`rank`, so a change to how
+the two legs are cut or weighed is made here and nowhere else. Each leg contributes
+``weight / (RRF_K + rank)``: RRF needs no score calibration between two very different
+scorers, and its constants were tuned on ``eval/queries.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from kb.retrieval import dense, lexical
+from kb.retrieval.index import LoadedIndex
+
+CANDIDATES = 200  # per leg, before fusion
+RRF_K = 40
+DENSE_WEIGHT = 1.0
+LEXICAL_WEIGHT = 1.0
+
+
+class Mode(StrEnum):
+    hybrid = "hybrid"
+    dense = "dense"
+    lexical = "lexical"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Positions best first, each one's fused score, and the cosine similarity of those
+    the dense leg found (what "similar cells" reports as its score)."""
+
+    order: list[int]
+    scores: dict[int, float]
+    similarity: dict[int, float]
+
+
+def rrf(rankings: Sequence[tuple[np.ndarray, float]], k: int | None = None) -> dict[int, float]:
+    """Reciprocal rank fusion of (positions best-first, weight) rankings."""
+    k = RRF_K if k is None else k
+    fused: dict[int, float] = {}
+    for positions, weight in rankings:
+        for rank, position in enumerate(positions, start=1):
+            fused[int(position)] = fused.get(int(position), 0.0) + weight / (k + rank)
+    return fused
+
+
+def top_positive(scores: np.ndarray, allowed: np.ndarray | None, n: int) -> np.ndarray:
+    """Positions of the ``n`` best positive scores, best first."""
+    if allowed is not None:
+        scores = np.where(allowed, scores, 0.0)
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > n:
+        positive = positive[np.argpartition(-scores[positive], n)[:n]]
+    return positive[np.argsort(-scores[positive], kind="stable")]
+
+
+def rank(
+    index: LoadedIndex,
+    mode: Mode,
+    terms: Sequence[str] | Mapping[str, float],
+    vector: np.ndarray | None,
+    allowed: np.ndarray | None,
+    depth: int = CANDIDATES,
+) -> Ranking:
+    """Fuse the legs ``mode`` asks for: lexical over ``terms`` (or terms with weights, see
+    :func:`lexical.scores`), dense around ``vector``
+    (skipped when None, e.g. a blank query), each cut to ``depth`` rows of ``allowed``."""
+    legs = []
+    similarity: dict[int, float] = {}
+    if mode in (Mode.hybrid, Mode.lexical):
+        legs.append(
+            (top_positive(lexical.scores(index.lexical, terms), allowed, depth), LEXICAL_WEIGHT)
+        )
+    if mode in (Mode.hybrid, Mode.dense) and vector is not None:
+        positions, scores = dense.search(index.dense, vector, depth, allowed)
+        similarity = dict(zip(map(int, positions), map(float, scores), strict=True))
+        legs.append((positions, DENSE_WEIGHT))
+    fused = rrf(legs)
+    return Ranking(sorted(fused, key=lambda p: (-fused[p], p)), fused, similarity)

@@ -1,0 +1,124 @@
+"""The one check of what users type into a search: query, k, filters (and the page forms'
+text fields). The CLI, the JSON API and the pages all come through here, so each limit and
+each Japanese message exists once; a bad value raises :class:`FilterError` naming its
+parameter (the API turns that into a 422, the pages into a message, the CLI into exit 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kb.core.errors import FilterError
+from kb.core.fields import FIELDS, Field
+from kb.core.text import agency_of, normalise_organisation
+from kb.retrieval.store import Filters
+
+MAX_K = 100
+MAX_QUERY_CHARS = 500
+
+
+def check_k(k: int) -> int:
+    """``k`` (how many results) if it is within 1…MAX_K."""
+    if not 1 <= k <= MAX_K:
+        raise FilterError(f"表示件数 k は 1〜{MAX_K} にしてください（{k}）", param="k")
+    return k
+
+
+def check_query(query: str) -> str:
+    """``query`` if it is at most MAX_QUERY_CHARS long (blank is fine: browsing)."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise FilterError(
+            f"検索語が長すぎます（{len(query)}文字、{MAX_QUERY_CHARS}文字まで）", param="q"
+        )
+    return query
+
+
+def parse_k(raw: str, default: int) -> int:
+    """A form's ``k`` field: blank means ``default``."""
+    if not raw.strip():
+        return default
+    if not raw.strip().isdigit():
+        raise FilterError(f"表示件数 k は 1〜{MAX_K} にしてください（{raw}）", param="k")
+    return check_k(int(raw))
+
+
+def parse_years(raw: Iterable[str]) -> list[int]:
+    """A form's ``year`` values as numbers (whether the index has them is checked by
+    :func:`parse_filters`)."""
+    raw = list(raw)
+    if not all(y.strip().isdigit() for y in raw):
+        raise FilterError(f"年度は数字で指定してください（{'、'.join(raw)}）", param="year")
+    return [int(y) for y in raw]
+
+
+def parse_count(raw: str) -> int | None:
+    """A form's ``n`` (number of themes); blank means "let the data decide"."""
+    if not raw.strip():
+        return None
+    if not raw.strip().isdigit():
+        raise FilterError(f"テーマの数は数字で指定してください（{raw}）", param="n")
+    return int(raw)
+
+
+def resolve_organisations(
+    values: dict[str, list], aliases: dict[str, str], names: Iterable[str]
+) -> tuple[str, ...]:
+    """Turn what a user typed (a name, an alias, part of a name) into organisation or agency
+    names among the index's ``values``; an unknown name raises listing the known ones."""
+    known = [*values["organisation"], *values["agency"]]
+    resolved: list[str] = []
+    for name in names:
+        wanted = normalise_organisation(name)
+        if wanted in aliases and aliases[wanted] != wanted:
+            # An alias names the agency (座間養護学校 → both of its sheets ① and ②).
+            wanted = agency_of(aliases[wanted])
+        matches = [k for k in known if k == wanted] or [
+            k for k in values["organisation"] if wanted in k
+        ]
+        if not matches:
+            raise FilterError(
+                f"団体「{name}」は見つかりません。登録されている団体: {'、'.join(values['organisation'])}",
+                param="org",
+            )
+        resolved += matches
+    return tuple(dict.fromkeys(resolved))
+
+
+def parse_filters(
+    values: dict[str, list],
+    aliases: dict[str, str] | None = None,
+    *,
+    fields: Iterable[str] = (),
+    organisations: Iterable[str] = (),
+    categories: Iterable[str] = (),
+    years: Iterable[int] = (),
+) -> Filters:
+    """Filters from user input, checked against the index's ``values`` (and organisation
+    ``aliases``); an unknown value raises naming it and what there is instead."""
+    categories, years = list(categories), list(years)
+    parsed_fields = []
+    for f in fields:
+        try:
+            parsed_fields.append(Field(f))
+        except ValueError:
+            raise FilterError(
+                f"欄「{f}」はありません（{', '.join(x.value for x in FIELDS)}）", param="field"
+            ) from None
+    for c in categories:
+        if c not in values["categories"]:
+            raise FilterError(
+                f"課題区分「{c}」はありません（{'、'.join(values['categories'])}）",
+                param="category",
+            )
+    for y in years:
+        if y not in values["year"]:
+            raise FilterError(
+                f"{y}年度の表はありません（{', '.join(map(str, values['year']))}）",
+                param="year",
+            )
+    return Filters(
+        fields=tuple(parsed_fields),
+        organisations=resolve_organisations(values, aliases or {}, organisations),
+        categories=tuple(categories),
+        years=tuple(years),
+    )
