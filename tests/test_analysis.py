@@ -204,6 +204,13 @@ def test_broken_synonyms_file_names_file_and_line(
 def test_entry_fires_on_the_legs_it_is_written_for(tmp_path: Path) -> None:
     path = tmp_path / "synonyms.yaml"
     path.write_text(CONCEPT, encoding="utf-8")
+    both = CONCEPT.replace(
+        "  - concept: 預かり\n", "  - concept: 預かり\n    legs: [lexical, dense]\n"
+    )
+    (tmp_path / "both.yaml").write_text(both, encoding="utf-8")
+    assert Analyzer(Synonyms.load(tmp_path / "both.yaml")).dense_query("ショートステイ") == (
+        "ショートステイ 短期入所"
+    )
     analyzer = Analyzer(Synonyms.load(path))
     query = "子どもを預けたい"
     (fired,) = analyzer.fired(query)
@@ -211,8 +218,12 @@ def test_entry_fires_on_the_legs_it_is_written_for(tmp_path: Path) -> None:
     assert "預け → 短期入所・レスパイト（6行目）" in fired.describe()
     # Both legs: the lexical terms and the dense query text gain the table's words.
     assert {"短期", "入所", "レスパイト"} <= set(analyzer.query_tokens(query))
-    assert analyzer.dense_query(query) == "子どもを預けたい 短期入所 レスパイト"
-    # legs: [lexical] — the lexical side only.
+    # The dense text gains the entry's first word, the table's main term.
+    assert analyzer.dense_query(query) == "子どもを預けたい 短期入所"
+    # A group serves the lexical side unless its concept says otherwise …
+    assert "短期" in analyzer.query_tokens("ショートステイ")
+    assert analyzer.dense_query("ショートステイ") == "ショートステイ"
+    # … and legs: [lexical] keeps an expand entry off the dense side.
     assert "送迎" in analyzer.query_tokens("荷物をはこぶ")
     assert analyzer.dense_query("荷物をはこぶ") == "荷物をはこぶ"
     assert [e.concept for e in analyzer.fired("荷物をはこぶ")] == ["名前だけ"]

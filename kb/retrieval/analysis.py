@@ -147,21 +147,20 @@ class Analyzer:
         return weights
 
     def dense_query(self, query: str) -> str:
-        """The query followed by the words its vocabulary entries add (dense leg) that it does
-        not already contain: the same question spelled in the table's terms, for a second
-        query vector. The query itself when no entry fires."""
+        """The text the dense side embeds: the query followed by the first word (the table's
+        main term) of each vocabulary entry it fires on the dense leg, unless the query has
+        it already; the query itself when no such entry fires. Still one text, so still one
+        embedding, with the user's words and the table's."""
         added = [
-            word
+            next(w for w in entry.adds if w not in query)
             for entry in self.fired(query)
-            if "dense" in entry.legs
-            for word in entry.adds
-            if word not in query
+            if "dense" in entry.legs and any(w not in query for w in entry.adds)
         ]
         return " ".join([query, *dict.fromkeys(added)]) if added else query
 
-    def fired(self, query: str) -> list[Entry]:
+    def fired(self, query: str) -> tuple[Entry, ...]:
         """The vocabulary entries ``query`` mentions, in file order."""
-        return self.synonyms.fired(_fold(query), set(self.tokens(query)))
+        return self.synonyms.fired(_fold(query), frozenset(self.tokens(query)))
 
     def matched_surfaces(self, text: str, query_terms: Iterable[str]) -> list[str]:
         """The words of ``text`` that share a term with the query, each once, in order."""

@@ -3,7 +3,10 @@
 The file is edited by coordinators, not programmers. It is a list of concepts; each holds
 ``groups`` (interchangeable words: a query with any of them also searches for the others),
 ``expand`` (a word people type → the table's words for it, one way) and optionally ``legs``,
-the searches the concept serves (``lexical``, ``dense``; both when left out)::
+the searches the concept's entries serve (``lexical``, ``dense``). Left out, groups serve the
+lexical search only (the embedding model already puts 看護師 and 看護職員 together) and
+expand entries serve both; on the dense side an entry adds only its first word (the table's
+main term), keeping the embedded text short::
 
     concepts:
       - concept: 預かり・短期入所
@@ -22,6 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -30,6 +34,11 @@ from kb.core.errors import InputError
 from kb.core.yamlio import compose_yaml
 
 LEGS = ("lexical", "dense")
+# Left out, ``legs`` is lexical for groups (on eval/tune.yaml, adding a group's words to the
+# dense text gained nothing) and both for expand entries.
+GROUP_LEGS = frozenset({"lexical"})
+EXPAND_LEGS = frozenset(LEGS)
+FIRED_KEPT = 4096
 _CONCEPT_KEYS = ("concept", "groups", "expand", "legs")
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
 _NULL = "tag:yaml.org,2002:null"
@@ -69,6 +78,12 @@ class Synonyms:
 
     entries: list[Entry] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Each entry's words folded (and English ones compiled) once, not on every query;
+        # a query's entries are remembered, since the terms and the dense text both ask.
+        self._matchers = [(e, [_matcher(w) for w in e.words]) for e in self.entries]
+        self.fired = lru_cache(maxsize=FIRED_KEPT)(self._fired)
+
     @classmethod
     def load(cls, path: Path) -> Synonyms:
         """The vocabulary of ``path`` (empty if the file does not exist). A mistake raises
@@ -78,21 +93,30 @@ class Synonyms:
         root = compose_yaml(path)
         return cls(_Reader(path).document(root) if root is not None else [])
 
-    def fired(self, folded_query: str, query_terms: set[str]) -> list[Entry]:
-        """The entries a query mentions. ``folded_query`` is NFKC-folded and lower-cased;
-        ``query_terms`` are its index terms (so 受け入れる also fires 受け入れ)."""
-        return [
-            e for e in self.entries if any(_mentions(folded_query, query_terms, w) for w in e.words)
-        ]
+    def _fired(self, folded_query: str, query_terms: frozenset[str]) -> tuple[Entry, ...]:
+        """The entries a query mentions (called as ``fired``). ``folded_query`` is
+        NFKC-folded and lower-cased; ``query_terms`` are its index terms (so 受け入れる also
+        fires 受け入れ)."""
+        return tuple(
+            entry
+            for entry, matchers in self._matchers
+            if any(_mentions(folded_query, query_terms, m) for m in matchers)
+        )
 
 
-def _mentions(folded_query: str, terms: set[str], word: str) -> bool:
-    """Does the query mention ``word``? English words must match whole words (so "st" is
-    not found in "stay"); Japanese words match as text or as an index term."""
+def _matcher(word: str) -> str | re.Pattern:
+    """An English word as a whole-word pattern (so "st" is not found in "stay"), a
+    Japanese word folded, to be found in the query's text or among its terms."""
     word = unicodedata.normalize("NFKC", word).lower()
     if _ASCII_WORD.match(word):
-        return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", folded_query) is not None
-    return word in folded_query or word in terms
+        return re.compile(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])")
+    return word
+
+
+def _mentions(folded_query: str, terms: frozenset[str], matcher: str | re.Pattern) -> bool:
+    if isinstance(matcher, str):
+        return matcher in folded_query or matcher in terms
+    return matcher.search(folded_query) is not None
 
 
 class _Reader:
@@ -145,7 +169,7 @@ class _Reader:
 
     def concept(self, parts: dict[str, yaml.Node], name: str) -> list[Entry]:
         """The entries of one concept, from its ``mapping`` parts."""
-        legs = self.legs(parts.get("legs"))
+        legs = self.legs(parts.get("legs"))  # None: each kind's default
         entries = []
         groups = parts.get("groups")
         if groups is not None and not _is_null(groups):
@@ -162,7 +186,8 @@ class _Reader:
                 words = self.words(group, message)
                 if len(words) < 2:
                     raise self.fail(group, "グループには同じ意味の言葉を2つ以上書いてください")
-                entries.append(Entry(name, words, words, legs, group.start_mark.line + 1))
+                line = group.start_mark.line + 1
+                entries.append(Entry(name, words, words, legs or GROUP_LEGS, line))
         expand = parts.get("expand")
         if expand is not None and not _is_null(expand):
             if not isinstance(expand, yaml.MappingNode):
@@ -183,7 +208,13 @@ class _Reader:
                     )
                 )
                 entries.append(
-                    Entry(name, (key.value.strip(),), adds, legs, key.start_mark.line + 1)
+                    Entry(
+                        name,
+                        (key.value.strip(),),
+                        adds,
+                        legs or EXPAND_LEGS,
+                        key.start_mark.line + 1,
+                    )
                 )
         return entries
 
@@ -197,9 +228,10 @@ class _Reader:
             words.append(item.value.strip())
         return tuple(dict.fromkeys(words))
 
-    def legs(self, node: yaml.Node | None) -> frozenset[str]:
+    def legs(self, node: yaml.Node | None) -> frozenset[str] | None:
+        """The legs a concept names, or None when it leaves them to each kind's default."""
         if node is None or _is_null(node):
-            return frozenset(LEGS)
+            return None
         message = "legs: には lexical（語の一致）か dense（意味の近さ）、または両方を [lexical, dense] の形で書いてください"
         legs = self.words(node, message)
         if not set(legs) <= set(LEGS):

@@ -59,20 +59,15 @@ class SearchService:
         self._index.memo.clear()
         self._query_vector.cache_clear()
 
-    def _embed_query(self, text: str, rewritten: str | None = None) -> np.ndarray:
-        """The query vector of ``text``; with ``rewritten`` (the query spelled in the table's
-        terms, :meth:`Analyzer.dense_query`), the normalised mean of both vectors, embedded
-        in one batch (one model call: about 1.3× the cost of one text, not 2×)."""
-        texts = [text] if rewritten in (None, text) else [text, rewritten]
-        vector = self.embedder.embed_queries(texts).sum(axis=0)
-        vector /= np.linalg.norm(vector) or 1.0
+    def _embed_query(self, text: str) -> np.ndarray:
+        vector = self.embedder.embed_queries([text])[0]
         vector.setflags(write=False)  # shared between threads through the cache
         return vector
 
     def query_vector(self, query: str) -> np.ndarray:
-        """The dense side's vector for ``query``: the query and, when vocabulary entries
-        fire, the query rewritten in the table's terms, averaged (remembered per text)."""
-        return self._query_vector(query, self.analyzer.dense_query(query))
+        """The dense side's vector for ``query``: one embedding of the query followed by the
+        table's terms its vocabulary entries add (:meth:`Analyzer.dense_query`)."""
+        return self._query_vector(self.analyzer.dense_query(query))
 
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """Passage embeddings of ``texts`` (one row each), through the builds' cache."""
@@ -165,9 +160,8 @@ class SearchService:
         allowed = index.store.mask(filters)
         weights = self.analyzer.query_weights(query)
         terms = list(weights)
-        # The vocabulary reaches the dense leg as a second text, the query rewritten in the
-        # table's terms, embedded in the same model call and averaged with the query (see
-        # README "Search quality" for what it gained and what it costs).
+        # The vocabulary reaches the dense leg through the text embedded: the query with the
+        # table's terms added (README "Search quality": what it gained and what it costs).
         wants_vector = mode != Mode.lexical and query.strip()
         vector = self.query_vector(query) if wants_vector else None
         ranking = rank(index, mode, weights, vector, allowed)
