@@ -209,7 +209,7 @@ def test_entry_fires_on_the_legs_it_is_written_for(tmp_path: Path) -> None:
     )
     (tmp_path / "both.yaml").write_text(both, encoding="utf-8")
     assert Analyzer(Synonyms.load(tmp_path / "both.yaml")).dense_query("ショートステイ") == (
-        "ショートステイ 短期入所"
+        "短期入所"
     )
     analyzer = Analyzer(Synonyms.load(path))
     query = "子どもを預けたい"
@@ -218,8 +218,8 @@ def test_entry_fires_on_the_legs_it_is_written_for(tmp_path: Path) -> None:
     assert "預け → 短期入所・レスパイト（6行目）" in fired.describe()
     # Both legs: the lexical terms and the dense query text gain the table's words.
     assert {"短期", "入所", "レスパイト"} <= set(analyzer.query_tokens(query))
-    # The dense text gains the entry's first word, the table's main term.
-    assert analyzer.dense_query(query) == "子どもを預けたい 短期入所"
+    # In the dense text the word typed gives way to the entry's first word, the table's term.
+    assert analyzer.dense_query(query) == "子どもを短期入所たい"
     # A group serves the lexical side unless its concept says otherwise …
     assert "短期" in analyzer.query_tokens("ショートステイ")
     assert analyzer.dense_query("ショートステイ") == "ショートステイ"
@@ -227,6 +227,16 @@ def test_entry_fires_on_the_legs_it_is_written_for(tmp_path: Path) -> None:
     assert "送迎" in analyzer.query_tokens("荷物をはこぶ")
     assert analyzer.dense_query("荷物をはこぶ") == "荷物をはこぶ"
     assert [e.concept for e in analyzer.fired("荷物をはこぶ")] == ["名前だけ"]
+
+
+def test_dense_text_replaces_english_whole_words_and_adds_what_matched_by_terms(
+    analyzer: Analyzer,
+) -> None:
+    assert analyzer.dense_query("Short Stay for kids") == "短期入所 for 子供"
+    assert analyzer.dense_query("ＮＵＲＳＥ shortage") == "看護師 不足"
+    # 医ケア is replaced first; 医ケア児 then is no longer written, so its term is added.
+    assert analyzer.dense_query("医ケア児") == "医療的ケア児 小児"
+    assert analyzer.dense_query("自立支援協議会") == "自立支援協議会"  # nothing fires
 
 
 def test_added_words_weigh_as_whole_words_and_compound_parts_weigh_less(

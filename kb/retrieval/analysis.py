@@ -21,7 +21,7 @@ from importlib.metadata import version
 from sudachipy import Dictionary, SplitMode
 
 from kb.core.cache import TextCache
-from kb.retrieval.vocabulary import Entry, Synonyms
+from kb.retrieval.vocabulary import Entry, Synonyms, replace_word
 
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続詞", "感動詞"}
 # Light words that carry no topic: する, ある, こと, ため, など …
@@ -147,16 +147,26 @@ class Analyzer:
         return weights
 
     def dense_query(self, query: str) -> str:
-        """The text the dense side embeds: the query followed by the first word (the table's
-        main term) of each vocabulary entry it fires on the dense leg, unless the query has
-        it already; the query itself when no such entry fires. Still one text, so still one
-        embedding, with the user's words and the table's."""
-        added = [
-            next(w for w in entry.adds if w not in query)
-            for entry in self.fired(query)
-            if "dense" in entry.legs and any(w not in query for w in entry.adds)
-        ]
-        return " ".join([query, *dict.fromkeys(added)]) if added else query
+        """The text the dense side embeds: the query with the words of the vocabulary entries
+        it fires on the dense leg replaced by each entry's first word (the table's main term),
+        that word put at the end when the query matched it only through its terms. The
+        query itself when no such entry fires. Replacing rather than adding keeps the text,
+        and so the embedding's cost, about as long as the query (README "Search quality")."""
+        text = unicodedata.normalize("NFKC", query)
+        added: list[str] = []
+        for entry in self.fired(query):
+            term = next((w for w in entry.adds if w not in text), None)
+            if "dense" not in entry.legs or term is None:
+                continue
+            replaced = (replace_word(text, word, term) for word in entry.words)
+            found = next((r for r in replaced if r is not None), None)
+            if found is None:
+                added.append(term)
+            else:
+                text = found
+        if not added and text == unicodedata.normalize("NFKC", query):
+            return query
+        return " ".join([text, *dict.fromkeys(added)])
 
     def fired(self, query: str) -> tuple[Entry, ...]:
         """The vocabulary entries ``query`` mentions, in file order."""

@@ -5,8 +5,8 @@ The file is edited by coordinators, not programmers. It is a list of concepts; e
 ``expand`` (a word people type → the table's words for it, one way) and optionally ``legs``,
 the searches the concept's entries serve (``lexical``, ``dense``). Left out, groups serve the
 lexical search only (the embedding model already puts 看護師 and 看護職員 together) and
-expand entries serve both; on the dense side an entry adds only its first word (the table's
-main term), keeping the embedded text short::
+expand entries serve both. On the dense side the query's word is replaced by the entry's
+first word (the table's main term), so the embedded text stays as short as the query::
 
     concepts:
       - concept: 預かり・短期入所
@@ -102,6 +102,17 @@ class Synonyms:
             for entry, matchers in self._matchers
             if any(_mentions(folded_query, query_terms, m) for m in matchers)
         )
+
+
+def replace_word(text: str, word: str, by: str) -> str | None:
+    """``text`` with its first ``word`` (compared after NFKC, in any case; English as a
+    whole word) replaced by ``by``; None when ``word`` is not written in ``text``."""
+    word = unicodedata.normalize("NFKC", word)
+    pattern = re.escape(word)
+    if _ASCII_WORD.match(word.lower()):
+        pattern = rf"(?<![a-zA-Z0-9]){pattern}(?![a-zA-Z0-9])"
+    replaced, found = re.subn(pattern, lambda _: by, text, count=1, flags=re.IGNORECASE)
+    return replaced if found else None
 
 
 def _matcher(word: str) -> str | re.Pattern:
