@@ -74,7 +74,7 @@ def kb_server(
     """``kb serve`` on a free loopback port with ``env``; stopped on exit."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "kb", "serve", "--port", str(port)],
+        [sys.executable, "-m", "kb", "serve", "--port", str(port), "--quiet"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,

@@ -13,7 +13,7 @@ from conftest import CORPUS, SEED
 
 from kb.core.errors import InputError
 from kb.core.fields import FIELDS, Field
-from kb.core.model import Column, Table
+from kb.core.model import Column, Table, column_views
 from kb.corpus.provenance import check_against_files
 from kb.corpus.tables import Corpus, load_aliases, load_table
 
@@ -185,14 +185,17 @@ def test_one_chunk_per_non_empty_cell_and_none_for_blank_or_dash(corpus: Corpus)
 
 
 def test_every_chunk_reaches_its_column_in_field_order(corpus: Corpus) -> None:
+    views = {v.id: v for table in corpus.tables for v in column_views(table)}
     for chunk in corpus.chunks:
-        siblings = corpus.column_of(chunk)
-        assert chunk in siblings
-        assert {s.column_key for s in siblings} == {chunk.column_key}
-        order = [FIELDS.index(s.field) for s in siblings]
-        assert order == sorted(order) and len(set(order)) == len(order)
-    c03 = corpus.column_of(corpus.chunk("2017-atsugi-c03-item"))
-    assert [s.field for s in c03] == [Field.item, Field.progress, Field.challenge]
+        view = views[chunk.column_id]
+        assert [c.field for c in view.cells] == list(FIELDS)
+        (cell,) = [c for c in view.cells if c.id == chunk.id]
+        assert (cell.field, cell.text) == (chunk.field, chunk.text)
+        assert view.organisation == chunk.organisation and view.item_nos == chunk.item_nos
+    assert {c.id for v in views.values() for c in v.filled} == {c.id for c in corpus.chunks}
+    c03 = views[corpus.chunk("2017-atsugi-c03-item").column_id]
+    assert [c.field for c in c03.filled] == [Field.item, Field.progress, Field.challenge]
+    assert [c.text for c in c03.cells][3:] == ["－", ""]  # shown in the grid, not indexed
 
 
 def test_chunk_metadata_for_a_few_known_cells(corpus: Corpus) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # kills builds, fills disks: runs the whole script
 SCENARIOS = {
     "killed_build",
     "full_disk",

@@ -17,6 +17,7 @@ import pytest
 from conftest import CORPUS
 
 from kb.core.errors import IndexMismatchError, IndexMissingError, KbError
+from kb.core.model import column_views, column_views_of_chunks
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus, load_table, save_table
 from kb.retrieval import dense
@@ -381,6 +382,17 @@ def test_too_many_categories_is_one_japanese_line(tmp_path: Path) -> None:
     (chunk,) = Corpus.load(CORPUS).chunks[:1]
     chunks = [replace(chunk, id=f"x{i}", category=f"区分{i}") for i in range(64)]
     with pytest.raises(KbError) as raised:
-        write_store(tmp_path, chunks)
+        write_store(tmp_path, chunks, column_views_of_chunks(chunks))
     assert "63" in str(raised.value) and "\n" not in str(raised.value)
     assert not isinstance(raised.value, ValueError)
+
+
+def test_the_build_serves_columns_and_aliases_from_its_store(service: SearchService) -> None:
+    """Search hits and the browsing pages read one source: the columns the build stored."""
+    corpus = Corpus.load(service.settings.corpus_dir)
+    store = service.index.store
+    assert store.all_columns == [v for table in corpus.tables for v in column_views(table)]
+    assert store.aliases == corpus.aliases and store.aliases
+    hit = service.search("看護師不足", k=1).hits[0]
+    assert hit.column == store.column(hit.chunk.column_id)
+    assert hit.chunk.id in {c.id for c in hit.column.filled}

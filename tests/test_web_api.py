@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -413,9 +414,9 @@ def test_search_page_groups_hits_by_organisation(client, service):
                 assert "課題区分：" in meta
             links = [a.attrs["href"] for a in article.find_all("a")]
             assert f"/cells/{hit.chunk.id}" in links
-            if len(hit.column) > 1:
+            if len(hit.column.filled) > 1:
                 details = article.find("details", cls="column")
-                assert len(details.find_all("div", cls="column-row")) == len(hit.column) - 1
+                assert len(details.find_all("div", cls="column-row")) == len(hit.column.filled) - 1
     marks = [m.text for m in page.find_all("mark")]
     assert "看護人材" in marks and "不足" in marks
 
@@ -590,6 +591,34 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.parametrize("port", ["taken", "99999"])
+def test_kb_serve_on_a_port_it_cannot_use_is_one_japanese_line(run_kb, built_index, port):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        number = str(taken.getsockname()[1]) if port == "taken" else port
+        done = run_kb(
+            "serve", "--port", number, corpus=built_index.corpus_dir, index=built_index.index_dir
+        )
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("エラー: ") and number in line and JAPANESE.search(line)
+
+
+@pytest.mark.parametrize("log_requests", [True, False])
+def test_one_log_line_per_request_unless_quiet(built_index, service, capsys, log_requests):
+    client = TestClient(create_app(built_index, service, log_requests=log_requests))
+    capsys.readouterr()
+    assert client.get("/api/search", params={"q": NURSE}).status_code == 200
+    assert client.get("/cells/nothing-here").status_code == 404
+    lines = capsys.readouterr().err.splitlines()
+    if log_requests:
+        assert re.fullmatch(r"GET /api/search 200 \d+ms", lines[0]), lines
+        assert re.fullmatch(r"GET /cells/nothing-here 404 \d+ms", lines[1]), lines
+    else:
+        assert lines == []
+
+
 def test_kb_serve_builds_a_missing_index_first_and_binds_loopback(tmp_path: Path):
     corpus = Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
     index = tmp_path / "index"  # does not exist yet
@@ -599,6 +628,7 @@ def test_kb_serve_builds_a_missing_index_first_and_binds_loopback(tmp_path: Path
         assert status["chunks"] == 82
         assert "索引がないため、先に作ります" in log
         assert f"http://127.0.0.1:{port}/" in log
+        assert re.search(r"^GET /api/status 200 \d+ms$", log, re.MULTILINE)  # request log
         assert (index / "current").exists()
         if Path("/proc/net/tcp").exists():
             assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only

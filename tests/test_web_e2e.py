@@ -16,6 +16,8 @@ from conftest import serving_kb
 
 from kb.core.settings import Settings
 
+pytestmark = pytest.mark.slow  # a real browser: minutes, not seconds
+
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)

@@ -279,7 +279,7 @@ def _theme(
             chunk=members[i],
             score=float(closeness[i]),
             matched_terms=analyzer.matched_surfaces(members[i].text, analyser_terms),
-            column=store.column(members[i]),
+            column=store.column(members[i].column_id),
         )
         for i in order
     ]
@@ -296,7 +296,7 @@ def _theme(
         terms=terms,
         cells=cells,
         solutions=[
-            Hit(chunk=c, score=score_of_column[c.column_id], column=store.column(c))
+            Hit(chunk=c, score=score_of_column[c.column_id], column=store.column(c.column_id))
             for c in solutions
         ],
     )

@@ -25,6 +25,48 @@ def item_label(item_nos: tuple[int, ...] | list[int], item_title: str) -> str:
 NOTE_COLUMN = "column"
 
 
+class _ItemFacts:
+    """What a column, a chunk and a column view say alike about their item and its writer
+    (each has ``item_nos``, ``item_title``, ``organisation`` and ``category``)."""
+
+    item_nos: tuple[int, ...] | list[int]
+    item_title: str
+    organisation: str
+    category: str
+
+    @property
+    def item_no(self) -> int | None:
+        return self.item_nos[0] if self.item_nos else None
+
+    @property
+    def item_label(self) -> str:
+        return item_label(self.item_nos, self.item_title)
+
+    @property
+    def agency(self) -> str:
+        return agency_of(self.organisation)
+
+    @property
+    def categories(self) -> list[str]:
+        return split_categories(self.category)
+
+
+@dataclass(frozen=True)
+class Placement(_ItemFacts):
+    """Where a column stands — its table's year, council and document, its page — and whose
+    item it is: what a chunk and a column view both carry."""
+
+    year: int
+    council: str
+    council_id: str
+    document: str
+    page: int
+    organisation: str
+    item_nos: tuple[int, ...]
+    item_title: str
+    category: str
+
+
 @dataclass
 class Source:
     """Where a table came from: its printed title, document number and source file."""
@@ -35,7 +77,7 @@ class Source:
 
 
 @dataclass
-class Column:
+class Column(_ItemFacts):
     """One organisation's item on one page, with its five cells as printed."""
 
     key: str
@@ -53,18 +95,6 @@ class Column:
 
     def text(self, f: Field) -> str:
         return self.cells.get(f, "")
-
-    @property
-    def item_no(self) -> int | None:
-        return self.item_nos[0] if self.item_nos else None
-
-    @property
-    def item_label(self) -> str:
-        return item_label(self.item_nos, self.item_title)
-
-    @property
-    def categories(self) -> list[str]:
-        return split_categories(self.category)
 
 
 @dataclass
@@ -86,38 +116,13 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(Placement):
     """A non-empty cell with everything needed to index, filter and show it."""
 
     id: str
     text: str
     field: Field
-    year: int
-    council: str
-    council_id: str
-    document: str
-    page: int
-    organisation: str
-    item_nos: tuple[int, ...]
-    item_title: str
-    category: str
     column_key: str
-
-    @property
-    def item_no(self) -> int | None:
-        return self.item_nos[0] if self.item_nos else None
-
-    @property
-    def item_label(self) -> str:
-        return item_label(self.item_nos, self.item_title)
-
-    @property
-    def agency(self) -> str:
-        return agency_of(self.organisation)
-
-    @property
-    def categories(self) -> list[str]:
-        return split_categories(self.category)
 
     @property
     def column_id(self) -> str:
@@ -143,25 +148,129 @@ class Chunk:
         }
 
 
+def _placement(table: Table, column: Column) -> dict:
+    """What a chunk and a column view both carry about where their column stands."""
+    return {
+        "year": table.year,
+        "council": table.council,
+        "council_id": table.council_id,
+        "document": table.source.document,
+        "page": column.page,
+        "organisation": column.organisation,
+        "item_nos": tuple(column.item_nos),
+        "item_title": column.item_title,
+        "category": column.category,
+    }
+
+
 def chunks_of(table: Table) -> list[Chunk]:
     """Every non-empty cell of a table, column by column in field order."""
+    chunks = []
+    for column in table.columns:
+        placement = _placement(table, column)
+        chunks += [
+            Chunk(
+                id=table.chunk_id(column, f),
+                text=column.text(f),
+                field=f,
+                column_key=column.key,
+                **placement,
+            )
+            for f in FIELDS
+            if not is_empty(column.text(f))
+        ]
+    return chunks
+
+
+# --- the column as readers see it --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellView:
+    """One of a column's five cells; ``id`` is None for an empty or "－" cell (not indexed)."""
+
+    field: Field
+    text: str
+    id: str | None
+
+
+@dataclass(frozen=True)
+class ColumnView(Placement):
+    """A column as every reader sees it — search hits, cell pages, the grid, organisation
+    pages — with its table's names and all five cells in field order. Builds store one per
+    column (:mod:`kb.retrieval.store`), so serving reads columns from one place."""
+
+    id: str  # Chunk.column_id of its cells
+    title: str  # the table's printed title
+    shares_heading: bool
+    cells: tuple[CellView, ...]
+
+    @property
+    def filled(self) -> list[CellView]:
+        """The cells that are indexed (not empty), in field order."""
+        return [cell for cell in self.cells if cell.id is not None]
+
+    def as_dict(self) -> dict:
+        """Plain data (for the build's store); :meth:`from_dict` reads it back."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["item_nos"] = list(self.item_nos)
+        data["cells"] = [[c.field.value, c.text, c.id] for c in self.cells]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ColumnView:
+        cells = tuple(CellView(Field(f), text, id_) for f, text, id_ in data["cells"])
+        return cls(**{**data, "item_nos": tuple(data["item_nos"]), "cells": cells})
+
+
+def column_views(table: Table) -> list[ColumnView]:
+    """The view of every column of ``table``, in table order."""
     return [
-        Chunk(
-            id=table.chunk_id(column, f),
-            text=column.text(f),
-            field=f,
-            year=table.year,
-            council=table.council,
-            council_id=table.council_id,
-            document=table.source.document,
-            page=column.page,
-            organisation=column.organisation,
-            item_nos=tuple(column.item_nos),
-            item_title=column.item_title,
-            category=column.category,
-            column_key=column.key,
+        ColumnView(
+            id=f"{table.slug}-{column.key}",
+            title=table.source.title,
+            shares_heading=column.shares_heading,
+            **_placement(table, column),
+            cells=tuple(
+                CellView(
+                    f,
+                    column.text(f),
+                    None if is_empty(column.text(f)) else table.chunk_id(column, f),
+                )
+                for f in FIELDS
+            ),
         )
         for column in table.columns
-        for f in FIELDS
-        if not is_empty(column.text(f))
     ]
+
+
+def column_views_of_chunks(chunks: list[Chunk]) -> list[ColumnView]:
+    """Views of the columns of ``chunks`` when there are no tables to read them from
+    (synthetic builds): only their non-empty cells are known."""
+    by_column: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_column.setdefault(chunk.column_id, []).append(chunk)
+    views = []
+    for column_id, cells in by_column.items():
+        first, texts = cells[0], {c.field: c for c in cells}
+        views.append(
+            ColumnView(
+                id=column_id,
+                year=first.year,
+                council=first.council,
+                council_id=first.council_id,
+                title="",
+                document=first.document,
+                page=first.page,
+                organisation=first.organisation,
+                item_nos=first.item_nos,
+                item_title=first.item_title,
+                category=first.category,
+                shares_heading=False,
+                cells=tuple(
+                    CellView(f, texts[f].text, texts[f].id) if f in texts else CellView(f, "", None)
+                    for f in FIELDS
+                ),
+            )
+        )
+    return views

@@ -218,20 +218,9 @@ class Corpus:
     def _by_id(self) -> dict[str, Chunk]:
         return {chunk.id: chunk for chunk in self.chunks}
 
-    @cached_property
-    def _by_column(self) -> dict[str, list[Chunk]]:
-        columns: dict[str, list[Chunk]] = {}
-        for chunk in self.chunks:
-            columns.setdefault(chunk.column_id, []).append(chunk)
-        return columns
-
     def chunk(self, chunk_id: str) -> Chunk:
         """The chunk with this id; KeyError if there is none."""
         return self._by_id[chunk_id]
-
-    def column_of(self, chunk: Chunk) -> list[Chunk]:
-        """All non-empty cells of the chunk's column, in field order (item → next_year)."""
-        return self._by_column[chunk.column_id]
 
     def organisations(self) -> list[str]:
         """Organisation names in table order, each once."""

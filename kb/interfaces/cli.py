@@ -45,13 +45,20 @@ def _dump(data: object) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.pass_context
-def main(ctx: click.Context) -> None:
+def main() -> None:
     """kb: 小児等在宅医療連絡会議の取組み進捗状況を検索するナレッジベース"""
-    ctx.obj = Settings.from_env()
 
 
-pass_settings = click.make_pass_decorator(Settings)
+def pass_settings(command: Callable) -> Callable:
+    """Call ``command`` with the Settings from the environment, read when it runs (so
+    ``--help`` works anywhere); not knowing where the data is, is reported like any KbError."""
+
+    @wraps(command)
+    @_fail_cleanly
+    def with_settings(*args, **kwargs):
+        return command(Settings.from_env(), *args, **kwargs)
+
+    return with_settings
 
 
 # --- corpus ----------------------------------------------------------------------------
@@ -338,13 +345,17 @@ def evaluate(
     show_default=True,
     help="待ち受けるアドレス（既定はこのPCからのみ）",
 )
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--port", default=8000, show_default=True, type=int, help="ポート番号（0 で空きを自動で選ぶ）"
+)
+@click.option(
+    "--quiet", is_flag=True, help="リクエストごとの記録（方法・パス・状態・ミリ秒）を出さない"
+)
 @pass_settings
 @_fail_cleanly
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
     """ウェブ画面と API を起動する。索引がなければ先に作る。"""
-    import uvicorn
-
+    from kb.interfaces.web import server
     from kb.interfaces.web.app import create_app
     from kb.retrieval.analysis import Analyzer
     from kb.retrieval.embedding import load_embedder
@@ -352,13 +363,14 @@ def serve(settings: Settings, host: str, port: int) -> None:
     from kb.retrieval.index import build as run_build
     from kb.search.service import SearchService
 
+    sock = server.bind(host, port)  # first: a taken port is said before any work
     embedder = load_embedder(settings.embedder)
     if not (settings.index_dir / CURRENT).exists():
         log("索引がないため、先に作ります（初回のみ）…")
         run_build(settings, embedder, Analyzer())
-    app = create_app(settings, SearchService(settings, embedder))
-    log(f"http://{host}:{port}/ で開いています（終了は Ctrl+C）")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_app(settings, SearchService(settings, embedder), log_requests=not quiet)
+    log(f"{server.url_of(sock)} で開いています（終了は Ctrl+C）")
+    server.serve(app, sock)
 
 
 # --- themes and cross-agency links -------------------------------------------------------

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
 import faiss
@@ -36,21 +35,20 @@ import xxhash
 from kb.core.cache import TextCache
 from kb.core.errors import IndexMismatchError, IndexMissingError, KbError
 from kb.core.memo import Memo
-from kb.core.model import Chunk
+from kb.core.model import Chunk, ColumnView, column_views, column_views_of_chunks
 from kb.core.settings import Settings
-from kb.corpus.tables import ORGANISATIONS_FILE, TABLES_DIR, Corpus, load_aliases, tables_hash
+from kb.corpus.tables import Corpus, tables_hash
 from kb.retrieval import dense, lexical
 from kb.retrieval.analysis import Analyzer, cached_tokens, terms_version
 from kb.retrieval.embedding import Embedder, embed_passages
 from kb.retrieval.lexical import Terms
 from kb.retrieval.store import ChunkStore, write_store
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MANIFEST = "manifest.json"
 ROW_KEYS = "row_keys.npy"
 CURRENT = "current"
 BUILDS = "builds"
-SNAPSHOT = "corpus"
 CACHE_FILE = "cache/embeddings.sqlite"
 KEEP_BUILDS = 2  # the live build and the one before it (a server may still read it)
 
@@ -123,7 +121,10 @@ class BuildParts:
     embedder: str
     analysis: str  # terms_version() the terms were computed under
     corpus_hash: str
-    corpus_root: Path | None = None  # tables to snapshot for the browsing pages
+    # The chunks' columns in table order; None derives them from the chunks alone (a
+    # synthetic build has no tables to read them from).
+    columns: list[ColumnView] | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -208,7 +209,8 @@ def build(
         embedder=embedder.name,
         analysis=terms_version(),
         corpus_hash=corpus.content_hash(),
-        corpus_root=corpus.root,
+        columns=[view for table in corpus.tables for view in column_views(table)],
+        aliases=corpus.aliases,
     )
     build_id = publish(settings.index_dir, parts, before_swap)
     return BuildReport(build_id, len(chunks), embedded, time.perf_counter() - started)
@@ -252,9 +254,8 @@ def _write_parts(folder: Path, parts: BuildParts, build_id: str) -> None:
     dense.save(dense.build_index(parts.vectors), folder)
     lexical.save(lexical.build_index(parts.terms), parts.terms, folder)
     np.save(folder / ROW_KEYS, parts.keys)
-    write_store(folder, parts.chunks)
-    if parts.corpus_root is not None:
-        _snapshot_corpus(parts.corpus_root, folder / SNAPSHOT)
+    columns = parts.columns if parts.columns is not None else column_views_of_chunks(parts.chunks)
+    write_store(folder, parts.chunks, columns, parts.aliases)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "build_id": build_id,
@@ -270,15 +271,6 @@ def _write_parts(folder: Path, parts: BuildParts, build_id: str) -> None:
         json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
     )
     _fsync_tree(folder)
-
-
-def _snapshot_corpus(corpus_root: Path, target: Path) -> None:
-    """Copy the tables the build was made from, so pages that show whole tables (the grid,
-    an organisation's items) always agree with the cells the index returns."""
-    shutil.copytree(corpus_root / TABLES_DIR, target / TABLES_DIR)
-    aliases = corpus_root / ORGANISATIONS_FILE
-    if aliases.exists():
-        shutil.copy2(aliases, target / ORGANISATIONS_FILE)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -334,15 +326,10 @@ class LoadedIndex:
     lexical: object
     memo: Memo = field(default_factory=Memo)
 
-    @cached_property
-    def corpus(self) -> Corpus:
-        """The tables this build was made from (loaded on first use)."""
-        return Corpus.load(self.folder / SNAPSHOT)
-
-    @cached_property
+    @property
     def aliases(self) -> dict[str, str]:
         """Organisation aliases as they were when this build was made."""
-        return load_aliases(self.folder / SNAPSHOT / ORGANISATIONS_FILE)
+        return self.store.aliases
 
 
 def current_build(index_dir: Path) -> Path:

@@ -15,13 +15,14 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from kb.core.errors import KbError
 from kb.core.fields import FIELDS, Field
-from kb.core.model import Chunk
+from kb.core.model import Chunk, ColumnView
 
 DB = "chunks.sqlite"
 FACETS = "facets.json"
@@ -66,8 +67,14 @@ def _chunk_from_row(row: Sequence) -> Chunk:
     return Chunk(**values)
 
 
-def write_store(folder: Path, chunks: Sequence[Chunk]) -> None:
-    """Write ``chunks`` (in index row order) into ``folder``."""
+def write_store(
+    folder: Path,
+    chunks: Sequence[Chunk],
+    columns: Sequence[ColumnView],
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """Write ``chunks`` (in index row order), the ``columns`` they belong to (in table
+    order) and the organisation ``aliases`` into ``folder``."""
     db = sqlite3.connect(folder / DB)
     # No journal and no syncing while writing: the file is new, in a build folder that is
     # fsynced as a whole and goes live only when complete.
@@ -82,6 +89,13 @@ def write_store(folder: Path, chunks: Sequence[Chunk]) -> None:
         ((i, c.column_id, *_chunk_row(c)) for i, c in enumerate(chunks)),
     )
     db.execute("CREATE INDEX by_column ON chunks (column_id)")
+    db.execute("CREATE TABLE columns (pos INTEGER PRIMARY KEY, id TEXT UNIQUE, data TEXT)")
+    db.executemany(
+        "INSERT INTO columns VALUES (?, ?, ?)",
+        ((i, v.id, json.dumps(v.as_dict(), ensure_ascii=False)) for i, v in enumerate(columns)),
+    )
+    db.execute("CREATE TABLE aliases (alias TEXT PRIMARY KEY, name TEXT)")
+    db.executemany("INSERT INTO aliases VALUES (?, ?)", (aliases or {}).items())
     db.commit()
     db.close()
     _write_codes(folder, chunks)
@@ -155,27 +169,29 @@ class ChunkStore:
         rows = self._query("SELECT pos FROM chunks WHERE id = ?", [chunk_id])
         return rows[0][0] if rows else None
 
-    def column(self, chunk: Chunk) -> list[Chunk]:
-        """The non-empty cells of ``chunk``'s column, in field order."""
-        rows = self._query(
-            f"SELECT {_SELECT} FROM chunks WHERE column_id = ? ORDER BY pos", [chunk.column_id]
-        )
-        return [_chunk_from_row(row) for row in rows]
+    def column(self, column_id: str) -> ColumnView:
+        """The column with this id (a chunk's ``column_id``)."""
+        return self.columns([column_id])[column_id]
 
-    def columns(self, chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
-        """The columns of ``chunks`` (column id → cells in field order), in one query."""
-        ids = list(dict.fromkeys(c.column_id for c in chunks))
+    def columns(self, column_ids: Iterable[str]) -> dict[str, ColumnView]:
+        """Column id → column, for ``column_ids``, in one query."""
+        ids = list(dict.fromkeys(column_ids))
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._query(
-            f"SELECT column_id, {_SELECT} FROM chunks WHERE column_id IN ({marks}) ORDER BY pos",
-            ids,
-        )
-        found: dict[str, list[Chunk]] = {i: [] for i in ids}
-        for column_id, *row in rows:
-            found[column_id].append(_chunk_from_row(row))
-        return found
+        rows = self._query(f"SELECT id, data FROM columns WHERE id IN ({marks})", ids)
+        return {column_id: ColumnView.from_dict(json.loads(data)) for column_id, data in rows}
+
+    @cached_property
+    def all_columns(self) -> list[ColumnView]:
+        """Every column in table order (read once, for the pages that show whole tables)."""
+        rows = self._query("SELECT data FROM columns ORDER BY pos", [])
+        return [ColumnView.from_dict(json.loads(data)) for (data,) in rows]
+
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """Organisation alias → canonical name, as they were when the build was made."""
+        return dict(self._query("SELECT alias, name FROM aliases", []))
 
     def mask(self, filters: Filters) -> np.ndarray | None:
         """Boolean row mask for ``filters``; None when nothing is filtered."""

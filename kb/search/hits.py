@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kb.core.model import Chunk
+from kb.core.model import Chunk, ColumnView
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.store import ChunkStore
 from kb.search.fusion import Mode
@@ -14,12 +14,12 @@ from kb.search.fusion import Mode
 
 @dataclass
 class Hit:
-    """A matching cell, its score, the words that matched, and the rest of its column."""
+    """A matching cell, its score, the words that matched, and its whole column."""
 
     chunk: Chunk
     score: float
+    column: ColumnView
     matched_terms: list[str] = field(default_factory=list)
-    column: list[Chunk] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -28,7 +28,7 @@ class Hit:
             "matched_terms": self.matched_terms,
             "column": [
                 {"id": c.id, "field": c.field.value, "field_ja": c.field.ja, "text": c.text}
-                for c in self.column
+                for c in self.column.filled
                 if c.id != self.chunk.id
             ],
         }
@@ -73,7 +73,7 @@ def hits_at(
     """Hits for ``positions`` of ``store`` with their ``scores``, the surfaces of ``terms``
     each cell contains, and their columns (fetched in one query)."""
     chunks = store.get(positions)
-    columns = store.columns(chunks)
+    columns = store.columns(c.column_id for c in chunks)
     return [
         Hit(
             chunk=chunk,

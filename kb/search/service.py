@@ -192,7 +192,7 @@ class SearchService:
         """One cell with its column; CellNotFound if there is no such cell."""
         index = self.index
         _, chunk = _locate(index, chunk_id)
-        return Hit(chunk=chunk, score=1.0, column=index.store.column(chunk))
+        return Hit(chunk=chunk, score=1.0, column=index.store.column(chunk.column_id))
 
     def similar(self, chunk_id: str, k: int = 5) -> list[Hit]:
         """Cells of *other* agencies closest in meaning to this one, scored by cosine

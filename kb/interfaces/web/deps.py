@@ -24,8 +24,8 @@ def cell_or_404(request: Request, cell_id: str) -> Hit:
 
 
 def organisations(request: Request) -> list[dict]:
-    index = service_of(request).index
-    return browse.organisation_list(index.corpus, index.aliases)
+    store = service_of(request).index.store
+    return browse.organisation_list(store.all_columns, store.aliases)
 
 
 def agenda(

@@ -8,6 +8,7 @@ with status 422.
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -18,15 +19,15 @@ from markupsafe import Markup, escape
 from kb.apps.themes import DEFAULT_FIELDS, Agenda, render_csv, render_markdown
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
-from kb.core.settings import WEB_DIR
 from kb.corpus import browse
 from kb.interfaces.web.deps import agenda, cell_or_404, organisations, service_of
 from kb.search.highlight import pieces
 from kb.search.service import FACET_DEPTH
 from kb.search.validation import MAX_QUERY_CHARS, check_query, parse_count, parse_k, parse_years
 
-TEMPLATES_DIR = WEB_DIR / "templates"
-STATIC_DIR = WEB_DIR / "static"
+# Package data: installed with kb, so a wheel serves its pages from anywhere.
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_PAGE_K = 20
 EXAMPLES = (
     "看護師不足",
@@ -144,7 +145,7 @@ def organisations_page(request: Request) -> HTMLResponse:
 
 @router.get("/organisations/{name}", response_class=HTMLResponse)
 def organisation_page(request: Request, name: str) -> HTMLResponse:
-    columns = browse.organisation_columns(service_of(request).index.corpus, name)
+    columns = browse.organisation_columns(service_of(request).index.store.all_columns, name)
     if not columns:
         raise HTTPException(404, detail=f"団体「{name}」はありません")
     return render(request, "organisation.html", name=name, columns=columns)
@@ -152,7 +153,8 @@ def organisation_page(request: Request, name: str) -> HTMLResponse:
 
 @router.get("/table", response_class=HTMLResponse)
 def table_page(request: Request) -> HTMLResponse:
-    return render(request, "table.html", grids=browse.grids(service_of(request).index.corpus))
+    grids = browse.grids(service_of(request).index.store.all_columns)
+    return render(request, "table.html", grids=grids)
 
 
 @router.get("/help", response_class=HTMLResponse)

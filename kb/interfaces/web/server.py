@@ -1,0 +1,58 @@
+"""Running the web app: the socket is bound before anything is said about it, so a port
+that is taken or impossible is one clear Japanese line, and the address printed is one
+that already accepts connections (port 0 picks a free one)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from fastapi import FastAPI
+
+from kb.core.errors import KbError
+
+BACKLOG = 2048  # uvicorn's default
+# The usual reasons, said in Japanese; others keep the system's wording.
+_REASONS = {
+    errno.EADDRINUSE: "ほかのプログラムが使っています",
+    errno.EACCES: "このユーザーには使えないポートです",
+    errno.EADDRNOTAVAIL: "このPCのアドレスではありません",
+}
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port``; KbError naming the problem otherwise."""
+    if not 0 <= port <= 65535:
+        raise KbError(f"ポート番号は 0〜65535 にしてください（{port}）")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        raise KbError(f"アドレス {host} を使えません（{exc.strerror or exc}）") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = _REASONS.get(exc.errno, exc.strerror or str(exc))
+        raise KbError(
+            f"{host} のポート {port} で待ち受けられません（{reason}）。"
+            "別のポートを --port で指定するか、そのポートを使っているプログラムを終了してください"
+        ) from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """Where a browser reaches ``sock``: ``http://127.0.0.1:8000/``."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(app: FastAPI, sock: socket.socket) -> None:
+    """Serve ``app`` on the bound ``sock`` until interrupted (Ctrl+C, SIGTERM)."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
