@@ -15,7 +15,7 @@ from kb.search.service import SearchService
 
 HELD_OUT = REPO / "eval" / "heldout.yaml"
 # README "Search quality", held-out hybrid nDCG@10, minus 0.02.
-HYBRID_FLOOR = 0.795 - 0.02
+HYBRID_FLOOR = 0.804 - 0.02
 EXACT_FLOOR = 0.934 - 0.02  # exact-term queries: the table's own words typed as they are
 
 
