@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kb.core.errors import InputError
 from kb.corpus.tables import Corpus
 from kb.retrieval import lexical
-from kb.retrieval.analysis import Analyzer, Synonyms, is_meaningful
+from kb.retrieval.analysis import PART_WEIGHT, Analyzer, Synonyms, is_meaningful
 from kb.search.highlight import COMMON_SHARE, pieces
 
 SYNONYMS = CORPUS / "synonyms.yaml"
@@ -122,37 +122,135 @@ def test_user_edited_synonyms_file_is_read(tmp_path: Path) -> None:
 
 
 def test_missing_synonyms_file_means_no_synonyms(tmp_path: Path) -> None:
-    empty = Synonyms.load(tmp_path / "absent.yaml")
-    assert empty.groups == [] and empty.expand == {}
+    empty = Analyzer(Synonyms.load(tmp_path / "absent.yaml"))
+    assert empty.synonyms.entries == []
+    assert empty.query_tokens("ショートステイ") == Analyzer().tokens("ショートステイ")
+    assert empty.dense_query("ショートステイ") == "ショートステイ"
 
 
 def test_hand_edited_synonyms_may_leave_sections_empty(tmp_path: Path) -> None:
     path = tmp_path / "synonyms.yaml"
+    # The first format (groups/expand at the top) still reads, as one nameless concept.
     path.write_text(
         "groups:\n  -\n  - [送迎, 登下校]\nexpand:\n  nurse: 看護師\n", encoding="utf-8"
     )
     loaded = Synonyms.load(path)
-    assert loaded.groups == [["送迎", "登下校"]]
-    assert loaded.expand == {"nurse": ["看護師"]}  # one word without brackets
+    assert [(e.words, e.adds, e.line) for e in loaded.entries] == [
+        (("送迎", "登下校"), ("送迎", "登下校"), 3),
+        (("nurse",), ("看護師",), 5),  # one word without brackets
+    ]
     path.write_text("# 全部消した\ngroups:\nexpand:\n", encoding="utf-8")
+    assert Synonyms.load(path) == Synonyms()
+    path.write_text("concepts:\n  - concept: 空\n    groups:\n", encoding="utf-8")
     assert Synonyms.load(path) == Synonyms()
 
 
+def test_project_vocabulary_is_grouped_by_concept_with_lines() -> None:
+    entries = Synonyms.load(SYNONYMS).entries
+    lines = SYNONYMS.read_text(encoding="utf-8").splitlines()
+    assert len({e.concept for e in entries}) >= 10
+    for entry in entries:
+        assert entry.concept and entry.adds
+        # The line named is the line the entry is written on.
+        assert entry.words[0] in lines[entry.line - 1]
+
+
+CONCEPT = """concepts:
+  - concept: 預かり
+    groups:
+      - [ショートステイ, 短期入所]
+    expand:
+      預け: [短期入所, レスパイト]
+  - concept: 名前だけ
+    legs: [lexical]
+    expand:
+      はこぶ: 送迎
+"""
+
+
 @pytest.mark.parametrize(
-    ("text", "says"),
+    ("text", "line", "says"),
     [
-        ("groups:\n  - [看護師, 看護職\nexpand: {}\n", "3行目"),  # unclosed bracket
-        ("groups: 看護師\n", "groups:"),
-        ("- 看護師\n", "groups:"),
-        ("expand:\n  - nurse\n", "expand:"),
+        ("concepts:\n  - [看護師, 看護職\n", 3, "YAML"),  # unclosed bracket
+        ("- 看護師\n", 1, "concepts:"),
+        ("concepts: 看護師\n", 1, "concepts:"),
+        ("concepts:\n  - groups:\n      - [看護師, 看護職]\n", 2, "concept: 名前"),
+        (CONCEPT.replace("    groups:\n      - [ショ", "    groups: [ショ"), 3, "groups:"),
+        (CONCEPT.replace("[ショートステイ, 短期入所]", "[ショートステイ]"), 4, "2つ以上"),
+        (
+            CONCEPT.replace("[ショートステイ, 短期入所]", "[ショートステイ, [短期入所]]"),
+            4,
+            "groups:",
+        ),
+        (CONCEPT.replace("預け: [短期入所, レスパイト]", "- 預け"), 6, "expand:"),
+        (
+            CONCEPT.replace("預け: [短期入所, レスパイト]", "預け: [短期入所, [レスパイト]]"),
+            6,
+            "預け",
+        ),
+        (CONCEPT.replace("legs: [lexical]", "legs: [lexical, 意味]"), 8, "legs:"),
+        (CONCEPT.replace("    expand:\n      はこぶ", "    expnad:\n      はこぶ"), 9, "expnad"),
     ],
 )
-def test_broken_synonyms_file_is_a_clear_error(tmp_path: Path, text: str, says: str) -> None:
+def test_broken_synonyms_file_names_file_and_line(
+    tmp_path: Path, text: str, line: int, says: str
+) -> None:
     path = tmp_path / "synonyms.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match=says) as raised:
         Synonyms.load(path)
-    assert str(path) in str(raised.value)
+    assert str(raised.value).startswith(f"{path}（{line}行目）: ")
+
+
+def test_entry_fires_on_the_legs_it_is_written_for(tmp_path: Path) -> None:
+    path = tmp_path / "synonyms.yaml"
+    path.write_text(CONCEPT, encoding="utf-8")
+    both = CONCEPT.replace(
+        "  - concept: 預かり\n", "  - concept: 預かり\n    legs: [lexical, dense]\n"
+    )
+    (tmp_path / "both.yaml").write_text(both, encoding="utf-8")
+    assert Analyzer(Synonyms.load(tmp_path / "both.yaml")).dense_query("ショートステイ") == (
+        "短期入所"
+    )
+    analyzer = Analyzer(Synonyms.load(path))
+    query = "子どもを預けたい"
+    (fired,) = analyzer.fired(query)
+    assert (fired.concept, fired.words, fired.line) == ("預かり", ("預け",), 6)
+    assert "預け → 短期入所・レスパイト（6行目）" in fired.describe()
+    # Both legs: the lexical terms and the dense query text gain the table's words.
+    assert {"短期", "入所", "レスパイト"} <= set(analyzer.query_tokens(query))
+    # In the dense text the word typed gives way to the entry's first word, the table's term.
+    assert analyzer.dense_query(query) == "子どもを短期入所たい"
+    # A group serves the lexical side unless its concept says otherwise …
+    assert "短期" in analyzer.query_tokens("ショートステイ")
+    assert analyzer.dense_query("ショートステイ") == "ショートステイ"
+    # … and legs: [lexical] keeps an expand entry off the dense side.
+    assert "送迎" in analyzer.query_tokens("荷物をはこぶ")
+    assert analyzer.dense_query("荷物をはこぶ") == "荷物をはこぶ"
+    assert [e.concept for e in analyzer.fired("荷物をはこぶ")] == ["名前だけ"]
+
+
+def test_dense_text_replaces_english_whole_words_and_adds_what_matched_by_terms(
+    analyzer: Analyzer,
+) -> None:
+    assert analyzer.dense_query("Short Stay for kids") == "短期入所 for 子供"
+    assert analyzer.dense_query("ＮＵＲＳＥ shortage") == "看護師 不足"
+    # 医ケア is replaced first; 医ケア児 then is no longer written, so its term is added.
+    assert analyzer.dense_query("医ケア児") == "医療的ケア児 小児"
+    assert analyzer.dense_query("自立支援協議会") == "自立支援協議会"  # nothing fires
+
+
+def test_added_words_weigh_as_whole_words_and_compound_parts_weigh_less(
+    analyzer: Analyzer,
+) -> None:
+    weights = analyzer.query_weights("ショートステイを使いたい")
+    assert weights["ショートステイ"] == 1.0
+    assert weights["短期"] == weights["入所"] == 1.0  # added by the vocabulary
+    own = analyzer.query_weights("看護師不足")
+    assert own["看護師"] == own["不足"] == 1.0
+    assert own["看護"] == PART_WEIGHT < 1.0  # a part of 看護師
+    # An added compound brings no parts of its own (ショート, ステー from ショートステイ).
+    assert "ショート" not in analyzer.query_weights("泊まりで預けたい")
 
 
 # --- matched surfaces ------------------------------------------------------------------

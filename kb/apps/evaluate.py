@@ -27,6 +27,7 @@ from kb.core.errors import InputError
 from kb.core.fields import Field
 from kb.core.model import Chunk
 from kb.core.text import fold, normalise_organisation
+from kb.retrieval.vocabulary import Entry
 from kb.search.fusion import Mode
 from kb.search.service import SearchService
 
@@ -102,8 +103,10 @@ def evaluate(
     graded = [q for q in queries if q.grades]
     unanswerable = [q for q in queries if not q.grades]
     report: dict = {"k": k, "queries": len(graded), "unanswerable": len(unanswerable)}
+    # Which vocabulary entries fired, per query: the way to find an entry that hurts.
+    fired = {q.query: [e.as_dict() for e in service.analyzer.fired(q.query)] for q in queries}
     report["modes"] = {
-        mode.value: _evaluate_mode(service, graded, unanswerable, mode, k) for mode in modes
+        mode.value: _evaluate_mode(service, graded, unanswerable, mode, k, fired) for mode in modes
     }
     return report
 
@@ -114,6 +117,7 @@ def _evaluate_mode(
     unanswerable: Sequence[EvalQuery],
     mode: Mode,
     k: int,
+    fired: dict[str, list[dict]],
 ) -> dict:
     rows = []
     for q in graded:
@@ -129,6 +133,7 @@ def _evaluate_mode(
                 "rr": reciprocal_rank(ranked, q.grades),
                 "ndcg_confident": ndcg(shown, q.grades, k),
                 "answered": bool(shown),
+                "vocabulary": fired[q.query],
             }
         )
     silent = [
@@ -204,4 +209,21 @@ def render(report: dict) -> str:
             lines.append(
                 f"{name} で答えがないのに答えを示した質問: {'、'.join(m['spoke']) or 'なし'}"
             )
+    lines += ["", f"質問ごとの nDCG@10（{' '.join(modes)}）と働いた言い換え（synonyms.yaml の行）:"]
+    rows = zip(*(m["per_query"] for m in modes.values()), strict=True)
+    for same_query in rows:
+        figures = " ".join(f"{r['ndcg']:.2f}" for r in same_query)
+        used = "／".join(_describe(e) for e in same_query[0]["vocabulary"]) or "なし"
+        lines.append(f"  {figures}  {same_query[0]['query']}　言い換え: {used}")
     return "\n".join(lines)
+
+
+def _describe(entry: dict) -> str:
+    """An entry of the report as :meth:`Entry.describe` writes it."""
+    return Entry(
+        entry["concept"],
+        tuple(entry["words"]),
+        tuple(entry["adds"]),
+        frozenset(entry["legs"]),
+        entry["line"],
+    ).describe()

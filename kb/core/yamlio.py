@@ -57,8 +57,21 @@ def parse_yaml(text: str, path: Path) -> object:
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        row = mark.line + 1 if mark else None
-        # str(exc) spans several lines with source excerpts; errors are reported on one line.
-        detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"YAML として読めません（{detail}）", file=str(path), row=row) from exc
+        raise _unreadable(exc, path) from exc
+
+
+def compose_yaml(path: Path) -> yaml.Node | None:
+    """The node tree of ``path`` (None for an empty file). Nodes keep their line
+    (``node.start_mark.line``, from 0), so a checker can name the line of a bad entry."""
+    try:
+        return yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise _unreadable(exc, path) from exc
+
+
+def _unreadable(exc: yaml.YAMLError, path: Path) -> InputError:
+    mark = getattr(exc, "problem_mark", None)
+    row = mark.line + 1 if mark else None
+    # str(exc) spans several lines with source excerpts; errors are reported on one line.
+    detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return InputError(f"YAML として読めません（{detail}）", file=str(path), row=row)

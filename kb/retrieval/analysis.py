@@ -11,20 +11,17 @@ thread pool, so every thread gets its own.
 
 from __future__ import annotations
 
-import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from dataclasses import dataclass
+from functools import lru_cache
 from importlib.metadata import version
-from pathlib import Path
 
 from sudachipy import Dictionary, SplitMode
 
 from kb.core.cache import TextCache
-from kb.core.errors import InputError
-from kb.core.yamlio import read_yaml
+from kb.retrieval.vocabulary import Entry, Synonyms, replace_word
 
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続詞", "感動詞"}
 # Light words that carry no topic: する, ある, こと, ため, など …
@@ -85,7 +82,10 @@ STOP_WORDS = frozenset(
 # Words that name a thing or a quality: what highlighting marks (see matched_surfaces).
 NOUN_POS = frozenset(["名詞", "形状詞"])
 INFLECTING_POS = frozenset(["動詞", "形容詞"])
-_ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
+# Weight of a query compound's parts (看護 and 師 of 看護師) against whole words: a cell
+# with the whole word then outranks one that only shares its parts (tune set: hybrid
+# nDCG@10 +0.012 with the vocabulary expansions taken whole, see README).
+PART_WEIGHT = 0.5
 ANALYSES_KEPT = 8192
 # Bump when the analysis changes, so cached terms of old builds are not reused.
 ANALYSIS_VERSION = "1"
@@ -129,11 +129,57 @@ class Analyzer:
         return [term for token in self.analyse(text) for term in token.terms]
 
     def query_tokens(self, query: str) -> list[str]:
-        """Terms of a query plus the terms of its synonyms, each once."""
-        terms = self.tokens(query)
-        for phrase in self.synonyms.expansions(query, terms):
-            terms += self.tokens(phrase)
-        return list(dict.fromkeys(terms))
+        """Terms of a query plus the terms its vocabulary entries add, each once."""
+        return list(self.query_weights(query))
+
+    def query_weights(self, query: str) -> dict[str, float]:
+        """The lexical query: each term with its weight. The query's own words weigh 1, the
+        parts of its compounds :data:`PART_WEIGHT`; the words its vocabulary entries add
+        (lexical leg) weigh 1 as whole words, without their parts, so an added ショートステイ
+        does not also search for ショート and ステー."""
+        weights: dict[str, float] = {}
+        for token in self.analyse(query):
+            for n, term in enumerate(token.terms):
+                weights[term] = max(weights.get(term, 0.0), 1.0 if n == 0 else PART_WEIGHT)
+        for entry in self.fired(query):
+            if "lexical" in entry.legs:
+                for phrase in entry.adds:
+                    for token in self.analyse(phrase):
+                        if token.terms:
+                            weights.setdefault(token.terms[0], 1.0)
+        return weights
+
+    def dense_query(self, query: str) -> str:
+        """The text the dense side embeds: the query with the words of the vocabulary entries
+        it fires on the dense leg replaced by each entry's first word (the table's main term),
+        that word put at the end when the query matched it only through its terms. The
+        query itself when no such entry fires. Replacing rather than adding keeps the text,
+        and so the embedding's cost, about as long as the query (README "Search quality")."""
+        text = unicodedata.normalize("NFKC", query)
+        added: list[str] = []
+        for entry in self.fired(query):
+            term = next((w for w in entry.adds if w not in text), None)
+            if "dense" not in entry.legs or term is None:
+                continue
+            replaced = (replace_word(text, word, term) for word in entry.words)
+            found = next((r for r in replaced if r is not None), None)
+            if found is None:
+                added.append(term)
+            else:
+                text = found
+        if not added and text == unicodedata.normalize("NFKC", query):
+            return query
+        return " ".join([text, *dict.fromkeys(added)])
+
+    def fired(self, query: str) -> tuple[Entry, ...]:
+        """The vocabulary entries ``query`` mentions, in file order."""
+        return self.synonyms.fired(_fold(query), frozenset(self.tokens(query)))
+
+    def expansions(self, text: str) -> list[str]:
+        """The words the vocabulary entries ``text`` mentions add on the lexical leg, each
+        once (what a cell may write instead of ``text``)."""
+        adds = (w for e in self.fired(text) if "lexical" in e.legs for w in e.adds)
+        return list(dict.fromkeys(adds))
 
     def matched_surfaces(self, text: str, query_terms: Iterable[str], typed: str = "") -> list[str]:
         """The content words of ``text`` that share a term with ``query_terms``, each once, in
@@ -266,91 +312,3 @@ def _keep(term: str) -> bool:
         return False
     # A lone kanji (児, 子) carries meaning; a lone kana or letter does not.
     return is_meaningful(term)
-
-
-@dataclass
-class Synonyms:
-    """Query synonyms from ``corpus/synonyms.yaml``.
-
-    ``groups`` are sets of interchangeable words (看護師 / 看護職員 / 看護人材): a query with
-    any of them also searches for the others. ``expand`` maps a word, often English, to
-    words to search for as well (nurse → 看護師), one way only.
-    """
-
-    groups: list[list[str]] = field(default_factory=list)
-    expand: dict[str, list[str]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> Synonyms:
-        """The synonyms of ``path`` (none if it does not exist). The file is edited by hand:
-        an empty section is allowed, a mistake raises InputError naming file and line."""
-        if not path.exists():
-            return cls()
-        raw = read_yaml(path) or {}
-        groups = (raw.get("groups") or []) if isinstance(raw, dict) else None
-        expand = (raw.get("expand") or {}) if isinstance(raw, dict) else None
-        if not isinstance(groups, list) or not all(isinstance(g, list | None) for g in groups):
-            raise InputError(
-                "groups: の下には「- [言葉, 言葉]」の形で言葉のグループを並べてください",
-                file=str(path),
-            )
-        if not isinstance(expand, dict):
-            raise InputError(
-                "expand: の下には「言葉: [探す言葉, 探す言葉]」の形で書いてください", file=str(path)
-            )
-        return cls(
-            groups=[[str(w) for w in group] for group in groups if group],
-            expand={str(k): _words(v) for k, v in expand.items()},
-        )
-
-    def words(self) -> list[str]:
-        """Every word an entry is written for (what a query may mention)."""
-        return [*(w for group in self.groups for w in group), *self.expand]
-
-    def expansions(self, query: str, query_terms: list[str]) -> list[str]:
-        """Words to add to ``query``: synonyms of every entry the query mentions."""
-        folded = _fold(query)
-        terms = set(query_terms)
-        found: list[str] = []
-        for words, adds in self._rules:
-            if any(word.mentioned_in(folded, terms) for word in words):
-                found += adds
-        return list(dict.fromkeys(found))
-
-    @cached_property
-    def _rules(self) -> list[tuple[list[_Entry], list[str]]]:
-        """(the entries that trigger a rule, the words it adds), folded once rather than for
-        every query: folding each of some 190 entries per query cost 3 ms."""
-        rules = [(group, group) for group in self.groups]
-        rules += [([word], targets) for word, targets in self.expand.items()]
-        return [([_Entry.of(word) for word in words], adds) for words, adds in rules]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """A synonym entry as queries are compared with it: folded, and for English words the
-    whole-word pattern (so "st" is not found in "stay")."""
-
-    folded: str
-    pattern: re.Pattern[str] | None
-
-    @classmethod
-    def of(cls, word: str) -> _Entry:
-        folded = _fold(word)
-        if not _ASCII_WORD.match(folded):
-            return cls(folded, None)
-        return cls(folded, re.compile(rf"(?<![a-z0-9]){re.escape(folded)}(?![a-z0-9])"))
-
-    def mentioned_in(self, folded_query: str, terms: set[str]) -> bool:
-        """Does the query mention this entry? English words must match whole words;
-        Japanese words match as text or as an index term."""
-        if self.pattern is not None:
-            return self.pattern.search(folded_query) is not None
-        return self.folded in folded_query or self.folded in terms
-
-
-def _words(value: object) -> list[str]:
-    """An ``expand`` target: a list of words, or one word written without brackets."""
-    if value is None:
-        return []
-    return [str(w) for w in value] if isinstance(value, list) else [str(value)]

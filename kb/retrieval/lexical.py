@@ -8,7 +8,7 @@ BM25 sparse matrix is stored as .npy files and loaded memory-mapped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -161,12 +161,18 @@ def load(folder: Path) -> bm25s.BM25:
     return bm25s.BM25.load(str(folder / FOLDER), mmap=True, show_progress=False)
 
 
-def scores(index: bm25s.BM25, terms: Sequence[str]) -> np.ndarray:
-    """BM25 score of every row for ``terms`` (terms absent from the corpus are ignored)."""
-    known = [t for t in terms if t in index.vocab_dict]
-    if not known:
-        return np.zeros(index.scores["num_docs"], dtype=np.float32)
-    return index.get_scores(known)
+def scores(index: bm25s.BM25, terms: Sequence[str] | Mapping[str, float]) -> np.ndarray:
+    """BM25 score of every row for ``terms``, or for each term times its weight when
+    ``terms`` maps terms to weights (terms absent from the corpus are ignored)."""
+    weights = terms if isinstance(terms, Mapping) else dict.fromkeys(terms, 1.0)
+    by_weight: dict[float, list[str]] = {}
+    for term, weight in weights.items():
+        if term in index.vocab_dict and weight:
+            by_weight.setdefault(weight, []).append(term)
+    total = np.zeros(index.scores["num_docs"], dtype=np.float32)
+    for weight, group in by_weight.items():  # one bm25s call per distinct weight
+        total += np.float32(weight) * index.get_scores(group)
+    return total
 
 
 def document_frequency(index: bm25s.BM25, term: str) -> int:

@@ -8,7 +8,7 @@ scorers, and its constants were tuned on ``eval/queries.yaml``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -62,12 +62,13 @@ def top_positive(scores: np.ndarray, allowed: np.ndarray | None, n: int) -> np.n
 def rank(
     index: LoadedIndex,
     mode: Mode,
-    terms: list[str],
+    terms: Sequence[str] | Mapping[str, float],
     vector: np.ndarray | None,
     allowed: np.ndarray | None,
     depth: int = CANDIDATES,
 ) -> Ranking:
-    """Fuse the legs ``mode`` asks for: lexical over ``terms``, dense around ``vector``
+    """Fuse the legs ``mode`` asks for: lexical over ``terms`` (or terms with weights, see
+    :func:`lexical.scores`), dense around ``vector``
     (skipped when None, e.g. a blank query), each cut to ``depth`` rows of ``allowed``."""
     legs = []
     similarity: dict[int, float] = {}

@@ -297,7 +297,7 @@ def judge_query(
 
 def _holds_noun(analyzer: Analyzer, token: Token, holds: Callable[[str], np.ndarray]):
     """Row mask of the cells holding ``token``'s word or a vocabulary equivalent of it."""
-    words = analyzer.synonyms.expansions(token.surface, [token.terms[0]])
+    words = analyzer.expansions(token.surface)
     terms = {token.terms[0], *(t[0] for t in map(analyzer.tokens, words) if t)}
     mask = None
     for term in terms:
@@ -401,7 +401,7 @@ def pair_shares(
     nouns = {}
     for i in content_nouns(tokens):
         term = tokens[i].terms[0]
-        words = analyzer.synonyms.expansions(tokens[i].surface, [term])
+        words = analyzer.expansions(tokens[i].surface)
         nouns[term] = {_fold(w) for w in words}
     # What makes a cell specific is its rarest nouns; a long cell is not harder to match.
     weight = dict(

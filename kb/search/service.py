@@ -85,6 +85,11 @@ class SearchService:
         vector.setflags(write=False)  # shared between threads through the cache
         return vector
 
+    def query_vector(self, query: str) -> np.ndarray:
+        """The dense side's vector for ``query``: one embedding of the query followed by the
+        table's terms its vocabulary entries add (:meth:`Analyzer.dense_query`)."""
+        return self._query_vector(self.analyzer.dense_query(query))
+
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """Passage embeddings of ``texts`` (one row each), through the builds' cache."""
         return cached_passage_vectors(self.settings.index_dir, self.embedder, texts)
@@ -183,15 +188,15 @@ class SearchService:
         timings: dict[str, float] = {}
         with _timed(timings, "analyse"):
             allowed = index.store.mask(filters)
-            terms = self.analyzer.query_tokens(query)
-        # Synonyms serve the lexical leg only: averaging in a second embedding of the query
-        # spelled out with them raised hybrid nDCG@10 by 0.003 on eval/queries.yaml but
-        # doubled the embedding cost of most queries. The vector is also the judge's
-        # evidence, so a lexical search computes it too.
+            weights = self.analyzer.query_weights(query)
+            terms = list(weights)
+        # The vocabulary reaches the dense leg through the text embedded: the query with the
+        # table's terms added (README "Search quality": what it gained and what it costs).
+        # The vector is also the judge's evidence, so a lexical search computes it too.
         with _timed(timings, "embed"):
-            vector = self._query_vector(query) if query.strip() else None
+            vector = self.query_vector(query) if query.strip() else None
         with _timed(timings, "rank"):
-            ranking = rank(index, mode, terms, vector if mode != Mode.lexical else None, allowed)
+            ranking = rank(index, mode, weights, vector if mode != Mode.lexical else None, allowed)
             judged = ranking.order[: max(k, FACET_DEPTH)]
         with _timed(timings, "judge"):
             judgement = self.judge(index, query, vector, allowed, judged, ranking.similarity)

@@ -1,0 +1,262 @@
+"""The domain vocabulary (``corpus/synonyms.yaml``): how staff ask versus how tables are written.
+
+The file is edited by coordinators, not programmers. It is a list of concepts; each holds
+``groups`` (interchangeable words: a query with any of them also searches for the others),
+``expand`` (a word people type → the table's words for it, one way) and optionally ``legs``,
+the searches the concept's entries serve (``lexical``, ``dense``). Left out, groups serve the
+lexical search only (the embedding model already puts 看護師 and 看護職員 together) and
+expand entries serve both. On the dense side the query's word is replaced by the entry's
+first word (the table's main term), so the embedded text stays as short as the query::
+
+    concepts:
+      - concept: 預かり・短期入所
+        groups:
+          - [ショートステイ, 短期入所]
+        expand:
+          預け: [短期入所, レスパイト]
+
+A file with ``groups``/``expand`` at the top (the first format) reads as one concept. Every
+entry remembers its line, so ``kb eval`` can say which entries fired for a query and a
+mistake is reported with file and line. No file means no vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from kb.core.errors import InputError
+from kb.core.yamlio import compose_yaml
+
+LEGS = ("lexical", "dense")
+# Left out, ``legs`` is lexical for groups (on eval/tune.yaml, adding a group's words to the
+# dense text gained nothing) and both for expand entries.
+GROUP_LEGS = frozenset({"lexical"})
+EXPAND_LEGS = frozenset(LEGS)
+FIRED_KEPT = 4096
+_CONCEPT_KEYS = ("concept", "groups", "expand", "legs")
+_ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
+_NULL = "tag:yaml.org,2002:null"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the vocabulary: any of ``words`` in a query fires it, and ``adds`` are
+    searched for as well, on the searches named in ``legs``."""
+
+    concept: str
+    words: tuple[str, ...]
+    adds: tuple[str, ...]
+    legs: frozenset[str]
+    line: int
+
+    def describe(self) -> str:
+        """One line for people: 「預かり・短期入所: 預け → 短期入所・レスパイト（40行目）」."""
+        trigger = "・".join(self.words)
+        added = "・".join(w for w in self.adds if w not in self.words)
+        body = trigger if self.words == self.adds else f"{trigger} → {added}"
+        return f"{self.concept + ': ' if self.concept else ''}{body}（{self.line}行目）"
+
+    def as_dict(self) -> dict:
+        return {
+            "concept": self.concept,
+            "words": list(self.words),
+            "adds": list(self.adds),
+            "legs": [leg for leg in LEGS if leg in self.legs],
+            "line": self.line,
+        }
+
+
+@dataclass
+class Synonyms:
+    """The entries of a vocabulary file, in file order."""
+
+    entries: list[Entry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Each entry's words folded (and English ones compiled) once, not on every query;
+        # a query's entries are remembered, since the terms and the dense text both ask.
+        self._matchers = [(e, [_matcher(w) for w in e.words]) for e in self.entries]
+        self.fired = lru_cache(maxsize=FIRED_KEPT)(self._fired)
+
+    @classmethod
+    def load(cls, path: Path) -> Synonyms:
+        """The vocabulary of ``path`` (empty if the file does not exist). A mistake raises
+        InputError naming the file and the line of the bad entry."""
+        if not path.exists():
+            return cls()
+        root = compose_yaml(path)
+        return cls(_Reader(path).document(root) if root is not None else [])
+
+    def words(self) -> list[str]:
+        """Every word an entry fires on (what a query may mention), in file order."""
+        return list(dict.fromkeys(w for e in self.entries for w in e.words))
+
+    def _fired(self, folded_query: str, query_terms: frozenset[str]) -> tuple[Entry, ...]:
+        """The entries a query mentions (called as ``fired``). ``folded_query`` is
+        NFKC-folded and lower-cased; ``query_terms`` are its index terms (so 受け入れる also
+        fires 受け入れ)."""
+        return tuple(
+            entry
+            for entry, matchers in self._matchers
+            if any(_mentions(folded_query, query_terms, m) for m in matchers)
+        )
+
+
+def replace_word(text: str, word: str, by: str) -> str | None:
+    """``text`` with its first ``word`` (compared after NFKC, in any case; English as a
+    whole word) replaced by ``by``; None when ``word`` is not written in ``text``."""
+    word = unicodedata.normalize("NFKC", word)
+    pattern = re.escape(word)
+    if _ASCII_WORD.match(word.lower()):
+        pattern = rf"(?<![a-zA-Z0-9]){pattern}(?![a-zA-Z0-9])"
+    replaced, found = re.subn(pattern, lambda _: by, text, count=1, flags=re.IGNORECASE)
+    return replaced if found else None
+
+
+def _matcher(word: str) -> str | re.Pattern:
+    """An English word as a whole-word pattern (so "st" is not found in "stay"), a
+    Japanese word folded, to be found in the query's text or among its terms."""
+    word = unicodedata.normalize("NFKC", word).lower()
+    if _ASCII_WORD.match(word):
+        return re.compile(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])")
+    return word
+
+
+def _mentions(folded_query: str, terms: frozenset[str], matcher: str | re.Pattern) -> bool:
+    if isinstance(matcher, str):
+        return matcher in folded_query or matcher in terms
+    return matcher.search(folded_query) is not None
+
+
+class _Reader:
+    """Turns the node tree of one vocabulary file into entries, or one clear error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, node: yaml.Node, message: str) -> InputError:
+        return InputError(message, file=str(self.path), row=node.start_mark.line + 1)
+
+    def document(self, root: yaml.Node) -> list[Entry]:
+        if _is_null(root):
+            return []
+        if not isinstance(root, yaml.MappingNode):
+            raise self.fail(root, "一番上には「concepts:」を書き、その下に概念を並べてください")
+        top = self.mapping(root, ("concepts", "groups", "expand", "legs"))
+        entries = self.concept(top, "") if top.keys() & {"groups", "expand"} else []
+        listed = top.get("concepts")
+        if listed is None or _is_null(listed):
+            return entries
+        if not isinstance(listed, yaml.SequenceNode):
+            raise self.fail(
+                listed, "concepts: の下には「- concept: 名前」で始まるまとまりを並べてください"
+            )
+        for node in listed.value:
+            if _is_null(node):
+                continue
+            if not isinstance(node, yaml.MappingNode):
+                raise self.fail(
+                    node,
+                    "概念は「- concept: 名前」で始め、その下に groups: や expand: を書いてください",
+                )
+            parts = self.mapping(node, _CONCEPT_KEYS)
+            name = parts.get("concept")
+            if name is None or not isinstance(name, yaml.ScalarNode) or not name.value.strip():
+                raise self.fail(node, "概念には「concept: 名前」で名前を付けてください")
+            entries += self.concept(parts, name.value.strip())
+        return entries
+
+    def mapping(self, node: yaml.MappingNode, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
+        found: dict[str, yaml.Node] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.value not in allowed:
+                raise self.fail(
+                    key, f"「{_text(key)}」は使えない見出しです（使えるのは {'・'.join(allowed)}）"
+                )
+            found[key.value] = value
+        return found
+
+    def concept(self, parts: dict[str, yaml.Node], name: str) -> list[Entry]:
+        """The entries of one concept, from its ``mapping`` parts."""
+        legs = self.legs(parts.get("legs"))  # None: each kind's default
+        entries = []
+        groups = parts.get("groups")
+        if groups is not None and not _is_null(groups):
+            if not isinstance(groups, yaml.SequenceNode):
+                raise self.fail(
+                    groups, "groups: の下には「- [言葉, 言葉]」の形で言葉のグループを並べてください"
+                )
+            for group in groups.value:
+                if _is_null(group):
+                    continue
+                message = "groups: のグループは「- [言葉, 言葉]」の形で書いてください"
+                if not isinstance(group, yaml.SequenceNode):
+                    raise self.fail(group, message)
+                words = self.words(group, message)
+                if len(words) < 2:
+                    raise self.fail(group, "グループには同じ意味の言葉を2つ以上書いてください")
+                line = group.start_mark.line + 1
+                entries.append(Entry(name, words, words, legs or GROUP_LEGS, line))
+        expand = parts.get("expand")
+        if expand is not None and not _is_null(expand):
+            if not isinstance(expand, yaml.MappingNode):
+                raise self.fail(
+                    expand, "expand: の下には「言葉: [探す言葉, 探す言葉]」の形で書いてください"
+                )
+            for key, value in expand.value:
+                if not isinstance(key, yaml.ScalarNode) or not key.value.strip():
+                    raise self.fail(
+                        key, "expand: の左側には検索語に含まれる言葉を1つ書いてください"
+                    )
+                adds = (
+                    ()
+                    if _is_null(value)
+                    else self.words(
+                        value,
+                        f"「{key.value}」の右側は「[探す言葉, 探す言葉]」の形で書いてください",
+                    )
+                )
+                entries.append(
+                    Entry(
+                        name,
+                        (key.value.strip(),),
+                        adds,
+                        legs or EXPAND_LEGS,
+                        key.start_mark.line + 1,
+                    )
+                )
+        return entries
+
+    def words(self, node: yaml.Node, message: str) -> tuple[str, ...]:
+        """A list of words, or one word written without brackets."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        words = []
+        for item in items:
+            if not isinstance(item, yaml.ScalarNode) or _is_null(item) or not item.value.strip():
+                raise self.fail(item, message)
+            words.append(item.value.strip())
+        return tuple(dict.fromkeys(words))
+
+    def legs(self, node: yaml.Node | None) -> frozenset[str] | None:
+        """The legs a concept names, or None when it leaves them to each kind's default."""
+        if node is None or _is_null(node):
+            return None
+        message = "legs: には lexical（語の一致）か dense（意味の近さ）、または両方を [lexical, dense] の形で書いてください"
+        legs = self.words(node, message)
+        if not set(legs) <= set(LEGS):
+            raise self.fail(node, message)
+        return frozenset(legs)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL
+
+
+def _text(node: yaml.Node) -> str:
+    return node.value if isinstance(node, yaml.ScalarNode) else "（リストや表）"
