@@ -48,8 +48,10 @@ for line in sys.stdin:
 
 
 def _queries() -> list[str]:
-    data = yaml.safe_load((REPO / "eval" / "queries.yaml").read_text(encoding="utf-8"))
-    return [q["query"] for q in data["queries"]]
+    halves = (REPO / "eval" / "tune.yaml", REPO / "eval" / "heldout.yaml")
+    return [
+        q["query"] for path in halves for q in yaml.safe_load(path.read_text("utf-8"))["queries"]
+    ]
 
 
 class Direct:
