@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-from common import ROOT, eval_queries, get, kb_server, log, wait_ready, workspace
+from common import ROOT, eval_queries, fetch, get, kb_server, log, wait_ready, workspace
 
 from kb.admin.accounts import Accounts
 
@@ -91,17 +91,7 @@ def client(port: int, paths: list[str], stop: threading.Event, rec: Searches, n:
     while not stop.is_set():
         path = paths[i % len(paths)] + (quote(f" {n}-{i}") if fresh else "")
         started = time.monotonic()
-        error = None
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                error = f"HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
-            error = exc.__class__.__name__
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        error = fetch(conn, path)
         rec.add(started, (time.monotonic() - started) * 1000, error)
         i += 1
 

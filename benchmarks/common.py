@@ -213,3 +213,17 @@ def _floor_passages(texts: list[str], batch: int) -> tuple[float, np.ndarray]:
     started = time.perf_counter()
     vectors = np.vstack([model.passage(texts[i : i + batch]) for i in range(0, len(texts), batch)])
     return time.perf_counter() - started, vectors
+
+
+def fetch(conn: http.client.HTTPConnection, path: str) -> str | None:
+    """GET ``path`` over ``conn`` and read the answer: None for a 200, else the error as
+    text. After a failure the connection is closed; http.client opens it again on the next
+    request."""
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        return f"{exc.__class__.__name__}: {exc}"
+    return None if response.status == 200 else f"HTTP {response.status}"

@@ -36,6 +36,7 @@ from common import (
     Workspace,
     edit_one_cell,
     eval_queries,
+    fetch,
     get,
     kb_server,
     wait_ready,
@@ -79,17 +80,7 @@ def client(
         if fresh:  # the query is the last parameter of every path
             path += quote(f" {offset}-{i}")
         started = time.perf_counter()
-        error = None
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                error = f"HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
-            error = f"{exc.__class__.__name__}: {exc}"
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        error = fetch(conn, path)
         rec.add(route, (time.perf_counter() - started) * 1000, error)
         i += 1
     conn.close()
