@@ -3,8 +3,8 @@
 Graded queries say which cells answer them; queries without relevant cells have no answer in
 the table. The query-level weights are a logistic regression of "has an answer" on
 :meth:`QueryEvidence.features`; the threshold keeps a confident hit for ``target`` of the
-graded queries (see :func:`_threshold`); the per-hit cuts are those that give the best
-nDCG@10 of the confident hits alone. Everything is measured again on the held-out half by
+graded queries (see :func:`_threshold`); the per-hit cuts are those whose confident hits
+best match the relevant cells of the top ten (F2; see :func:`confident_f1`). Everything is measured again on the held-out half by
 ``kb eval``, never fitted there.
 """
 
@@ -23,6 +23,9 @@ from kb.search.service import SearchService
 TARGET_ANSWERED = 0.95
 SIMILARITY_GAPS = tuple(np.round(np.arange(0.0, 0.0501, 0.0025), 4))
 WORD_SHARES = (0.34, 0.5, 0.67, 1.0, 1.01)  # 1.01: words alone never vouch for a hit
+# F-beta of the per-hit cuts: a coordinator who misses the one organisation that tackled a
+# problem loses more than one who skips a cell that turns out unrelated.
+RECALL_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibrati
     base = Calibration(tuple(map(float, weights)), bias, threshold, 0.0, 1.01)
     cuts = max(
         product(SIMILARITY_GAPS, WORD_SHARES),
-        key=lambda cut: (confident_ndcg(samples, _with_cuts(base, *cut)), -cut[0], cut[1]),
+        key=lambda cut: (confident_f1(samples, _with_cuts(base, *cut)), -cut[0], cut[1]),
     )
     return _with_cuts(base, *cuts)
 
@@ -110,6 +113,25 @@ def confident_ndcg(samples: Sequence[Sample], calibration: Calibration, k: int =
         shown = [i for i, sure in zip(s.ranked, flags, strict=False) if sure]
         scores.append(ndcg(shown, s.query.grades, k))
     return float(np.mean(scores)) if scores else 0.0
+
+
+def confident_f1(samples: Sequence[Sample], calibration: Calibration, k: int = 10) -> float:
+    """How well the confident hits among the top ``k`` match the relevant cells, over the
+    graded samples (F-beta of precision and recall, recall weighing :data:`RECALL_WEIGHT`). A cut that flags nearly every hit scores
+    high on nDCG of the confident hits yet tells a user nothing: most of them would be
+    unrelated cells presented as answers."""
+    right = flagged = relevant = 0
+    for s in samples:
+        if not s.query.grades:
+            continue
+        flags = s.judgement.flags(calibration)  # one per judged hit, more than the top k
+        shown = {i for i, sure in zip(s.ranked[:k], flags, strict=False) if sure}
+        right += len(shown & s.query.grades.keys())
+        flagged += len(shown)
+        relevant += len(s.query.grades)
+    precision, recall = right / max(flagged, 1), right / max(relevant, 1)
+    beta2 = RECALL_WEIGHT**2
+    return (1 + beta2) * precision * recall / (beta2 * precision + recall) if right else 0.0
 
 
 def figures(samples: Sequence[Sample], calibration: Calibration) -> dict[str, float]:

@@ -360,15 +360,16 @@ class Judgement:
 
     def flags(self, calibration: Calibration) -> list[bool]:
         """One flag per hit: none when the query is judged unanswerable; otherwise a hit is
-        confident when its dense similarity is within ``similarity_gap`` of the best, or it
-        holds ``word_share`` of the query's content words. The first hit of an answerable
+        confident when it holds ``word_share`` of the query's weighed content words, or some
+        of them and a dense similarity within ``similarity_gap`` of the best (closeness in
+        meaning alone pairs any two texts about children's care). The first hit of an answerable
         query is always confident: it is what the evidence was measured on."""
         if calibration.answerable(self.evidence) < calibration.threshold:
             return [False] * len(self.similarities)
         best = max((s for s in self.similarities if s is not None), default=0.0)
         flags = [
-            (s is not None and best - s <= calibration.similarity_gap)
-            or share >= calibration.word_share
+            share >= calibration.word_share
+            or (share > 0 and s is not None and best - s <= calibration.similarity_gap)
             for s, share in zip(self.similarities, self.word_shares, strict=True)
         ]
         if flags:
