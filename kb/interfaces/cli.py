@@ -398,10 +398,7 @@ def evaluate(
     from kb.search.fusion import Mode
 
     service = _service(settings)
-    store = service.index.store
-    chunks = store.get(range(len(store)))
-    loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
-    loaded = [q for q in loaded if split is None or q.split in ("", split)]
+    loaded = _eval_queries(service, queries, split)
     report = ev.evaluate(
         service, loaded, [Mode(m) for m in modes or ("dense", "lexical", "hybrid")]
     )
@@ -426,19 +423,26 @@ def evaluate(
 def calibrate(settings: Settings, queries: tuple[Path, ...], split: str) -> None:
     """答えの確かさの判定を、評価用の質問（正解つきと、表に答えがないもの）に合わせて保存する。"""
     from kb.apps import calibrate as cal
-    from kb.apps import evaluate as ev
     from kb.search.judge import save_calibration
 
     service = _service(settings)
-    store = service.index.store
-    chunks = store.get(range(len(store)))
-    loaded = [q for path in queries for q in ev.load_queries(path, chunks)]
-    chosen = [q for q in loaded if q.split in ("", split)]
+    chosen = _eval_queries(service, queries, split)
     samples = cal.collect(service, chosen)
     calibration = cal.fit(samples)
     save_calibration(service.embedder.name, calibration)
     log(f"{len(chosen)}件の質問で合わせ、{service.embedder.name} 用に保存しました")
     _dump({"calibration": calibration.to_dict(), **cal.figures(samples, calibration)})
+
+
+def _eval_queries(service, paths: tuple[Path, ...], split: str | None) -> list:
+    """The queries of ``paths`` resolved against the loaded build's cells; with ``split``,
+    only that half of files that mark one (queries without ``split:`` always)."""
+    from kb.apps import evaluate as ev
+
+    store = service.index.store
+    chunks = store.get(range(len(store)))
+    loaded = [q for path in paths for q in ev.load_queries(path, chunks)]
+    return [q for q in loaded if split is None or q.split in ("", split)]
 
 
 # --- web ---------------------------------------------------------------------------------

@@ -93,10 +93,6 @@ class Synonyms:
         root = compose_yaml(path)
         return cls(_Reader(path).document(root) if root is not None else [])
 
-    def words(self) -> list[str]:
-        """Every word an entry fires on (what a query may mention), in file order."""
-        return list(dict.fromkeys(w for e in self.entries for w in e.words))
-
     def _fired(self, folded_query: str, query_terms: frozenset[str]) -> tuple[Entry, ...]:
         """The entries a query mentions (called as ``fired``). ``folded_query`` is
         NFKC-folded and lower-cased; ``query_terms`` are its index terms (so 受け入れる also
