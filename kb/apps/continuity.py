@@ -2,11 +2,11 @@
 
 A theme of year Y continues an earlier problem when one of its cells is as alike to an
 earlier year's cell (of any organisation, under any item number) as two cells must be
-to share a theme. Cells are compared by what they say only (no item title: a title stays
-the same from year to year whatever problem the item carries now). Its ``since`` is the
-first year such a cell appears; a theme with none is new (``since`` = Y). Item numbers
-are not used: organisations renumber their items, and one item can carry a different
-problem the next year.
+to share a theme. Cells are compared by what they say, without what their column shares
+(see :mod:`kb.apps.similarity`: an item's title stays the same from year to year whatever
+problem the item carries now). Its ``since`` is the first year such a cell appears; a
+theme with none is new (``since`` = Y). Item numbers are not used: organisations
+renumber their items, and one item can carry a different problem the next year.
 """
 
 from __future__ import annotations

@@ -11,23 +11,24 @@ Choosing, as BERTopic's KeyBERT-inspired representation does:
    synonym of it) × the term's IDF in the year, summed and divided by the square root of
    the number of terms. Phrases naming what the theme's cells share, and the rest of the
    table does not, come first.
-2. **Closeness to the theme.** The best few by weight (and each cell's best few) are
-   embedded (cached like cells) and compared with the theme's centre, the mean of its
-   cells' vectors. A phrase's score is its closeness plus its weight, each in standard
-   deviations among the candidates, so the label is both telling and about the theme.
+2. **Closeness to the theme.** Only the best few by weight are embedded (cached like
+   cells; the first ``kb themes`` of a new year embeds them) and compared with the
+   theme's centre, the mean of its cells' vectors. A phrase's score is its closeness plus
+   its weight, each in standard deviations among the candidates, so the label is both
+   telling and about the theme.
 
-A label is the best phrase, joined by ・ to the best phrase of the first member cell the
-first does not occur in (看護人材の不足・看護師の配置), when the theme has such a cell.
+A label is the best phrase, joined by ・ to the best phrase (chosen the same way among
+that cell's best few) of the first member cell the first does not occur in
+(看護人材の不足・看護師の配置), when the theme has such a cell.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -39,9 +40,9 @@ MAX_CHARS = 16
 # Parts of a noun run of up to this many words are candidates too.
 MAX_TOKENS = 4
 # How many of the best c-TF-IDF candidates are re-ranked by closeness to the theme.
-SHORTLIST = 8
-# … and how many of each member cell's best, so every cell can lend the second phrase.
-PER_CELL = 6
+SHORTLIST = 4
+# … and how many of the best of the member cell the first phrase misses, for the second.
+PER_CELL = 3
 _RUN_POS = {"名詞", "接頭辞", "接尾辞"}
 _CONTENT_POS = {"普通名詞", "固有名詞"}
 
@@ -107,26 +108,62 @@ def choose_labels(
     """One or two phrases for each theme (a list of member texts).
 
     ``background`` is the year's cells (for the IDF), ``centres`` one unit vector per
-    theme, ``embed`` maps a list of phrases to unit vectors in the same space.
+    theme, ``embed`` maps a list of phrases to unit vectors in the same space. Phrases are
+    embedded in two batches, the first phrases' candidates and then the second's: a few
+    per theme, so a new year's labels cost a fraction of a second.
     """
     idf = _idf(analyzer, background)
     per_cell = [[candidates(analyzer, text) for text in texts] for texts in themes]
     weights = [
         _weights(analyzer, texts, cells, idf) for texts, cells in zip(themes, per_cell, strict=True)
     ]
-    shortlists = [
-        _shortlist(cells, weight) for cells, weight in zip(per_cell, weights, strict=True)
-    ]
+    firsts = _closest([_top(w, SHORTLIST) for w in weights], weights, centres, embed)
+    seconds = _closest(
+        [
+            _second_candidates(first, [fold(t) for t in texts], cells, weight)
+            for first, texts, cells, weight in zip(firsts, themes, per_cell, weights, strict=True)
+        ],
+        weights,
+        centres,
+        embed,
+    )
+    return [[p for p in pair if p] for pair in zip(firsts, seconds, strict=True)]
+
+
+def _top(weight: dict[str, float], n: int, among: Iterable[str] | None = None) -> list[str]:
+    """The ``n`` candidates (of ``among``, default all) of most weight, shortest first on
+    ties."""
+    return sorted(weight if among is None else among, key=lambda p: (-weight[p], len(p), p))[:n]
+
+
+def _second_candidates(
+    first: str | None, texts: list[str], cells: list[list[str]], weight: dict[str, float]
+) -> list[str]:
+    """The best few candidates of the first member cell ``first`` does not occur in, that
+    neither hold it nor are part of it; none when it occurs in every cell."""
+    for text, cell in zip(texts, cells, strict=True):
+        if first and first not in text:
+            own = [p for p in cell if first not in p and p not in first]
+            return _top(weight, PER_CELL, own)
+    return []
+
+
+def _closest(
+    shortlists: list[list[str]],
+    weights: list[dict[str, float]],
+    centres: np.ndarray,
+    embed: Callable[[list[str]], np.ndarray],
+) -> list[str | None]:
+    """The best of each shortlist, both close to its theme's centre and telling (see
+    :func:`_best`); None for an empty shortlist. All phrases are embedded in one batch."""
     phrases = sorted({p for s in shortlists for p in s})
     vector_of = dict(zip(phrases, embed(phrases), strict=True)) if phrases else {}
-    labels = []
-    for texts, cells, shortlist, weight, centre in zip(
-        themes, per_cell, shortlists, weights, centres, strict=True
-    ):
-        closeness = {p: float(vector_of[p] @ centre) for p in shortlist}
-        best = functools.partial(_best, closeness=closeness, weight=weight)
-        labels.append(_label(best, shortlist, [fold(t) for t in texts], cells))
-    return labels
+    return [
+        _best(shortlist, {p: float(vector_of[p] @ centre) for p in shortlist}, weight)
+        if shortlist
+        else None
+        for shortlist, weight, centre in zip(shortlists, weights, centres, strict=True)
+    ]
 
 
 def _idf(analyzer: Analyzer, background: Sequence[str]) -> dict[str, float]:
@@ -151,15 +188,6 @@ def _weights(
     return weight
 
 
-def _shortlist(cells: list[list[str]], weight: dict[str, float]) -> list[str]:
-    """The theme's best candidates by c-TF-IDF, and each cell's best few (so a second
-    phrase can name a cell the first does not cover)."""
-    best = sorted(weight, key=lambda p: (-weight[p], len(p), p))[:SHORTLIST]
-    for cell in cells:
-        best += sorted(cell, key=lambda p: (-weight[p], len(p), p))[:PER_CELL]
-    return list(dict.fromkeys(best))
-
-
 def _standardised(values: dict[str, float]) -> dict[str, float]:
     spread = float(np.std(list(values.values()))) or 1.0
     mean = float(np.mean(list(values.values())))
@@ -172,20 +200,3 @@ def _best(among: list[str], closeness: dict[str, float], weight: dict[str, float
     near = _standardised({p: closeness[p] for p in among})
     telling = _standardised({p: weight[p] for p in among})
     return min(among, key=lambda p: (-(near[p] + telling[p]), len(p), p))
-
-
-def _label(
-    best: Callable[[list[str]], str], shortlist: list[str], texts: list[str], cells: list[list[str]]
-) -> list[str]:
-    """The best phrase of the theme, then the best phrase of the first member cell it does
-    not occur in, chosen among that cell's shortlisted candidates (看護人材の不足・看護師の配置)."""
-    if not shortlist:
-        return []
-    first = best(shortlist)
-    for text, cell in zip(texts, cells, strict=True):
-        if first in text:
-            continue
-        own = [p for p in shortlist if p in cell and first not in p and p not in first]
-        if own:
-            return [first, best(own)]
-    return [first]

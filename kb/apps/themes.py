@@ -4,9 +4,10 @@ Before each meeting the council secretariat proposes agenda items (議題案): t
 several organisations share. :func:`build_agenda` groups the cells of one year and of the
 chosen fields (default: the challenges) into themes:
 
-* **Similarity** (:mod:`kb.apps.similarity`): the embedding of each cell (after its item's
-  title when one field is themed) blended with the overlap of its words and their
-  synonyms, in standard deviations from a typical pair of the year's themed cells.
+* **Similarity** (:mod:`kb.apps.similarity`): the build's own vector of each cell, less
+  what its column's cells share (organisation, item title), blended with the overlap of
+  its words and their synonyms, in standard deviations from a typical pair of the year's
+  themed cells. Nothing is embedded for the cells: the build's vectors are reused.
 * **Clusters.** Average-linkage agglomerative clustering. Unless the user asks for ``n``
   themes, groups merge while they are at least :data:`JOIN` standard deviations more alike
   than a typical pair. Every cell ends in exactly one theme; a cell close to no other
@@ -15,7 +16,7 @@ chosen fields (default: the challenges) into themes:
 * **Shared or single.** A theme of two or more agencies (厚木市障がい福祉課① and ② are
   one agency) is shared; shared themes come first, most agencies first.
 * **Since** (:mod:`kb.apps.continuity`): the first year the theme's problem was written,
-  judged on the cells' own text against every earlier year's cells of the same fields.
+  judged on the same similarity against every earlier year's cells of the same fields.
 * **For the meeting**: the progress, solution and next-year cells of the theme's columns,
   what other agencies did about its central cell (``related``, SearchService.related), and
   one open question, a request taken from the theme's solution cells (話し合いたいこと).
@@ -155,7 +156,8 @@ class Agenda:
 # --- building ----------------------------------------------------------------------------
 
 
-# Passage embeddings of texts, one row each (SearchService.passage_vectors).
+# Passage vectors of texts, one row each, through the build's cache (SearchService.passage_vectors):
+# the cells' own passage texts are found there; only label phrases may be new.
 Embed = Callable[[list[str]], np.ndarray]
 # What other agencies did about a cell: (cell id, k) → hits (SearchService.related).
 Related = Callable[[str, int], list[Hit]]
@@ -189,24 +191,18 @@ def build_agenda(
     if n is not None and not 1 <= n <= len(positions):
         raise FilterError(f"テーマの数は 1〜{len(positions)} にしてください（{n}）", "n")
     chunks = store.get(positions)
-    year_cells = store.get(np.flatnonzero(store.mask(Filters(years=(year,)))))
     earlier_years = tuple(y for y in store.values["year"] if y < year)
+    # Every cell of those years: the columns of the themed and earlier cells, whose shared
+    # context (organisation, item title) similarity takes out of each cell's vector.
+    neighbours = store.get(np.flatnonzero(store.mask(Filters(years=(year, *earlier_years)))))
+    year_cells = [c for c in neighbours if c.year == year]
     earlier = (
         store.get(np.flatnonzero(store.mask(Filters(fields=wanted, years=earlier_years))))
         if earlier_years
         else []
     )
     background = [c.text for c in year_cells]
-    with_title = len(wanted) == 1
-    space = cell_space(
-        chunks, [] if with_title else earlier, background, analyzer, embed, with_title
-    )
-    # Over time, cells are compared by what they say only (see kb.apps.continuity).
-    over_time = (
-        cell_space(chunks, earlier, background, analyzer, embed, with_title=False)
-        if with_title and earlier
-        else space
-    )
+    space = cell_space(chunks, earlier, neighbours, background, analyzer, embed)
     own = space.similarity[: space.size, : space.size]
     labels = _cluster(own, n)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
@@ -218,7 +214,7 @@ def build_agenda(
         centres,
         lambda texts: unit(embed(texts)),
     )
-    since = first_years(over_time.similarity, groups, [c.year for c in earlier], year, JOIN)
+    since = first_years(space.similarity, groups, [c.year for c in earlier], year, JOIN)
     themes = [
         _theme(store, analyzer, [chunks[i] for i in g], own[np.ix_(g, g)], terms, first, year_cells)
         for g, terms, first in zip(groups, label_phrases, since, strict=True)
