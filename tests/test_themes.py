@@ -42,7 +42,7 @@ DISASTER_CHALLENGE = "2017-atsugi-c08-challenge"
 
 @pytest.fixture(scope="module")
 def index_copy(tmp_path_factory: pytest.TempPathFactory, built_index: Settings) -> Settings:
-    """A private copy of the session index: themes write raw-text vectors to its cache."""
+    """A private copy of the session index: themes write label phrases to its cache."""
     root = tmp_path_factory.mktemp("themes")
     return Settings(
         corpus_dir=Path(shutil.copytree(built_index.corpus_dir, root / "corpus")),
