@@ -139,11 +139,13 @@ def _top(weight: dict[str, float], n: int, among: Iterable[str] | None = None) -
 def _second_candidates(
     first: str | None, texts: list[str], cells: list[list[str]], weight: dict[str, float]
 ) -> list[str]:
-    """The best few candidates of the first member cell ``first`` does not occur in, that
-    neither hold it nor are part of it; none when it occurs in every cell."""
+    """The best few candidates that neither hold ``first`` nor are part of it, of the first
+    member cell ``first`` does not occur in that has such candidates; none if no cell has."""
+    if first is None:
+        return []
     for text, cell in zip(texts, cells, strict=True):
-        if first and first not in text:
-            own = [p for p in cell if first not in p and p not in first]
+        own = [p for p in cell if first not in p and p not in first] if first not in text else []
+        if own:
             return _top(weight, PER_CELL, own)
     return []
 
