@@ -11,7 +11,10 @@ Two signals, blended:
   themed before the cosine (vectors of one table all point one way).
 * **Words.** TF-IDF cosine over Sudachi terms plus the synonyms of ``synonyms.yaml``
   (看護人材 and 看護師, 勉強会 and 研修 count as the same word): two cells naming the same
-  concrete thing in different words are often far apart for a small embedder.
+  concrete thing in different words are often far apart for a small embedder. A word
+  weighs by how rare it is among the cells being themed (as c-TF-IDF weighs terms over
+  the documents it clusters): what tells two challenges from the other challenges is
+  what matters, not how often the rest of the table (progress, plans) repeats the word.
 
 Each signal is standardised over the pairs of the cells being themed (z-scores), so one
 with a wider spread does not drown the other, and the blend is standardised again: a
@@ -63,20 +66,20 @@ def cell_space(
     chunks: Sequence[Chunk],
     earlier: Sequence[Chunk],
     neighbours: Sequence[Chunk],
-    background: Sequence[str],
     analyzer: Analyzer,
     embed: Callable[[list[str]], np.ndarray],
 ) -> CellSpace:
     """Compare ``chunks`` (the cells to theme) and ``earlier`` (cells of earlier years, may
     be empty) on the scale of ``chunks``. ``neighbours`` hold the other cells of their
-    columns (any more are ignored), ``background`` texts give the words' IDF, ``embed``
-    the passage vectors of texts (the build's, from its cache)."""
+    columns (any more are ignored); ``chunks`` give the words' IDF, ``embed`` the
+    passage vectors of texts (the build's, from its cache)."""
     rows = [*chunks, *earlier]
     vectors, content = _content_vectors(rows, neighbours, embed)
     size = len(chunks)
     centred = unit(content - content[:size].mean(axis=0))
     meaning = centred @ centred.T
-    words = _word_similarity(analyzer, [c.text for c in rows], background)
+    texts = [c.text for c in rows]
+    words = _word_similarity(analyzer, texts, texts[:size])
     blend = MEANING_WEIGHT * _standardised(meaning, size) + (1 - MEANING_WEIGHT) * (
         _standardised(words, size)
     )
@@ -116,8 +119,9 @@ def _standardised(matrix: np.ndarray, size: int) -> np.ndarray:
 
 def _word_similarity(analyzer: Analyzer, texts: list[str], background: Sequence[str]) -> np.ndarray:
     """TF-IDF cosine of every text with every text, over Sudachi terms and synonyms; IDF
-    from ``background`` (the year's cells; terms it lacks are left out), so words the whole
-    table uses count little. Terms count once per text (cells are short)."""
+    from ``background`` (the themed cells; terms they lack are left out, they cannot make
+    a cell alike to a themed one), so words most of them use count little. Terms count
+    once per text (cells are short)."""
     # scipy.sparse, not scikit-learn's vectoriser: importing scikit-learn takes seconds.
     from scipy.sparse import csr_matrix
 
