@@ -1,7 +1,9 @@
 """Theme labels: short noun phrases taken from the member cells (看護人材の不足).
 
 Candidates are read off Sudachi's words: runs of nouns (with prefixes and suffixes, so
-新規受け入れ先 and 明確化 stay whole) and two such runs joined by の (マイサポートブックの配布).
+新規受け入れ先 and 明確化 stay whole) and two such runs joined by の or や
+(マイサポートブックの配布, 交流会や研修), a quoted name with its brackets
+(「マイサポートブック」の記載項目).
 Every candidate is a piece of a member cell as written, folded by NFKC only.
 
 Choosing, as BERTopic's KeyBERT-inspired representation does:
@@ -45,6 +47,11 @@ SHORTLIST = 4
 PER_CELL = 3
 _RUN_POS = {"名詞", "接頭辞", "接尾辞"}
 _CONTENT_POS = {"普通名詞", "固有名詞"}
+# Two noun runs joined by these read as one name: マイサポートブックの配布, 交流会や研修.
+_JOINS = ("の", "や")
+# … and a quoted name before の: 「マイサポートブック」の記載項目.
+_OPENING = {"」": "「", "』": "『"}
+_QUOTED_JOINS = tuple(f"{close}の" for close in _OPENING)
 
 
 def fold(text: str) -> str:
@@ -54,7 +61,8 @@ def fold(text: str) -> str:
 
 def candidates(analyzer: Analyzer, text: str) -> list[str]:
     """Noun phrases of ``text`` (NFKC-folded), each once: every run of nouns and its parts
-    (訪問看護ステーション in 各訪問看護ステーション現場意見), and two runs joined by の."""
+    (訪問看護ステーション in 各訪問看護ステーション現場意見), and two runs joined by の or
+    や (a quoted first run keeps its brackets)."""
     tokens = analyzer.analyse(text)
     runs = _runs(tokens)
     found = [
@@ -64,9 +72,13 @@ def candidates(analyzer: Analyzer, text: str) -> list[str]:
         for last in range(first + 1, min(end, first + MAX_TOKENS) + 1)
         for _, _, part in _trimmed(tokens, first, last)
     ]
-    for (_, end, left), (start, _, right) in itertools.pairwise(runs):
-        if start == end + 1 and tokens[end].surface == "の":
-            found.append(f"{left}の{right}")
+    for (first, end, left), (start, _, right) in itertools.pairwise(runs):
+        joined = "".join(t.surface for t in tokens[end:start])
+        if joined in _JOINS:
+            found.append(f"{left}{joined}{right}")
+        elif joined in _QUOTED_JOINS and first and tokens[first - 1].surface == _OPENING[joined[0]]:
+            # 「マイサポートブック」の記載項目: a quoted name keeps its brackets.
+            found.append(f"{tokens[first - 1].surface}{left}{joined}{right}")
     return list(dict.fromkeys(p for p in map(fold, found) if 2 <= len(p) <= MAX_CHARS))
 
 
