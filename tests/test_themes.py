@@ -288,10 +288,41 @@ def test_kb_themes_markdown_is_a_draft_agenda(cli, agenda):
     questions = [x for x in shared_part.splitlines() if x.startswith("- 会議で話し合いたいこと")]
     assert len(questions) == len(agenda.shared)
     solutions = {h.chunk.id: h.chunk.text for t in agenda.themes for h in t.solutions}
-    for theme in agenda.shared:
+    for theme in agenda.themes:
         if theme.question:  # a sentence of one of the theme's own solution cells
             assert theme.question.text in solutions[theme.question.cell.id]
     assert any(t.question for t in agenda.shared)
+    # One agency's request to the others is shown under its single-agency theme too.
+    asked = [t for t in agenda.single if t.question]
+    assert asked, "no single-agency theme asks anything: nothing checked"
+    for theme in asked:
+        assert f"  - 話し合いたいこと（案）: 「{theme.question.text}」" in single_part
+    assert single_part.count("話し合いたいこと") == len(asked)
+
+
+def test_a_question_that_points_back_comes_with_the_sentence_before_it(agenda):
+    """ふたばらいふ asks 「その際は、関係機関の皆様にもご協力頂ければ…」: alone, その際 says
+    nothing; the sentence it points to (the exchange meetings it plans) comes with it."""
+    (theme,) = [t for t in agenda.themes if FUTABA in t.organisations]
+    assert theme.question is not None
+    assert "その際は" in theme.question.text and "交流会" in theme.question.text
+    for other in agenda.themes:
+        if other.question:
+            assert not other.question.text.startswith(("その", "それ", "この", "そこ"))
+
+
+@pytest.mark.parametrize(
+    ("cell", "phrase"),
+    [
+        ("2017-atsugi-c15-challenge", "「マイサポートブック」の記載項目"),  # a quoted name + の
+        ("2017-atsugi-c07-challenge", "交流会や研修"),  # two nouns joined by や
+    ],
+)
+def test_label_candidates_keep_quoted_names_and_pairs_of_nouns(
+    themes_service, corpus_cells, cell, phrase
+):
+    (text,) = [c.text for c in corpus_cells if c.id == cell]
+    assert phrase in phrases.candidates(themes_service.analyzer, text)
 
 
 def test_kb_themes_csv_over_all_fields_with_n(cli, corpus_cells):
@@ -409,6 +440,11 @@ def test_themes_page_and_downloads(client, agenda):
     for theme in agenda.themes:
         assert theme.label in page.text
     assert 'href="/themes.md?field=challenge"' in page.text
+    single_part = page.text.split('id="single"')[1]
+    asked = [t for t in agenda.single if t.question]
+    assert asked
+    for theme in asked:
+        assert f"「{theme.question.text}」" in single_part
     assert "<script" not in page.text and "style=" not in page.text
 
     markdown = client.get("/themes.md")

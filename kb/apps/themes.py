@@ -62,7 +62,9 @@ _REQUESTS = (
     re.compile(r"ほしい|欲しい|いただ|頂|教えて|ありがた|お願い|協力"),
     re.compile(r"たい"),
 )
-_SENTENCE_END = re.compile(r"(?<=[。？！?!])|\n")
+_SENTENCE_END = re.compile(r"(?<=[。？！?!])")
+# A sentence that starts like this refers to the one before it (その際は、それには …).
+_POINTS_BACK = re.compile(r"(その|それ|この|これ(?!まで)|そこ|そう)")
 
 
 @dataclass
@@ -202,7 +204,7 @@ def build_agenda(
         else []
     )
     background = [c.text for c in year_cells]
-    space = cell_space(chunks, earlier, neighbours, background, analyzer, embed)
+    space = cell_space(chunks, earlier, neighbours, analyzer, embed)
     own = space.similarity[: space.size, : space.size]
     labels = _cluster(own, n)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
@@ -328,18 +330,35 @@ def _related(related: Related, theme: Theme) -> list[Hit]:
 def _question(solutions: list[Hit]) -> Question | None:
     """The first sentence of the theme's solution cells (in the order of the theme's cells)
     that asks the others for something, or failing that says what its writer wants to do;
-    None when no solution cell does either."""
+    None when no solution cell does either. A sentence that points back (その際は …) comes
+    with the sentence before it on its line: alone it does not say what it asks for."""
     sentences = [
-        (hit.chunk, sentence.strip().lstrip("・").strip())
+        (hit.chunk, sentence)
         for hit in solutions
         if hit.chunk.field == Field.solution and not is_empty(hit.chunk.text)
-        for sentence in _SENTENCE_END.split(hit.chunk.text)
+        for line in hit.chunk.text.splitlines()
+        for sentence in _sentences(line)
     ]
     for request in _REQUESTS:
         for cell, sentence in sentences:
             if request.search(sentence):
                 return Question(text=sentence, cell=cell)
     return None
+
+
+def _sentences(line: str) -> list[str]:
+    """The sentences of one line of a cell, without a leading ・; one that starts by
+    pointing back (その, それ, この …) is joined to the one before it."""
+    found: list[str] = []
+    for part in _SENTENCE_END.split(line):
+        sentence = part.strip().lstrip("・").strip()
+        if not sentence:
+            continue
+        if found and _POINTS_BACK.match(sentence):
+            found[-1] += sentence
+        else:
+            found.append(sentence)
+    return found
 
 
 def _fallback_label(members: list[Chunk]) -> str:
@@ -410,18 +429,34 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
             ),
         ]
     question = (
-        f"「{theme.question.text}」（{theme.question.cell.organisation}の解決策欄より）"
+        _question_text(theme.question)
         if theme.question
         else "（解決策欄に、関係機関への問いかけはまだありません）"
     )
     return [*lines, f"- 会議で話し合いたいこと（案）: {question}"]
 
 
+def _question_text(question: Question) -> str:
+    return f"「{question.text}」（{question.cell.organisation}の解決策欄より）"
+
+
 def _single_markdown(theme: Theme, agenda: Agenda) -> list[str]:
-    return [
+    """A single-agency theme: its cells, and what its agency asks of the others, if any
+    (one agency's request can still become an agenda item)."""
+    lines = [
         f"- **{theme.label}**（{_with_status(agenda, theme, theme.organisations[0])}）",
         *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
     ]
+    if theme.question:
+        lines.append(f"  - 話し合いたいこと（案）: {_question_text(theme.question)}")
+    return lines
+
+
+# What the single-agency part is, on the page and in the Markdown.
+SINGLE_NOTE = (
+    "一つの団体だけが挙げているテーマです。"
+    "ほかの団体に尋ねたいことが書かれているものは、議題に加えることもできます。"
+)
 
 
 def continuity_note(agenda: Agenda) -> str:
@@ -456,7 +491,7 @@ def render_markdown(agenda: Agenda) -> str:
     for number, theme in enumerate(shared, start=1):
         lines += _shared_markdown(number, theme, agenda)
     if single:
-        lines += ["", "# 単独の課題", "", "一つの団体だけが挙げているテーマです。", ""]
+        lines += ["", "# 単独の課題", "", SINGLE_NOTE, ""]
         for theme in single:
             lines += _single_markdown(theme, agenda)
     return "\n".join(lines) + "\n"

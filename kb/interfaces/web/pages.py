@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from kb.apps.themes import (
     DEFAULT_FIELDS,
+    SINGLE_NOTE,
     Agenda,
     continuity,
     continuity_note,
@@ -98,6 +99,7 @@ def templates() -> Jinja2Templates:
         facet_depth=FACET_DEPTH,
         continuity=continuity,
         continuity_note=continuity_note,
+        single_note=SINGLE_NOTE,
     )
     return loaded
 
