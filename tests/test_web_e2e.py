@@ -308,6 +308,32 @@ def test_docs_render_offline(page: Page):
     page.watch.assert_clean()
 
 
+def test_the_themes_page_reads_as_an_agenda(page: Page):
+    """/themes on FY2017: the contents lead to each shared theme, every shared theme says
+    what to discuss, and single-agency themes show what their agency asks of the others."""
+    page.goto("/themes")
+    toc = page.get_by_role("navigation", name="テーマの一覧")
+    first = toc.get_by_role("link").first
+    label = first.inner_text()
+    first.click()
+    expect(
+        page.get_by_role("heading", name=re.compile(f"^1\\. {re.escape(label)}$"))
+    ).to_be_in_viewport()
+    shared = page.locator("section.theme:not(.theme-single)")
+    assert shared.count() >= 2
+    for n in range(shared.count()):
+        expect(shared.nth(n).locator(".theme-question h3")).to_have_text(
+            "会議で話し合いたいこと（案）"
+        )
+    single = page.locator("section.theme-single")
+    expect(single.get_by_role("heading", name="単独の課題")).to_be_visible()
+    asked = single.locator(".single-question")
+    assert asked.count() >= 1
+    expect(asked.first).to_contain_text("話し合いたいこと（案）「")
+    screenshot(page, "themes.png")
+    page.watch.assert_clean()
+
+
 # --- a phone -----------------------------------------------------------------------------------
 
 PHONE_PAGES = [
@@ -320,6 +346,7 @@ PHONE_PAGES = [
     "/organisations/厚木市障がい者基幹相談支援センター（ゆいはあと）",
     "/help",
     "/table",
+    "/themes",
     "/cells/2017-atsugi-c99-challenge",
 ]
 
