@@ -266,7 +266,7 @@ class SearchService:
         table = TableFacts(
             specificity=lambda term: _idf(index, term),
             rarest=_idf_of(len(index.store), 1),
-            holds=lambda term: lexical.scores(index.lexical, [term]) > 0,
+            holds=lambda term, rows: lexical.holding(index.lexical, term, rows),
             names=(*index.store.values["organisation"], *index.aliases),
         )
         return judge_query(
