@@ -67,7 +67,12 @@ def serve(app: FastAPI, sock: socket.socket, loop: asyncio.AbstractEventLoop | N
         server.run(sockets=[sock])
         return
     running = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop)
-    stop = lambda *_: setattr(server, "should_exit", True)  # noqa: E731
+
+    def stop(*_: object) -> None:
+        # As uvicorn does on its own thread: finish open requests; a second signal, now.
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
     running.result()
