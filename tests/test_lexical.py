@@ -83,6 +83,25 @@ def test_any_documents_index_as_bm25s_does(docs: list[list[str]]) -> None:
     assert_same_index(lexical.build_index(Terms.from_lists(docs)), reference(docs))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    documents.filter(any), st.lists(st.sampled_from(["看護", "不足", "研修", "ない"]), max_size=4)
+)
+def test_scores_and_rows_are_what_bm25s_gives(docs: list[list[str]], query: list[str]) -> None:
+    """kb scores a query term column by term column; bm25s all columns at once."""
+    ours, theirs = lexical.build_index(Terms.from_lists(docs)), reference(docs)
+    known = [t for t in dict.fromkeys(query) if t in theirs.vocab_dict]  # each term once
+    expected = theirs.get_scores(known) if known else np.zeros(len(docs))
+    np.testing.assert_allclose(lexical.scores(ours, query), expected, rtol=1e-6)
+    weighed = dict.fromkeys(query, 0.5)
+    np.testing.assert_allclose(lexical.scores(ours, weighed), expected / 2, rtol=1e-6)
+    rows = np.arange(len(docs))[::-1]
+    for term in query:
+        holding = [term in docs[row] for row in rows]
+        assert lexical.holding(ours, term, rows).tolist() == holding
+        assert lexical.document_frequency(ours, term) == sum(holding)
+
+
 def test_documents_without_any_term_score_zero() -> None:
     index = lexical.build_index(Terms.from_lists([[], []]))
     assert lexical.scores(index, ["看護"]).tolist() == [0.0, 0.0]

@@ -4,17 +4,20 @@ index), and the real ``kb serve`` command in a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 from urllib.request import urlopen
 
 import pytest
-from conftest import CORPUS, serving_kb
+from conftest import CORPUS, KB, free_port, serving_kb
 from fastapi.testclient import TestClient
 from html_dom import Node, parse
 
@@ -729,3 +732,38 @@ def test_kb_serve_builds_a_missing_index_first_and_binds_loopback(tmp_path: Path
         assert (index / "current").exists()
         if Path("/proc/net/tcp").exists():
             assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_kb_serve_stops_cleanly_on_ctrl_c_and_sigterm(built_index, tmp_path: Path, stop):
+    """The server runs on the embedding model's thread; the main thread only waits for the
+    signal, and the server then finishes and the command exits 0."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KB_HOME": str(tmp_path),
+        "KB_CORPUS": str(built_index.corpus_dir),
+        "KB_INDEX": str(built_index.index_dir),
+    }
+    server = subprocess.Popen(
+        [*KB, "serve", "--port", str(port), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            try:
+                answer = urlopen(f"http://127.0.0.1:{port}/api/search?q={quote(NURSE)}")
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert json.loads(answer.read())["hits"]
+        server.send_signal(stop)
+        assert server.wait(timeout=20) == 0, server.stderr.read()
+    finally:
+        server.kill()
+        server.wait()

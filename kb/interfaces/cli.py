@@ -468,7 +468,7 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
     from kb.interfaces.web import server
     from kb.interfaces.web.app import create_app
     from kb.retrieval.analysis import Analyzer
-    from kb.retrieval.embedding import load_embedder
+    from kb.retrieval.embedding import load_embedder, serving_loop
     from kb.retrieval.index import CURRENT
     from kb.retrieval.index import build as run_build
     from kb.search.service import SearchService
@@ -480,7 +480,7 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
         run_build(settings, embedder, Analyzer())
     app = create_app(settings, SearchService(settings, embedder), log_requests=not quiet)
     log(f"{server.url_of(sock)} で開いています（終了は Ctrl+C）")
-    server.serve(app, sock)
+    server.serve(app, sock, serving_loop(embedder))
 
 
 # --- themes and cross-agency links -------------------------------------------------------

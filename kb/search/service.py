@@ -9,6 +9,7 @@ are memoised on the build they came from (:attr:`LoadedIndex.memo`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import sys
@@ -16,19 +17,19 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from kb.core.errors import CellNotFound, KbError
 from kb.core.fields import Field
+from kb.core.memo import Memo
 from kb.core.model import Chunk
 from kb.core.settings import Settings
 from kb.corpus.tables import SYNONYMS_FILE
 from kb.retrieval import dense, lexical
 from kb.retrieval.analysis import Analyzer, Synonyms
-from kb.retrieval.embedding import Embedder, load_embedder
+from kb.retrieval.embedding import Embedder, embed_queries_async, load_embedder
 from kb.retrieval.index import CURRENT, LoadedIndex, cached_passage_vectors, open_index
 from kb.retrieval.store import Filters
 from kb.search.fusion import Mode, rank
@@ -71,18 +72,28 @@ class SearchService:
         self._index = open_index(settings.index_dir, self.embedder.name)
         self._reload_lock = threading.Lock()
         self._rejected: str | None = None  # build id
-        self._query_vector = lru_cache(maxsize=QUERY_VECTORS_KEPT)(self._embed_query)
+        self._query_vectors = Memo(QUERY_VECTORS_KEPT)
         self.calibration = load_calibration(self.embedder.name) or FALLBACK
         self._background: np.ndarray | None = None
 
     def clear_caches(self) -> None:
         """Forget remembered answers and query vectors (benchmarks measure cold queries)."""
         self._index.memo.clear()
-        self._query_vector.cache_clear()
+        self._query_vectors.clear()
 
-    def _embed_query(self, text: str) -> np.ndarray:
-        vector = self.embedder.embed_queries([text])[0]
-        vector.setflags(write=False)  # shared between threads through the cache
+    def _query_vector(self, text: str) -> np.ndarray:
+        """The query embedding of ``text``, kept for the next time it is asked."""
+        return self._query_vectors.remembered(
+            (text,), lambda: _shared(self.embedder.embed_queries([text])[0])
+        )
+
+    async def _query_vector_async(self, text: str) -> np.ndarray:
+        """:meth:`_query_vector` for a coroutine (see :func:`embed_queries_async`)."""
+        vector = self._query_vectors.recall((text,))
+        if vector is None:
+            generation = self._query_vectors.generation
+            vector = _shared((await embed_queries_async(self.embedder, [text]))[0])
+            self._query_vectors.remember((text,), vector, generation)
         return vector
 
     def query_vector(self, query: str) -> np.ndarray:
@@ -109,17 +120,32 @@ class SearchService:
         self._refresh()
         return self._index
 
-    def _refresh(self) -> None:
-        # Two system calls (readlink, stat): cheap enough for every request.
+    async def prepare(self, query: str) -> float:
+        """Do a coroutine's waiting for a search of ``query`` ahead of :meth:`search`, which
+        then runs without blocking the loop: load a new build on a worker thread, and embed
+        the query (in place when the loop is the model's own, batched with other requests').
+        Returns the milliseconds the embedding took (0 for a vector already known)."""
+        if self._new_build() or _mtime(self._synonyms_path) != self._synonyms_mtime:
+            await asyncio.to_thread(self._refresh)
+        started = time.perf_counter()
+        if query.strip():
+            await self._query_vector_async(self.analyzer.dense_query(query))
+        return (time.perf_counter() - started) * 1000
+
+    def _new_build(self) -> str | None:
+        """The live build's folder name when it is not the loaded one (nor one rejected)."""
+        # One system call: cheap enough for every request.
         try:
             live = os.readlink(self.settings.index_dir / CURRENT).rsplit("/", 1)[-1]
         except OSError:
-            return  # the index folder vanished; keep serving what is loaded
+            return None  # the index folder vanished; keep serving what is loaded
+        return None if live in (self._index.folder.name, self._rejected) else live
+
+    def _refresh(self) -> None:
+        live = self._new_build()
         # One thread reloads while the others go on answering from the loaded build; a
         # build that fails its checks is remembered and not retried on every request.
-        if live not in (self._index.folder.name, self._rejected) and self._reload_lock.acquire(
-            blocking=False
-        ):
+        if live and self._reload_lock.acquire(blocking=False):
             try:
                 self._index = open_index(self.settings.index_dir, self.embedder.name)
             except KbError as exc:
@@ -240,7 +266,7 @@ class SearchService:
         table = TableFacts(
             specificity=lambda term: _idf(index, term),
             rarest=_idf_of(len(index.store), 1),
-            holds=lambda term: lexical.scores(index.lexical, [term]) > 0,
+            holds=lambda term, rows: lexical.holding(index.lexical, term, rows),
             names=(*index.store.values["organisation"], *index.aliases),
         )
         return judge_query(
@@ -320,6 +346,12 @@ class SearchService:
         for hit, share, standout in zip(hits, shares, standouts(mine, population), strict=True):
             hit.confident = share >= PAIR_SHARE and standout >= PAIR_STANDOUT
         return hits
+
+
+def _shared(vector: np.ndarray) -> np.ndarray:
+    """``vector`` made read-only: cached vectors are shared between threads."""
+    vector.setflags(write=False)
+    return vector
 
 
 def _locate(index: LoadedIndex, chunk_id: str) -> tuple[int, Chunk]:

@@ -38,7 +38,7 @@ def _unprocessable(exc: FilterError) -> HTTPException:
 
 
 @router.get("/search", summary="セルを検索する（kb search --json と同じ形）")
-def api_search(
+async def api_search(
     request: Request,
     q: str = Query("", description=f"検索語（{MAX_QUERY_CHARS}文字まで）"),
     k: int = Query(10, description=f"件数（1〜{MAX_K}）"),
@@ -54,7 +54,7 @@ def api_search(
     service = service_of(request)
     run = partial(search_folded, service) if fold else service.search
     try:
-        check_query(q)
+        embedded_ms = await service.prepare(check_query(q))
         check_k(k)
         filters = service.filters(
             fields=[f.value for f in field], organisations=org, categories=category, years=year
@@ -66,12 +66,14 @@ def api_search(
     # A JSONResponse skips FastAPI's per-field re-encoding of plain dicts (a few ms).
     return JSONResponse(
         {"query": q, "hits": [h.as_dict() for h in hits]},
-        headers={"Server-Timing": server_timing(result.timings)} if result else None,
+        headers={"Server-Timing": server_timing(result.timings, embedded_ms)} if result else None,
     )
 
 
-def server_timing(timings: dict[str, float]) -> str:
-    """A ``Server-Timing`` header value: ``embed;dur=4.81, rank;dur=0.52`` (milliseconds)."""
+def server_timing(timings: dict[str, float], embedded_ms: float) -> str:
+    """A ``Server-Timing`` header value: ``embed;dur=4.81, rank;dur=0.52`` (milliseconds),
+    the query's embedding ahead of the search (:meth:`SearchService.prepare`) included."""
+    timings = {**timings, "embed": timings.get("embed", 0.0) + embedded_ms}
     return ", ".join(f"{phase};dur={ms:.2f}" for phase, ms in timings.items())
 
 

@@ -8,10 +8,6 @@ headers, the request size limit, the memo of whole responses, error pages, loggi
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -22,8 +18,8 @@ from starlette.types import Receive, Scope, Send
 from kb.admin import routes as admin
 from kb.core.settings import Settings
 from kb.interfaces.web import api, pages
+from kb.interfaces.web.answers import Answers
 from kb.interfaces.web.bodylimit import BodyLimit
-from kb.interfaces.web.deps import service_of
 from kb.search.service import SearchService
 
 MAX_BODY_BYTES = 16 * 1024
@@ -53,10 +49,18 @@ SECURITY_HEADERS = {
 }
 
 
+def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The security headers every response to ``path`` must carry, error pages included."""
+    policy = DOCS_CSP if path.startswith("/docs") else CSP
+    return [
+        (name.lower().encode(), value.encode())
+        for name, value in {"Content-Security-Policy": policy, **SECURITY_HEADERS}.items()
+    ]
+
+
 def secure(response: Response, path: str = "") -> Response:
-    """Add the security headers every response must carry, error pages included."""
-    response.headers["Content-Security-Policy"] = DOCS_CSP if path.startswith("/docs") else CSP
-    response.headers.update(SECURITY_HEADERS)
+    """``response`` with :func:`security_headers` (for answers made outside the middleware)."""
+    response.raw_headers.extend(security_headers(path))
     return response
 
 
@@ -80,14 +84,13 @@ def create_app(
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     _mount_docs(app)
 
-    @app.middleware("http")
-    async def headers_and_log(request: Request, call_next: Callable) -> Response:
-        started = time.perf_counter()
-        response = await _answer(request, call_next)
-        if log_requests:
-            _log_request(request, response.status_code, started)
-        return secure(response, request.url.path)
-
+    app.add_middleware(
+        Answers,
+        headers_for=security_headers,
+        remembered=REMEMBERED_PATHS,
+        memo_of=lambda: app.state.service.index.memo,
+        log_requests=log_requests,
+    )
     # Outermost, so no route (nor the answer memo) sees a request before its body is counted.
     app.add_middleware(BodyLimit, limit_of=_body_limit, refuse=_too_large)
     _add_error_handlers(app)
@@ -109,40 +112,6 @@ async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
         {"detail": "リクエストが大きすぎます"}, status_code=413
     )
     await secure(response, scope["path"])(scope, receive, send)
-
-
-def _log_request(request: Request, status: int, started: float) -> None:
-    ms = (time.perf_counter() - started) * 1000
-    print(f"{request.method} {request.url.path} {status} {ms:.0f}ms", file=sys.stderr, flush=True)
-
-
-async def _answer(request: Request, call_next: Callable) -> Response:
-    """The app's response, or the same response kept from an earlier identical GET.
-
-    Pages and API answers depend only on the loaded build and the URL, so a repeated
-    request (a reload, a shared link, a colleague's same search) skips searching and
-    rendering; the build's memo is new (empty) when a new build is loaded.
-    """
-    if request.method != "GET" or not request.url.path.startswith(REMEMBERED_PATHS):
-        return await call_next(request)
-    memo = service_of(request).index.memo
-    key = ("response", request.url.path, request.url.query)
-    kept = memo.recall(key)
-    if kept is not None:
-        body, headers = kept
-        return Response(body, headers=headers)
-    generation = memo.generation
-    response = await call_next(request)
-    if response.status_code != 200:
-        return response
-    body = b"".join([chunk async for chunk in response.body_iterator])
-    headers = {
-        k: v for k, v in response.headers.items() if k in ("content-type", "content-disposition")
-    }
-    memo.remember(key, (body, headers), generation)
-    # The time this answer took belongs to this response only, not to the ones reusing it.
-    timing = {k: v for k, v in response.headers.items() if k == "server-timing"}
-    return Response(body, headers={**headers, **timing})
 
 
 def _is_api(request: Request) -> bool:

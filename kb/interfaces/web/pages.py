@@ -123,7 +123,7 @@ def home() -> RedirectResponse:
 
 
 @router.get("/search", response_class=HTMLResponse)
-def search_page(
+async def search_page(
     request: Request,
     q: str = "",
     view: str = "org",
@@ -144,10 +144,11 @@ def search_page(
     }
     run = partial(search_folded, service) if context["fold"] else service.search
     try:
+        # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
+        await service.prepare(check_query(q))
         filters = service.filters(field, org, category, parse_years(year))
         k_value = parse_k(k, DEFAULT_PAGE_K)
-        # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
-        if check_query(q).strip():
+        if q.strip():
             context["result"] = run(q, k=k_value, filters=filters, with_facets=True)
         elif filters:
             result = service.browse(filters)

@@ -4,7 +4,9 @@ that already accepts connections (port 0 picks a free one)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import signal
 import socket
 
 from fastapi import FastAPI
@@ -51,8 +53,26 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(app: FastAPI, sock: socket.socket) -> None:
-    """Serve ``app`` on the bound ``sock`` until interrupted (Ctrl+C, SIGTERM)."""
+def serve(app: FastAPI, sock: socket.socket, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Serve ``app`` on the bound ``sock`` until interrupted (Ctrl+C, SIGTERM).
+
+    With a ``loop`` (the embedding model's, :func:`kb.retrieval.embedding.serving_loop`)
+    the server runs on it, so a request's query is embedded on the thread that handles
+    the request; this thread then only waits for the signals that stop it.
+    """
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    if loop is None:
+        server.run(sockets=[sock])
+        return
+    running = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop)
+
+    def stop(*_: object) -> None:
+        # As uvicorn does on its own thread: finish open requests; a second signal, now.
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    running.result()
