@@ -103,6 +103,9 @@ def test_english_entries_match_whole_words_only(analyzer: Analyzer) -> None:
     assert "ステーション" not in analyzer.query_tokens("short stay")
     assert set(analyzer.tokens("短期入所")) <= set(analyzer.query_tokens("short stay"))
     assert "ステーション" in analyzer.query_tokens("訪問看護 ST")
+    # English inside Japanese, written full-width, still fires (queries without a Latin
+    # letter skip the English entries' patterns, which must see the folded query).
+    assert "ステーション" in analyzer.query_tokens("訪問看護ＳＴの研修")
 
 
 def test_synonyms_apply_to_queries_not_documents(analyzer: Analyzer) -> None:

@@ -103,6 +103,6 @@ def test_eval_reports_the_judgement_on_held_out_queries(run_kb, built_index: Set
     )
     assert result.returncode == 0, result.stderr
     hybrid = json.loads(result.stdout)["modes"]["hybrid"]
-    assert hybrid["answered"] >= 0.85  # one query under the README figure (57 queries)
+    assert hybrid["answered"] >= 0.89  # one query under the README figure (57 queries)
     assert hybrid["silent"] >= 0.84  # one query under the README figure (26 queries)
-    assert hybrid["ndcg@10 confident"] >= 0.673
+    assert hybrid["ndcg@10 confident"] >= 0.708

@@ -17,7 +17,7 @@ from kb.search.service import SearchService
 
 HELD_OUT = REPO / "eval" / "heldout.yaml"
 # README "Search quality", held-out hybrid nDCG@10, less 0.02 for harmless reorderings.
-HYBRID_FLOOR = 0.804 - 0.02
+HYBRID_FLOOR = 0.819 - 0.02
 EXACT_FLOOR = 0.934 - 0.02  # exact-term queries: the table's own words typed as they are
 
 

@@ -41,6 +41,7 @@ EXPAND_LEGS = frozenset(LEGS)
 FIRED_KEPT = 4096
 _CONCEPT_KEYS = ("concept", "groups", "expand", "legs")
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
+_LATIN = re.compile(r"[a-z0-9]")
 _NULL = "tag:yaml.org,2002:null"
 
 
@@ -97,10 +98,12 @@ class Synonyms:
         """The entries a query mentions (called as ``fired``). ``folded_query`` is
         NFKC-folded and lower-cased; ``query_terms`` are its index terms (so 受け入れる also
         fires 受け入れ)."""
+        # Most queries are Japanese: the English entries' patterns need not run on them.
+        latin = _LATIN.search(folded_query) is not None
         return tuple(
             entry
             for entry, matchers in self._matchers
-            if any(_mentions(folded_query, query_terms, m) for m in matchers)
+            if any(_mentions(folded_query, query_terms, m, latin) for m in matchers)
         )
 
 
@@ -124,10 +127,12 @@ def _matcher(word: str) -> str | re.Pattern:
     return word
 
 
-def _mentions(folded_query: str, terms: frozenset[str], matcher: str | re.Pattern) -> bool:
+def _mentions(
+    folded_query: str, terms: frozenset[str], matcher: str | re.Pattern, latin: bool
+) -> bool:
     if isinstance(matcher, str):
         return matcher in folded_query or matcher in terms
-    return matcher.search(folded_query) is not None
+    return latin and matcher.search(folded_query) is not None
 
 
 class _Reader:
