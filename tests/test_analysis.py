@@ -482,3 +482,25 @@ def test_highlighting_a_cell_with_its_matched_surfaces(analyzer: Analyzer) -> No
     marked = [p for p, hit in pieces(text, terms) if hit]
     assert "看護師" in marked
     assert "".join(p for p, _ in pieces(text, terms)) == text
+
+
+def test_entries_fire_in_file_order_however_their_words_overlap(tmp_path: Path) -> None:
+    """Words inside other words, the same word in two entries, English as whole words
+    only, and a word found among the query's terms rather than in its text."""
+    path = tmp_path / "synonyms.yaml"
+    path.write_text(
+        "concepts:\n"
+        "  - concept: a\n    groups:\n      - [看護師, ナース]\n      - [看護, ケア]\n"
+        "  - concept: b\n    groups:\n      - [st, ステーション]\n      - [ナース, 看護職]\n"
+        "  - concept: c\n    groups:\n      - [受け入れ, 受入]\n",
+        encoding="utf-8",
+    )
+    analyzer = Analyzer(Synonyms.load(path))
+    assert [e.words for e in analyzer.fired("ナースと看護師")] == [
+        ("看護師", "ナース"),
+        ("看護", "ケア"),
+        ("ナース", "看護職"),
+    ]
+    assert analyzer.fired("short stay") == ()
+    assert [e.words for e in analyzer.fired("訪問看護 ST")][1:] == [("st", "ステーション")]
+    assert [e.words[0] for e in analyzer.fired("受け入れる")] == ["受け入れ"]

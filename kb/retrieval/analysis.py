@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
@@ -110,6 +111,8 @@ class Analyzer:
         self._local = threading.local()
         # Search highlights the same cells again and again; their analysis is kept.
         self.analyse = lru_cache(maxsize=ANALYSES_KEPT)(self._analyse)
+        self._term_positions = lru_cache(maxsize=ANALYSES_KEPT)(self._positions)
+        self._typed_words = lru_cache(maxsize=ANALYSES_KEPT)(self._inflected_words_of)
 
     def _tokenizer(self):
         tokenizer = getattr(self._local, "tokenizer", None)
@@ -186,15 +189,24 @@ class Analyzer:
         order, as written: nouns (名詞, 形状詞) of two characters or a kanji, and verbs or
         adjectives only with their inflection (足りない, never the stem 足り) and only when
         ``typed``, the query as the user wrote it, has that very word."""
-        wanted = set(query_terms)
+        where = self._term_positions(text)
+        at = sorted({i for term in set(query_terms) for i in where.get(term, ())})
         tokens = self.analyse(text)
-        as_typed = _inflected_words(self.analyse(typed)) if typed else set()
-        hits = (
-            _content_surface(tokens, i, as_typed)
-            for i, token in enumerate(tokens)
-            if wanted.intersection(token.terms)
-        )
+        as_typed = self._typed_words(typed) if typed else frozenset()
+        hits = (_content_surface(tokens, i, as_typed) for i in at)
         return list(dict.fromkeys(h for h in hits if h))
+
+    def _positions(self, text: str) -> dict[str, tuple[int, ...]]:
+        """Each term of ``text`` with the positions of the words that have it (a search
+        looks up the query's few terms in each hit instead of reading every word)."""
+        where: dict[str, list[int]] = {}
+        for i, token in enumerate(self.analyse(text)):
+            for term in token.terms:
+                where.setdefault(term, []).append(i)
+        return {term: tuple(found) for term, found in where.items()}
+
+    def _inflected_words_of(self, text: str) -> frozenset[str]:
+        return frozenset(_inflected_words(self.analyse(text)))
 
 
 def _inflected(tokens: Sequence[Token], at: int) -> str:
@@ -212,7 +224,7 @@ def _inflected_words(tokens: Sequence[Token]) -> set[str]:
     return {_inflected(tokens, i) for i, t in enumerate(tokens) if _kind(t) in INFLECTING_POS}
 
 
-def _content_surface(tokens: Sequence[Token], at: int, as_typed: set[str]) -> str | None:
+def _content_surface(tokens: Sequence[Token], at: int, as_typed: AbstractSet[str]) -> str | None:
     """What to mark for the matched ``tokens[at]``: its surface if it is a content word, a
     verb or adjective with its auxiliaries if the user typed exactly that word (one of
     ``as_typed``), or None (a kana fragment, a bare stem, a suffix)."""

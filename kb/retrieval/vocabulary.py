@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import ahocorasick
 import yaml
 
 from kb.core.errors import InputError
@@ -80,9 +81,19 @@ class Synonyms:
     entries: list[Entry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Each entry's words folded (and English ones compiled) once, not on every query;
-        # a query's entries are remembered, since the terms and the dense text both ask.
-        self._matchers = [(e, [_matcher(w) for w in e.words]) for e in self.entries]
+        # Every entry's words, folded, in one Aho-Corasick automaton: a query is read once
+        # whatever the vocabulary's size (testing each word in turn took 0.4 ms a query at
+        # 800 entries). A query's entries are remembered, since the terms and the dense
+        # text both ask.
+        self._entries_of: dict[str, set[int]] = {}
+        for number, entry in enumerate(self.entries):
+            for word in entry.words:
+                self._entries_of.setdefault(_folded(word), set()).add(number)
+        self._automaton = ahocorasick.Automaton()
+        for word in self._entries_of:
+            self._automaton.add_word(word, word)
+        if self._entries_of:
+            self._automaton.make_automaton()
         self.fired = lru_cache(maxsize=FIRED_KEPT)(self._fired)
 
     @classmethod
@@ -95,16 +106,19 @@ class Synonyms:
         return cls(_Reader(path).document(root) if root is not None else [])
 
     def _fired(self, folded_query: str, query_terms: frozenset[str]) -> tuple[Entry, ...]:
-        """The entries a query mentions (called as ``fired``). ``folded_query`` is
-        NFKC-folded and lower-cased; ``query_terms`` are its index terms (so 受け入れる also
-        fires 受け入れ)."""
-        # Most queries are Japanese: the English entries' patterns need not run on them.
-        latin = _LATIN.search(folded_query) is not None
-        return tuple(
-            entry
-            for entry, matchers in self._matchers
-            if any(_mentions(folded_query, query_terms, m, latin) for m in matchers)
-        )
+        """The entries a query mentions (called as ``fired``), in file order: a word is
+        written in ``folded_query`` (NFKC-folded and lower-cased; an English word as a
+        whole word, so "st" is not found in "stay") or is one of ``query_terms``, its index
+        terms (so 受け入れる also fires 受け入れ)."""
+        words = {w for w in query_terms if w in self._entries_of}
+        if self._entries_of:
+            words.update(
+                word
+                for end, word in self._automaton.iter(folded_query)
+                if _whole(folded_query, end - len(word) + 1, end + 1, word)
+            )
+        numbers = set().union(*(self._entries_of[w] for w in words))
+        return tuple(self.entries[n] for n in sorted(numbers))
 
 
 def replace_word(text: str, word: str, by: str) -> str | None:
@@ -118,21 +132,19 @@ def replace_word(text: str, word: str, by: str) -> str | None:
     return replaced if found else None
 
 
-def _matcher(word: str) -> str | re.Pattern:
-    """An English word as a whole-word pattern (so "st" is not found in "stay"), a
-    Japanese word folded, to be found in the query's text or among its terms."""
-    word = unicodedata.normalize("NFKC", word).lower()
-    if _ASCII_WORD.match(word):
-        return re.compile(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])")
-    return word
+def _folded(word: str) -> str:
+    """``word`` as queries are compared: NFKC-folded, lower-cased."""
+    return unicodedata.normalize("NFKC", word).lower()
 
 
-def _mentions(
-    folded_query: str, terms: frozenset[str], matcher: str | re.Pattern, latin: bool
-) -> bool:
-    if isinstance(matcher, str):
-        return matcher in folded_query or matcher in terms
-    return latin and matcher.search(folded_query) is not None
+def _whole(text: str, start: int, stop: int, word: str) -> bool:
+    """False for an English ``word`` found at ``text[start:stop]`` inside a longer word."""
+    if not _ASCII_WORD.match(word):
+        return True
+    return not (
+        (start > 0 and _LATIN.match(text[start - 1]))
+        or (stop < len(text) and _LATIN.match(text[stop]))
+    )
 
 
 class _Reader:

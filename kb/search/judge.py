@@ -330,6 +330,8 @@ def _covered(tokens: Sequence[Token], words: Iterable[str]) -> set[int]:
     ends = np.cumsum([len(f) for f in folded])
     covered: set[int] = set()
     for word in {_fold(w) for w in words if w}:
+        if word not in text:  # most names and entries: no pattern to compile and run
+            continue
         pattern = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])" if word.isascii() else None
         for match in re.finditer(pattern or re.escape(word), text):
             first = int(np.searchsorted(ends, match.start(), side="right"))

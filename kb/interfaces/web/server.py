@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import signal
 import socket
 
@@ -63,6 +64,11 @@ def serve(app: FastAPI, sock: socket.socket, loop: asyncio.AbstractEventLoop | N
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # What is loaded by now (index, analyser, templates, libraries) lives as long as the
+    # server: frozen, the collector's full passes skip it (they paused a request now and
+    # then for tens of milliseconds).
+    gc.collect()
+    gc.freeze()
     if loop is None:
         server.run(sockets=[sock])
         return
