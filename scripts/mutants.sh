@@ -37,6 +37,8 @@ ivf-nprobe-1|index.nprobe = max(MIN_NPROBE, lists // 8)|index.nprobe = 1|tests/t
 ivf-filter-nprobe-lost|faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)|faiss.SearchParametersIVF(sel=selector)|tests/test_dense_ivf.py
 query-terms-dropped-on-hostile|for token in self.analyse(query):|for token in (self.analyse(query) if query.isprintable() else ()):|tests/test_analysis.py
 controls-glue-words|"".join(ch if ch.isprintable() else " " for ch in text)|"".join(ch for ch in text if ch.isprintable())|tests/test_analysis.py
+vocab-english-inside-words|if _whole(folded_query, end - len(word) + 1, end + 1, word)|if True|tests/test_analysis.py
+judge-rows-all-hold|return column[at] == rows|return np.ones(len(rows), dtype=bool)|tests/test_lexical.py tests/test_judge.py
 hostile-query-no-terms|weights = self.analyzer.query_weights(query)|weights = self.analyzer.query_weights(query) if query.isprintable() else {}|tests/test_search.py
 EOF
 )
