@@ -82,6 +82,14 @@ def candidates(analyzer: Analyzer, text: str) -> list[str]:
     return list(dict.fromkeys(p for p in map(fold, found) if 2 <= len(p) <= MAX_CHARS))
 
 
+def names(analyzer: Analyzer, text: str, min_chars: int) -> set[str]:
+    """The whole noun runs of ``text`` (NFKC-folded) of at least ``min_chars`` characters:
+    what the text names as a thing of its own (マイサポートブック), not a piece of a longer
+    compound (訪問看護ステーション in 各訪問看護ステーション現場意見 is not one)."""
+    runs = (fold(run) for _, _, run in _runs(analyzer.analyse(text)))
+    return {run for run in runs if len(run) >= min_chars}
+
+
 def _runs(tokens: Sequence[Token]) -> list[tuple[int, int, str]]:
     """(first token, one past the last, surface) of every run of nouns that names something:
     it holds a content noun, does not start with a suffix nor end with a prefix, and light
