@@ -163,12 +163,19 @@ def settled_team_size(
 def _own_running(tasks: Path) -> int:
     """How many of this process's threads are running or runnable (the caller included)."""
     count = 0
-    for task in os.listdir(tasks):  # os rather than pathlib: a server has 40-odd threads
+    # os rather than pathlib or open(): a server has 40-odd threads, and this runs before
+    # every query it embeds (0.06 ms with file objects, 0.02 ms like this).
+    for task in os.listdir(tasks):
         try:
-            with open(f"{tasks}/{task}/stat", "rb") as file:
-                stat = file.read()
+            fd = os.open(f"{tasks}/{task}/stat", os.O_RDONLY)
         except OSError:  # the thread has ended
             continue
+        try:
+            stat = os.read(fd, 512)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         # "pid (name) S …": the state follows the name, which may hold spaces and parens.
         state = stat.rindex(b")") + 2
         count += stat[state : state + 1] == b"R"

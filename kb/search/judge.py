@@ -270,11 +270,13 @@ def judge_query(
     ``best_similarity`` is the best of any cell the query may find."""
     tokens = analyzer.analyse(query)
     content = content_nouns(tokens)
-    # Only the entries the query fires can spell a part of it (the analyser keeps them).
-    mentioned = [w for entry in analyzer.fired(query) for w in entry.words]
-    covered = _covered(tokens, [*mentioned, *table.names])
     found = {i: table.specificity(tokens[i].terms[0]) for i in content}
-    uncovered = [i for i in content if found[i] is None and i not in covered]
+    uncovered = [i for i in content if found[i] is None]
+    if uncovered:  # words the table lacks, unless the vocabulary or a name spells them
+        # Only the entries the query fires can spell a part of it (the analyser keeps them).
+        mentioned = [w for entry in analyzer.fired(query) for w in entry.words]
+        covered = _covered(tokens, [*mentioned, *table.names])
+        uncovered = [i for i in uncovered if i not in covered]
     # A noun the table has weighs what it tells apart (子ども little, 短期入所 much); one
     # the table lacks, or the vocabulary or a name stands for, weighs as the rarest word.
     weight = {i: table.rarest if found[i] is None else found[i] for i in content}
