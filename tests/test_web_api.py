@@ -220,6 +220,7 @@ def test_k_bounds_are_inclusive(client):
         ({"q": NURSE, "year": "abc"}, "year"),
         ({"q": NURSE, "field": "bogus"}, "field"),
         ({"q": NURSE, "mode": "bogus"}, "mode"),
+        ({"q": NURSE, "fold": "maybe"}, "fold"),
         ({"q": "", "org": "存在しない団体"}, "org"),  # checked even without a query
     ],
     ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={str(x)[:8]}" for k, x in v.items()),

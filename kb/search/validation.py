@@ -12,6 +12,7 @@ from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.core.text import agency_of, normalise_organisation
 from kb.retrieval.store import Filters
+from kb.search.fusion import Mode
 
 MAX_K = 100
 MAX_QUERY_CHARS = 500
@@ -40,6 +41,30 @@ def parse_k(raw: str, default: int) -> int:
     if not raw.strip().isdigit():
         raise FilterError(f"表示件数 k は 1〜{MAX_K} にしてください（{raw}）", param="k")
     return check_k(int(raw))
+
+
+def parse_mode(raw: str) -> Mode:
+    """A ``mode`` value: blank means hybrid."""
+    try:
+        return Mode(raw or Mode.hybrid)
+    except ValueError:
+        choices = "・".join(m.value for m in Mode)
+        raise FilterError(
+            f"検索の方法 mode は {choices} のどれかにしてください（{raw}）", param="mode"
+        ) from None
+
+
+# The spellings of yes and no a query string may use (those FastAPI accepts).
+_FLAGS = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False}
+_FLAGS |= {"off": False, "no": False, "": False}
+
+
+def parse_flag(raw: str, param: str) -> bool:
+    """A yes/no parameter such as ``fold``: true/false, 1/0, on/off, yes/no; blank is no."""
+    flag = _FLAGS.get(raw.strip().lower())
+    if flag is None:
+        raise FilterError(f"{param} は true か false にしてください（{raw}）", param=param)
+    return flag
 
 
 def parse_years(raw: Iterable[str]) -> list[int]:
