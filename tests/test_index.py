@@ -33,7 +33,7 @@ from kb.retrieval.index import (
     build,
     open_index,
 )
-from kb.retrieval.store import write_store
+from kb.retrieval.store import ChunkStore, write_store
 from kb.search.service import SearchService
 
 # A cell edit: a word found nowhere else in the corpus, put into one challenge cell.
@@ -396,3 +396,22 @@ def test_the_build_serves_columns_and_aliases_from_its_store(service: SearchServ
     hit = service.search("看護師不足", k=1).hits[0]
     assert hit.column == store.column(hit.chunk.column_id)
     assert hit.chunk.id in {c.id for c in hit.column.filled}
+
+
+def test_store_keeps_what_it_read_and_answers_as_a_fresh_read(built_index: Settings) -> None:
+    """Chunks and columns read once are kept parsed; what comes back is what SQLite holds."""
+    folder = (built_index.index_dir / CURRENT).resolve()
+    store, fresh = ChunkStore(folder), ChunkStore(folder)
+    order = [5, 0, 3, 5]
+    first = store.get(order)
+    again = store.get(order)
+    assert first[0] is again[0] and first[1] is again[1]  # kept, not read again
+    assert again == fresh.get(order)
+    assert [c.id for c in first] == [c.id for c in fresh.get([5, 0, 3, 5])]
+    column_id = first[0].column_id
+    columns = store.columns([column_id, "no-such-column", column_id])
+    assert list(columns) == [column_id]  # an unknown column is left out, as before
+    assert store.columns([column_id])[column_id] is columns[column_id]
+    assert columns[column_id] == fresh.column(column_id)
+    with pytest.raises(KeyError):
+        store.get([len(store)])  # past the end: an error, never a stale or empty chunk
