@@ -163,8 +163,8 @@ def settled_team_size(
 def _own_running(tasks: Path) -> int:
     """How many of this process's threads are running or runnable (the caller included)."""
     count = 0
-    # os rather than pathlib or open(): a server has 40-odd threads, and this runs before
-    # every query it embeds (0.06 ms with file objects, 0.02 ms like this).
+    # os rather than pathlib or open(): a server has 40-odd threads, whose states cost
+    # 0.47 ms to read through file objects and 0.33 ms like this (when anything else runs).
     for task in os.listdir(tasks):
         try:
             fd = os.open(f"{tasks}/{task}/stat", os.O_RDONLY)

@@ -29,9 +29,10 @@ from kb.core.model import Chunk, ColumnView
 DB = "chunks.sqlite"
 FACETS = "facets.json"
 _CODES = ("field", "year", "organisation", "agency", "categories")
-# Chunks and columns read back lately, kept parsed: hits come back to the same cells (a
-# result's columns, a cell page's neighbours), and reading them from SQLite again was
-# half of a fresh query's time outside the model.
+# Chunks and columns read back lately, kept parsed (a build's store never changes): hits
+# come back to the same cells (a result's columns, a cell page's neighbours), and reading
+# them from SQLite again took a third of a search's time outside the model (FY2017:
+# 0.69 → 0.46 ms). A few tens of MB at most (1M chunks: server RSS 2083 MB).
 CHUNKS_KEPT = 8192
 COLUMNS_KEPT = 4096
 
@@ -184,7 +185,8 @@ class ChunkStore:
         return self.columns([column_id])[column_id]
 
     def columns(self, column_ids: Iterable[str]) -> dict[str, ColumnView]:
-        """Column id → column, for ``column_ids``, in one query."""
+        """Column id → column, for those of ``column_ids`` that exist (one SQLite query at
+        most)."""
         return _kept(
             self._columns,
             list(dict.fromkeys(column_ids)),
