@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -66,10 +67,8 @@ class SearchService:
         self.settings = settings
         self.embedder = embedder or load_embedder(settings.embedder)
         self._synonyms_path = settings.corpus_dir / SYNONYMS_FILE
-        # Looked at several times a request (see _refresh): plain strings, no Path objects.
-        self._synonyms_file = str(self._synonyms_path)
-        self._current_link = str(settings.index_dir / CURRENT)
-        self._synonyms_mtime = _mtime(self._synonyms_file)
+        self._current_link = settings.index_dir / CURRENT  # read several times a request
+        self._synonyms_mtime = _mtime(self._synonyms_path)
         self.analyzer = Analyzer(Synonyms.load(self._synonyms_path))
         self._index = open_index(settings.index_dir, self.embedder.name)
         self._reload_lock = threading.Lock()
@@ -127,7 +126,7 @@ class SearchService:
         then runs without blocking the loop: load a new build on a worker thread, and embed
         the query (in place when the loop is the model's own, batched with other requests').
         Returns the milliseconds the embedding took (0 for a vector already known)."""
-        if self._new_build() or _mtime(self._synonyms_file) != self._synonyms_mtime:
+        if self._new_build() or _mtime(self._synonyms_path) != self._synonyms_mtime:
             await asyncio.to_thread(self._refresh)
         started = time.perf_counter()
         if query.strip():
@@ -155,7 +154,7 @@ class SearchService:
                 _warn(f"新しい索引を読み込めません（{exc}）。前の索引で検索を続けます")
             finally:
                 self._reload_lock.release()
-        mtime = _mtime(self._synonyms_file)
+        mtime = _mtime(self._synonyms_path)
         if mtime != self._synonyms_mtime:
             self._synonyms_mtime = mtime
             try:
@@ -400,8 +399,8 @@ def _warn(message: str) -> None:
     print(f"注意: {message}", file=sys.stderr, flush=True)
 
 
-def _mtime(path: str) -> float | None:
+def _mtime(path: Path) -> float | None:
     try:
-        return os.stat(path).st_mtime
+        return path.stat().st_mtime
     except OSError:
         return None

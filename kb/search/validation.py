@@ -55,8 +55,10 @@ def parse_mode(raw: str) -> Mode:
 
 
 # The spellings of yes and no a query string may use (those FastAPI accepts).
-_FLAGS = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False}
-_FLAGS |= {"off": False, "no": False, "": False}
+_FLAGS = {
+    **dict.fromkeys(("true", "1", "on", "yes"), True),
+    **dict.fromkeys(("false", "0", "off", "no", ""), False),
+}
 
 
 def parse_flag(raw: str, param: str) -> bool:
