@@ -163,16 +163,12 @@ class _Reader:
             raise self.fail(root, "一番上には「concepts:」を書き、その下に概念を並べてください")
         top = self.mapping(root, ("concepts", "groups", "expand", "legs"))
         entries = self.concept(top, "") if top.keys() & {"groups", "expand"} else []
-        listed = top.get("concepts")
-        if listed is None or _is_null(listed):
-            return entries
-        if not isinstance(listed, yaml.SequenceNode):
-            raise self.fail(
-                listed, "concepts: の下には「- concept: 名前」で始まるまとまりを並べてください"
-            )
-        for node in listed.value:
-            if _is_null(node):
-                continue
+        listed = self.contents(
+            top.get("concepts"),
+            yaml.SequenceNode,
+            "concepts: の下には「- concept: 名前」で始まるまとまりを並べてください",
+        )
+        for node in listed:
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(
                     node,
@@ -199,52 +195,48 @@ class _Reader:
         """The entries of one concept, from its ``mapping`` parts."""
         legs = self.legs(parts.get("legs"))  # None: each kind's default
         entries = []
-        groups = parts.get("groups")
-        if groups is not None and not _is_null(groups):
-            if not isinstance(groups, yaml.SequenceNode):
-                raise self.fail(
-                    groups, "groups: の下には「- [言葉, 言葉]」の形で言葉のグループを並べてください"
+        groups = self.contents(
+            parts.get("groups"),
+            yaml.SequenceNode,
+            "groups: の下には「- [言葉, 言葉]」の形で言葉のグループを並べてください",
+        )
+        for group in groups:
+            message = "groups: のグループは「- [言葉, 言葉]」の形で書いてください"
+            if not isinstance(group, yaml.SequenceNode):
+                raise self.fail(group, message)
+            words = self.words(group, message)
+            if len(words) < 2:
+                raise self.fail(group, "グループには同じ意味の言葉を2つ以上書いてください")
+            line = group.start_mark.line + 1
+            entries.append(Entry(name, words, words, legs or GROUP_LEGS, line))
+        expand = self.contents(
+            parts.get("expand"),
+            yaml.MappingNode,
+            "expand: の下には「言葉: [探す言葉, 探す言葉]」の形で書いてください",
+        )
+        for key, value in expand:
+            if not isinstance(key, yaml.ScalarNode) or not key.value.strip():
+                raise self.fail(key, "expand: の左側には検索語に含まれる言葉を1つ書いてください")
+            adds = (
+                ()
+                if _is_null(value)
+                else self.words(
+                    value, f"「{key.value}」の右側は「[探す言葉, 探す言葉]」の形で書いてください"
                 )
-            for group in groups.value:
-                if _is_null(group):
-                    continue
-                message = "groups: のグループは「- [言葉, 言葉]」の形で書いてください"
-                if not isinstance(group, yaml.SequenceNode):
-                    raise self.fail(group, message)
-                words = self.words(group, message)
-                if len(words) < 2:
-                    raise self.fail(group, "グループには同じ意味の言葉を2つ以上書いてください")
-                line = group.start_mark.line + 1
-                entries.append(Entry(name, words, words, legs or GROUP_LEGS, line))
-        expand = parts.get("expand")
-        if expand is not None and not _is_null(expand):
-            if not isinstance(expand, yaml.MappingNode):
-                raise self.fail(
-                    expand, "expand: の下には「言葉: [探す言葉, 探す言葉]」の形で書いてください"
-                )
-            for key, value in expand.value:
-                if not isinstance(key, yaml.ScalarNode) or not key.value.strip():
-                    raise self.fail(
-                        key, "expand: の左側には検索語に含まれる言葉を1つ書いてください"
-                    )
-                adds = (
-                    ()
-                    if _is_null(value)
-                    else self.words(
-                        value,
-                        f"「{key.value}」の右側は「[探す言葉, 探す言葉]」の形で書いてください",
-                    )
-                )
-                entries.append(
-                    Entry(
-                        name,
-                        (key.value.strip(),),
-                        adds,
-                        legs or EXPAND_LEGS,
-                        key.start_mark.line + 1,
-                    )
-                )
+            )
+            line = key.start_mark.line + 1
+            entries.append(Entry(name, (key.value.strip(),), adds, legs or EXPAND_LEGS, line))
         return entries
+
+    def contents(self, node: yaml.Node | None, kind: type[yaml.Node], message: str) -> list:
+        """What ``node`` holds when it is a ``kind`` (a list's items, leaving out empty ones, or
+        a mapping's key-value pairs); nothing when it is absent or empty; a failure naming
+        its line with ``message`` when it is something else."""
+        if node is None or _is_null(node):
+            return []
+        if not isinstance(node, kind):
+            raise self.fail(node, message)
+        return [item for item in node.value if not (isinstance(item, yaml.Node) and _is_null(item))]
 
     def words(self, node: yaml.Node, message: str) -> tuple[str, ...]:
         """A list of words, or one word written without brackets."""
