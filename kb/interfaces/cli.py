@@ -416,7 +416,7 @@ def evaluate(
     "--split",
     default="tune",
     show_default=True,
-    help="この半分の質問だけで合わせる（split: のない質問はファイルごと使う）",
+    help="この半分の質問だけで合わせる（all: 両方。split: のない質問はファイルごと使う）",
 )
 @pass_settings
 @_fail_cleanly
@@ -426,12 +426,18 @@ def calibrate(settings: Settings, queries: tuple[Path, ...], split: str) -> None
     from kb.search.judge import save_calibration
 
     service = _service(settings)
-    chosen = _eval_queries(service, queries, split)
+    chosen = _eval_queries(service, queries, None if split == "all" else split)
     samples = cal.collect(service, chosen)
     calibration = cal.fit(samples)
     save_calibration(service.embedder.name, calibration)
     log(f"{len(chosen)}件の質問で合わせ、{service.embedder.name} 用に保存しました")
-    _dump({"calibration": calibration.to_dict(), **cal.figures(samples, calibration)})
+    _dump(
+        {
+            "calibration": calibration.to_dict(),
+            **cal.figures(samples, calibration),
+            "cross_validated": cal.cross_validated(samples),
+        }
+    )
 
 
 def _eval_queries(service, paths: tuple[Path, ...], split: str | None) -> list:
