@@ -23,6 +23,7 @@ import yaml
 
 from kb.core.fields import Field
 from kb.corpus.tables import load_table, save_table
+from kb.retrieval.embedding import running_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "負荷試験中に書き換えたセル"
@@ -217,20 +218,8 @@ def _quiet(limit_s: float = 0.1) -> None:
     busy and size its OpenMP team down for its first query of each round; waiting keeps
     the floor's leftovers out of kb's figures, outside either's timing."""
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline and _running_threads() > 1:
+    while time.monotonic() < deadline and running_threads() > 1:
         time.sleep(0.001)
-
-
-def _running_threads() -> int:
-    """Threads of this process that are running or runnable (the caller included)."""
-    count = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            stat = Path(f"/proc/self/task/{task}/stat").read_bytes()
-        except OSError:  # the thread has ended
-            continue
-        count += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
-    return count
 
 
 def _floor_passages(texts: list[str], batch: int) -> tuple[float, np.ndarray]:

@@ -136,7 +136,7 @@ def team_size(cores: int, proc: Path = Path("/proc")) -> int:
     try:
         running = int((proc / "loadavg").read_bytes().split()[3].split(b"/")[0])
         # Only when something else runs is it worth telling ours from the others.
-        others = running - _own_running(proc / "self" / "task") if running > 1 else 0
+        others = running - running_threads(proc / "self" / "task") if running > 1 else 0
     except (OSError, ValueError, IndexError):
         return cores
     return max(1, cores - others)
@@ -160,8 +160,9 @@ def settled_team_size(
     return team
 
 
-def _own_running(tasks: Path) -> int:
-    """How many of this process's threads are running or runnable (the caller included)."""
+def running_threads(tasks: Path = Path("/proc/self/task")) -> int:
+    """How many threads of a process (``tasks``: its /proc task folder, by default this
+    process's) are running or runnable, at least one (the caller)."""
     count = 0
     # os rather than pathlib or open(): a server has 40-odd threads, whose states cost
     # 0.47 ms to read through file objects and 0.33 ms like this (when anything else runs).
