@@ -88,7 +88,7 @@ class Synonyms:
         self._entries_of: dict[str, set[int]] = {}
         for number, entry in enumerate(self.entries):
             for word in entry.words:
-                self._entries_of.setdefault(_folded(word), set()).add(number)
+                self._entries_of.setdefault(normalised(word), set()).add(number)
         self._automaton = ahocorasick.Automaton()
         for word in self._entries_of:
             self._automaton.add_word(word, word)
@@ -124,16 +124,22 @@ class Synonyms:
 def replace_word(text: str, word: str, by: str) -> str | None:
     """``text`` with its first ``word`` (compared after NFKC, in any case; English as a
     whole word) replaced by ``by``; None when ``word`` is not written in ``text``."""
-    word = unicodedata.normalize("NFKC", word)
-    pattern = re.escape(word)
-    if _ASCII_WORD.match(word.lower()):
-        pattern = rf"(?<![a-zA-Z0-9]){pattern}(?![a-zA-Z0-9])"
+    pattern = word_pattern(normalised(word))
     replaced, found = re.subn(pattern, lambda _: by, text, count=1, flags=re.IGNORECASE)
     return replaced if found else None
 
 
-def _folded(word: str) -> str:
-    """``word`` as queries are compared: NFKC-folded, lower-cased."""
+def word_pattern(word: str) -> str:
+    """A regular expression finding ``word`` (NFKC-folded, lower-cased) in folded text: an
+    English word only as a whole word, so "st" is not found in "stay"."""
+    pattern = re.escape(word)
+    if _ASCII_WORD.match(word):
+        return rf"(?<![a-z0-9]){pattern}(?![a-z0-9])"
+    return pattern
+
+
+def normalised(word: str) -> str:
+    """``word`` as queries and vocabulary words are compared: NFKC-folded, lower-cased."""
     return unicodedata.normalize("NFKC", word).lower()
 
 

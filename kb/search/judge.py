@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from kb.retrieval.analysis import Analyzer, Token
+from kb.retrieval.vocabulary import normalised, word_pattern
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 ANSWER_DEPTH = 10  # the hits a user reads first: where an answer must show its words
@@ -248,7 +248,7 @@ def _content(tokens: Sequence[Token], nouns_only: bool) -> list[int]:
             continue
         if token.pos[1:2] == ("数詞",) or token.pos[2:3] == ("副詞可能",):
             continue
-        folded = _fold(token.surface).strip()
+        folded = normalised(token.surface).strip()
         if (nouns_only and len(folded) < 2) or all(w in _ENGLISH_STOP for w in folded.split()):
             continue
         kept.append(i)
@@ -327,15 +327,14 @@ def _covered(tokens: Sequence[Token], words: Iterable[str]) -> set[int]:
     """Positions of the tokens that one of ``words`` (vocabulary entries and names) spells,
     wholly or for most of the token, as written in the query after NFKC folding: 預け
     vouches for 預け先, but 児童 does not vouch for 児童扶養手当."""
-    folded = [_fold(t.surface) for t in tokens]
+    folded = [normalised(t.surface) for t in tokens]
     text = "".join(folded)
     ends = np.cumsum([len(f) for f in folded])
     covered: set[int] = set()
-    for word in {_fold(w) for w in words if w}:
+    for word in {normalised(w) for w in words if w}:
         if word not in text:  # most names and entries: no pattern to compile and run
             continue
-        pattern = rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])" if word.isascii() else None
-        for match in re.finditer(pattern or re.escape(word), text):
+        for match in re.finditer(word_pattern(word), text):
             first = int(np.searchsorted(ends, match.start(), side="right"))
             last = int(np.searchsorted(ends, match.end() - 1, side="right"))
             for i in range(first, last + 1):
@@ -344,10 +343,6 @@ def _covered(tokens: Sequence[Token], words: Iterable[str]) -> set[int]:
                 if inside * 2 > len(folded[i]):
                     covered.add(i)
     return covered
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
 
 
 # Without a calibration for the embedder (a sentence-transformers model nobody calibrated),
@@ -411,7 +406,7 @@ def pair_shares(
     for i in content_nouns(tokens):
         term = tokens[i].terms[0]
         words = analyzer.expansions(tokens[i].surface)
-        nouns[term] = {_fold(w) for w in words}
+        nouns[term] = {normalised(w) for w in words}
     # What makes a cell specific is its rarest nouns; a long cell is not harder to match.
     weight = dict(
         sorted(((t, specificity(t) or 0.0) for t in nouns), key=lambda tw: -tw[1])[:PAIR_NOUNS]
@@ -422,7 +417,7 @@ def pair_shares(
         return [0.0] * len(candidates)
     shares = []
     for text in candidates:
-        terms, folded = set(analyzer.tokens(text)), _fold(text)
+        terms, folded = set(analyzer.tokens(text)), normalised(text)
         held = [t for t, words in nouns.items() if t in terms or any(w in folded for w in words)]
         shares.append(sum(weight[t] for t in held) / total)
     return shares
