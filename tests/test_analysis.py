@@ -108,6 +108,16 @@ def test_english_entries_match_whole_words_only(analyzer: Analyzer) -> None:
     assert "ステーション" in analyzer.query_tokens("訪問看護ＳＴの研修")
 
 
+def test_the_dense_text_replaces_english_words_whole(tmp_path: Path) -> None:
+    """The first *whole* "stay" becomes the table's term, in any case; a "stay" inside
+    "stayover" is left as written."""
+    path = tmp_path / "synonyms.yaml"
+    path.write_text("concepts:\n  - concept: a\n    expand:\n      stay: [短期入所]\n", "utf-8")
+    analyzer = Analyzer(Synonyms.load(path))
+    assert analyzer.dense_query("stayover or short STAY") == "stayover or short 短期入所"
+    assert analyzer.dense_query("stayover") == "stayover"
+
+
 def test_synonyms_apply_to_queries_not_documents(analyzer: Analyzer) -> None:
     assert "短期" not in analyzer.tokens("ショートステイ")
 
