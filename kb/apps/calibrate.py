@@ -1,11 +1,14 @@
-"""Fit the judge (:mod:`kb.search.judge`) on queries of the tuning half.
+"""Fit the judge (:mod:`kb.search.judge`) on graded and unanswerable queries, and measure it
+on queries it was not fitted on.
 
 Graded queries say which cells answer them; queries without relevant cells have no answer in
 the table. The query-level weights are a logistic regression of "has an answer" on
 :meth:`QueryEvidence.features`; the threshold keeps a confident hit for ``target`` of the
 graded queries (see :func:`_threshold`); the per-hit cuts are those whose confident hits
-best match the relevant cells of the top ten (F2; see :func:`confident_f1`). Everything is measured again on the held-out half by
-``kb eval``, never fitted there.
+best match the relevant cells of the top ten (F2; see :func:`confident_f1`). kb's stored
+calibration is fitted on every query of ``eval/`` (``kb calibrate … --split all``): six
+numbers fitted on half of them overfitted that half. :func:`cross_validated` measures
+what it does on queries left out of the fit.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ looks at evidence that can be explained to a user and decides, per hit, ``confid
   confident when its own dense similarity is close to the best one, or it contains the
   query's own content words.
 
-The weights are fitted by logistic regression on the tuning half of the graded queries and
-of the unanswerable queries (``kb calibrate``) and stored in ``calibration.json`` next to
-this module, per embedder; the held-out halves measure them (``kb eval``).
+The weights are fitted by logistic regression on the graded and the unanswerable queries
+of ``eval/`` (``kb calibrate``) and stored in ``calibration.json`` next to this module, per
+embedder; cross-validation measures them on queries left out of the fit
+(:func:`kb.apps.calibrate.cross_validated`).
 """
 
 from __future__ import annotations
