@@ -22,7 +22,7 @@ from importlib.metadata import version
 from sudachipy import Dictionary, SplitMode
 
 from kb.core.cache import TextCache
-from kb.retrieval.vocabulary import Entry, Synonyms, replace_word
+from kb.retrieval.vocabulary import Entry, Synonyms, normalised, replace_word
 
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続詞", "感動詞"}
 # Light words that carry no topic: する, ある, こと, ため, など …
@@ -158,7 +158,7 @@ class Analyzer:
         that word put at the end when the query matched it only through its terms. The
         query itself when no such entry fires. Replacing rather than adding keeps the text,
         and so the embedding's cost, about as long as the query (README "Search quality")."""
-        text = unicodedata.normalize("NFKC", query)
+        written = text = unicodedata.normalize("NFKC", query)
         added: list[str] = []
         for entry in self.fired(query):
             term = next((w for w in entry.adds if w not in text), None)
@@ -170,7 +170,7 @@ class Analyzer:
                 added.append(term)
             else:
                 text = found
-        if not added and text == unicodedata.normalize("NFKC", query):
+        if not added and text == written:
             return query
         return " ".join([text, *dict.fromkeys(added)])
 
@@ -281,7 +281,7 @@ def _clean(text: str) -> str:
 
 def _fold(text: str) -> str:
     """Cleaned, NFKC-folded and lower-cased, for comparing with synonym entries."""
-    return unicodedata.normalize("NFKC", _clean(text)).lower()
+    return normalised(_clean(text))
 
 
 # Sudachi refuses input longer than 49,149 UTF-8 bytes; longer texts go in parts.

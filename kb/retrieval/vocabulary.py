@@ -134,7 +134,7 @@ def word_pattern(word: str) -> str:
     English word only as a whole word, so "st" is not found in "stay"."""
     pattern = re.escape(word)
     if _ASCII_WORD.match(word):
-        return rf"(?<![a-z0-9]){pattern}(?![a-z0-9])"
+        return rf"(?<!{_LATIN.pattern}){pattern}(?!{_LATIN.pattern})"
     return pattern
 
 
