@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,7 +31,7 @@ class Answers:
     def __init__(
         self,
         app: ASGIApp,
-        headers_for: Callable[[str], list[tuple[bytes, bytes]]],
+        headers_for: Callable[[str], Sequence[tuple[bytes, bytes]]],
         remembered: tuple[str, ...],
         memo_of: Callable[[], Memo],
         log_requests: bool = False,

@@ -49,13 +49,20 @@ SECURITY_HEADERS = {
 }
 
 
-def security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    """The security headers every response to ``path`` must carry, error pages included."""
-    policy = DOCS_CSP if path.startswith("/docs") else CSP
-    return [
+def _encoded(policy: str) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(
         (name.lower().encode(), value.encode())
         for name, value in {"Content-Security-Policy": policy, **SECURITY_HEADERS}.items()
-    ]
+    )
+
+
+# Encoded once: every response carries one of the two.
+_HEADERS, _DOCS_HEADERS = _encoded(CSP), _encoded(DOCS_CSP)
+
+
+def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The security headers every response to ``path`` must carry, error pages included."""
+    return _DOCS_HEADERS if path.startswith("/docs") else _HEADERS
 
 
 def secure(response: Response, path: str = "") -> Response:
