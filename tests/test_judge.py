@@ -56,6 +56,15 @@ def test_the_nurse_shortage_cells_are_confident_answers(service) -> None:
     assert (FUKUSHI_1, Field.challenge) in answers
 
 
+def test_an_english_phrase_vouches_for_the_cells_that_write_its_table_term(service) -> None:
+    # "short stay" is one vocabulary entry (→ 短期入所, ショートステイ); neither of its words
+    # fires it alone, so the whole query's entries must vouch for each word.
+    english = {h.chunk.id for h in service.search("short stay").answers}
+    japanese = {h.chunk.id for h in service.search("ショートステイ").answers}
+    assert len(japanese) >= 2
+    assert japanese <= english
+
+
 def test_everyday_words_the_vocabulary_knows_are_not_counted_unknown(service) -> None:
     evidence = service.search("預け先がなくて親が休めない").judgement.evidence
     assert "預け先" in evidence.content

@@ -284,9 +284,11 @@ def judge_query(
     total = sum(weight.values()) or 1.0
     rows = np.asarray(positions, dtype=np.int64)
     held = np.zeros(len(rows))
+    equivalents = _equivalents(analyzer, query, tokens)
     for i in content:
         if i not in uncovered:
-            held += weight[i] * _holding_noun(analyzer, tokens[i], rows, table.holds)
+            terms = {tokens[i].terms[0], *equivalents.get(i, ())}
+            held += weight[i] * np.logical_or.reduce([table.holds(t, rows) for t in terms])
     shares = held / total
     background_best = float(np.max(background @ query_vector)) if query_vector is not None else 1.0
     evidence = QueryEvidence(
@@ -300,16 +302,19 @@ def judge_query(
     return Judgement(evidence, tuple(similarities), tuple(map(float, shares)))
 
 
-def _holding_noun(
-    analyzer: Analyzer,
-    token: Token,
-    rows: np.ndarray,
-    holds: Callable[[str, np.ndarray], np.ndarray],
-) -> np.ndarray:
-    """Whether each of ``rows`` holds ``token``'s word or a vocabulary equivalent of it."""
-    words = analyzer.expansions(token.surface)
-    terms = {token.terms[0], *(t[0] for t in map(analyzer.tokens, words) if t)}
-    return np.logical_or.reduce([holds(term, rows) for term in terms])
+def _equivalents(analyzer: Analyzer, query: str, tokens: Sequence[Token]) -> dict[int, set[str]]:
+    """For each position of ``tokens``, the terms of what the vocabulary adds on the lexical
+    leg for an entry whose word spells that token: a cell holding one of them holds the
+    word. Read off the whole query, so a phrase entry ("short stay" → 短期入所) stands for
+    each of its tokens, which no token fires alone."""
+    found: dict[int, set[str]] = {}
+    for entry in analyzer.fired(query):
+        if "lexical" not in entry.legs:
+            continue
+        terms = {t[0] for t in map(analyzer.tokens, entry.adds) if t}
+        for i in _covered(tokens, entry.words):
+            found.setdefault(i, set()).update(terms)
+    return found
 
 
 @dataclass(frozen=True)
