@@ -9,7 +9,7 @@ from conftest import REPO
 from kb.apps import calibrate as cal
 from kb.apps.evaluate import load_queries
 from kb.core.fields import Field
-from kb.search.judge import FALLBACK, Calibration, QueryEvidence, load_calibration
+from kb.search.judge import FALLBACK, Calibration, QueryEvidence, content_nouns, load_calibration
 from kb.search.service import SearchService
 
 HOKEN = "厚木保健福祉事務所"
@@ -63,6 +63,21 @@ def test_an_english_phrase_vouches_for_the_cells_that_write_its_table_term(servi
     japanese = {h.chunk.id for h in service.search("ショートステイ").answers}
     assert len(japanese) >= 2
     assert japanese <= english
+
+
+@pytest.mark.parametrize(
+    ("query", "content"),
+    [
+        ("重い障害の子を何日か預けられるところはある？", ["障害"]),  # 何日: "how many days"
+        ("今年度中には間に合いそうにない", ["間に合い"]),  # そう: an auxiliary's stem
+        ("看護師は何人くらい必要？", ["看護師", "必要"]),
+    ],
+)
+def test_question_words_and_auxiliary_stems_are_not_what_a_query_is_about(
+    service, query: str, content: list[str]
+) -> None:
+    tokens = service.analyzer.analyse(query)
+    assert [tokens[i].surface for i in content_nouns(tokens)] == content
 
 
 def test_everyday_words_the_vocabulary_knows_are_not_counted_unknown(service) -> None:

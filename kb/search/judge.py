@@ -242,12 +242,20 @@ def content_nouns(tokens: Sequence[Token]) -> list[int]:
     return nouns or _content(tokens, nouns_only=False)
 
 
+# Numbers, and the stems of auxiliaries (間に合いそう's そう, …みたい): no topic in them.
+_FUNCTION_LIKE = (("数詞",), ("助動詞語幹",))
+# 何日, 何人, 何歳, 何回: "how many …", a question's word, not its topic.
+_HOW_MANY = "何"
+
+
 def _content(tokens: Sequence[Token], nouns_only: bool) -> list[int]:
     kept = []
     for i, token in enumerate(tokens):
         if not token.terms or (nouns_only and token.pos[:1] != ("名詞",)):
             continue
-        if token.pos[1:2] == ("数詞",) or token.pos[2:3] == ("副詞可能",):
+        if token.pos[1:2] in _FUNCTION_LIKE or token.pos[2:3] == ("副詞可能",):
+            continue
+        if token.surface.startswith(_HOW_MANY) and token.pos[:1] == ("名詞",):
             continue
         folded = normalised(token.surface).strip()
         if (nouns_only and len(folded) < 2) or all(w in _ENGLISH_STOP for w in folded.split()):
