@@ -198,8 +198,9 @@ class Calibration:
     weights: tuple[float, ...]
     bias: float
     threshold: float
-    similarity_gap: float  # a hit this close to the best dense similarity is confident
+    similarity_gap: float  # a hit holding some of the query's words this close to the best
     word_share: float  # … or one holding this share of the query's content words
+    meaning_gap: float = 0.0  # … or any hit this close to the best dense similarity
 
     def answerable(self, evidence: QueryEvidence) -> float:
         """Probability that the table answers the query."""
@@ -378,15 +379,20 @@ class Judgement:
     def flags(self, calibration: Calibration) -> list[bool]:
         """One flag per hit: none when the query is judged unanswerable; otherwise a hit is
         confident when it holds ``word_share`` of the query's weighed content words, or some
-        of them and a dense similarity within ``similarity_gap`` of the best (closeness in
-        meaning alone pairs any two texts about children's care). The first hit of an answerable
-        query is always confident: it is what the evidence was measured on."""
+        of them and a dense similarity within ``similarity_gap`` of the best, or none of
+        them and a similarity within the narrower ``meaning_gap`` (an everyday query shares
+        no word with the cells that answer it; further down, closeness in meaning alone
+        pairs any two texts about children's care). The first hit of an answerable query
+        is always confident: it is what the evidence was measured on."""
         if calibration.answerable(self.evidence) < calibration.threshold:
             return [False] * len(self.similarities)
         best = max((s for s in self.similarities if s is not None), default=0.0)
+        # Meaning alone vouches only when no hit holds all the query's words: else a cell
+        # without them is one the words tell apart.
+        alone = calibration.meaning_gap if self.evidence.best_share < 1 else -1.0
+        gaps = (alone, calibration.similarity_gap)
         flags = [
-            share >= calibration.word_share
-            or (share > 0 and s is not None and best - s <= calibration.similarity_gap)
+            share >= calibration.word_share or (s is not None and best - s <= gaps[share > 0])
             for s, share in zip(self.similarities, self.word_shares, strict=True)
         ]
         if flags:
