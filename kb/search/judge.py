@@ -27,9 +27,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -282,10 +284,11 @@ def judge_query(
     content = content_nouns(tokens)
     found = {i: table.specificity(tokens[i].terms[0]) for i in content}
     uncovered = [i for i in content if found[i] is None]
+    spelling = _Spelling(tokens)
     if uncovered:  # words the table lacks, unless the vocabulary or a name spells them
         # Only the entries the query fires can spell a part of it (the analyser keeps them).
         mentioned = [w for entry in analyzer.fired(query) for w in entry.words]
-        covered = _covered(tokens, [*mentioned, *table.names])
+        covered = spelling.covered([*mentioned, *table.names])
         uncovered = [i for i in uncovered if i not in covered]
     # A noun the table has weighs what it tells apart (子ども little, 短期入所 much); one
     # the table lacks, or the vocabulary or a name stands for, weighs as the rarest word.
@@ -293,7 +296,7 @@ def judge_query(
     total = sum(weight.values()) or 1.0
     rows = np.asarray(positions, dtype=np.int64)
     held = np.zeros(len(rows))
-    equivalents = _equivalents(analyzer, query, tokens)
+    equivalents = _equivalents(analyzer, query, spelling)
     for i in content:
         if i not in uncovered:
             terms = {tokens[i].terms[0], *equivalents.get(i, ())}
@@ -311,18 +314,18 @@ def judge_query(
     return Judgement(evidence, tuple(similarities), tuple(map(float, shares)))
 
 
-def _equivalents(analyzer: Analyzer, query: str, tokens: Sequence[Token]) -> dict[int, set[str]]:
-    """For each position of ``tokens``, the terms of what the vocabulary adds on the lexical
-    leg for an entry whose word spells that token: a cell holding one of them holds the
-    word. Read off the whole query, so a phrase entry ("short stay" → 短期入所) stands for
-    each of its tokens, which no token fires alone."""
+def _equivalents(analyzer: Analyzer, query: str, spelling: _Spelling) -> dict[int, set[str]]:
+    """For each token position of ``spelling`` (``query``'s), the terms of what the
+    vocabulary adds on the lexical leg for an entry whose word spells that token: a cell
+    holding one of them holds the word. Read off the whole query, so a phrase entry
+    ("short stay" → 短期入所) stands for each of its tokens, which no token fires alone."""
     found: dict[int, set[str]] = {}
     for entry in analyzer.fired(query):
-        if "lexical" not in entry.legs:
-            continue
-        terms = {t[0] for t in map(analyzer.tokens, entry.adds) if t}
-        for i in _covered(tokens, entry.words):
-            found.setdefault(i, set()).update(terms)
+        positions = spelling.covered(entry.words) if "lexical" in entry.legs else ()
+        if positions:
+            terms = {t[0] for t in map(analyzer.tokens, entry.adds) if t}
+            for i in positions:
+                found.setdefault(i, set()).update(terms)
     return found
 
 
@@ -338,26 +341,31 @@ class TableFacts:
     names: tuple[str, ...]
 
 
-def _covered(tokens: Sequence[Token], words: Iterable[str]) -> set[int]:
-    """Positions of the tokens that one of ``words`` (vocabulary entries and names) spells,
-    wholly or for most of the token, as written in the query after NFKC folding: 預け
-    vouches for 預け先, but 児童 does not vouch for 児童扶養手当."""
-    folded = [normalised(t.surface) for t in tokens]
-    text = "".join(folded)
-    ends = np.cumsum([len(f) for f in folded])
-    covered: set[int] = set()
-    for word in {normalised(w) for w in words if w}:
-        if word not in text:  # most names and entries: no pattern to compile and run
-            continue
-        for match in re.finditer(word_pattern(word), text):
-            first = int(np.searchsorted(ends, match.start(), side="right"))
-            last = int(np.searchsorted(ends, match.end() - 1, side="right"))
-            for i in range(first, last + 1):
-                start = ends[i] - len(folded[i])
-                inside = min(ends[i], match.end()) - max(start, match.start())
-                if inside * 2 > len(folded[i]):
-                    covered.add(i)
-    return covered
+class _Spelling:
+    """A query's tokens as written after NFKC folding, to find which of them a word spells."""
+
+    def __init__(self, tokens: Sequence[Token]) -> None:
+        self.folded = [normalised(t.surface) for t in tokens]
+        self.text = "".join(self.folded)
+        self.ends = list(accumulate(len(f) for f in self.folded))
+
+    def covered(self, words: Iterable[str]) -> set[int]:
+        """Positions of the tokens that one of ``words`` (vocabulary entries and names)
+        spells, wholly or for most of the token: 預け vouches for 預け先, but 児童 does not
+        vouch for 児童扶養手当."""
+        covered: set[int] = set()
+        for word in {normalised(w) for w in words if w}:
+            if word not in self.text:  # most names and entries: no pattern to compile and run
+                continue
+            for match in re.finditer(word_pattern(word), self.text):
+                first = bisect_right(self.ends, match.start())
+                last = bisect_right(self.ends, match.end() - 1)
+                for i in range(first, last + 1):
+                    start = self.ends[i] - len(self.folded[i])
+                    inside = min(self.ends[i], match.end()) - max(start, match.start())
+                    if inside * 2 > len(self.folded[i]):
+                        covered.add(i)
+        return covered
 
 
 # Without a calibration for the embedder (a sentence-transformers model nobody calibrated),
