@@ -48,6 +48,7 @@ word-pattern-substring|if _ASCII_WORD.match(word):|if False:|tests/test_analysis
 judge-how-many-is-content|if token.surface.startswith(_HOW_MANY) and token.pos[:1] == ("名詞",):|if False:|tests/test_judge.py -k "question_words"
 judge-meaning-alone-always|alone = calibration.meaning_gap if self.evidence.best_share < 1 else -1.0|alone = calibration.meaning_gap|tests/test_judge.py -k "meaning_alone or exact_term"
 judge-phrase-per-token|for i in _covered(tokens, entry.words):|for i in [j for j in _covered(tokens, entry.words) if any(w in tokens[j].surface for w in entry.words)]:|tests/test_judge.py -k "english_phrase"
+judge-negation-ignored|negated = match.start() > start and self.text[match.start() - 1] in _NEGATIONS|negated = False|tests/test_judge.py -k "negated"
 EOF
 )
 

@@ -49,6 +49,14 @@ def test_a_topic_the_table_never_mentions_is_explained_by_its_unknown_words(serv
     assert "認知症" in result.judgement.evidence.uncovered
 
 
+def test_a_negated_word_is_not_vouched_for_by_the_word_it_negates(service) -> None:
+    # The vocabulary knows 登校 (→ 登下校, 通学); 不登校 (not attending school) is another
+    # matter, which the table never mentions.
+    result = service.search("不登校の子どもへの対応")
+    assert "不登校" in result.judgement.evidence.uncovered
+    assert not result.answers
+
+
 @pytest.mark.parametrize("query", ["看護師不足", "マイサポートブック", "nurse shortage"])
 def test_answerable_queries_keep_confident_hits_first(service, query: str) -> None:
     result = service.search(query, k=10, with_facets=True)
@@ -151,9 +159,9 @@ def test_the_judgement_holds_on_queries_it_was_not_fitted_on(judged_queries) -> 
     """Cross-validated (fitted on four fifths, judged on the fifth left out): floors a little
     under the README's figures, so a regression of the judgement or the ranking fails here."""
     figures = cal.cross_validated(judged_queries)
-    assert figures["answered"] >= 0.95  # README 0.968 (117 graded queries)
-    assert figures["silent"] >= 0.90  # README 0.930 (53 unanswerable queries)
-    assert figures["ndcg@10 confident"] >= 0.78  # README 0.798
+    assert figures["answered"] >= 0.95  # README 0.967 (117 graded queries)
+    assert figures["silent"] >= 0.92  # README 0.953 (53 unanswerable queries)
+    assert figures["ndcg@10 confident"] >= 0.78  # README 0.790
 
 
 def test_the_bundled_calibration_is_fitted_on_every_query(judged_queries) -> None:

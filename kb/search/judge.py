@@ -249,6 +249,8 @@ def content_nouns(tokens: Sequence[Token]) -> list[int]:
 _FUNCTION_LIKE = (("数詞",), ("助動詞語幹",))
 # 何日, 何人, 何歳, 何回: "how many …", a question's word, not its topic.
 _HOW_MANY = "何"
+# A word inside a longer one after these says the opposite: 不登校 is not 登校, 未就学 not 就学.
+_NEGATIONS = frozenset("不未非無")
 
 
 def _content(tokens: Sequence[Token], nouns_only: bool) -> list[int]:
@@ -363,7 +365,8 @@ class _Spelling:
                 for i in range(first, last + 1):
                     start = self.ends[i] - len(self.folded[i])
                     inside = min(self.ends[i], match.end()) - max(start, match.start())
-                    if inside * 2 > len(self.folded[i]):
+                    negated = match.start() > start and self.text[match.start() - 1] in _NEGATIONS
+                    if inside * 2 > len(self.folded[i]) and not negated:
                         covered.add(i)
         return covered
 
