@@ -20,7 +20,7 @@ from itertools import product
 import numpy as np
 
 from kb.apps.evaluate import EvalQuery, ndcg
-from kb.search.judge import Calibration, Judgement
+from kb.search.judge import Calibration, Judgement, confident_hits
 from kb.search.service import SearchService
 
 TARGET_ANSWERED = 0.95
@@ -63,8 +63,9 @@ def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibrati
     probability = 1.0 / (1.0 + np.exp(-logits))
     threshold = _threshold(probability, answerable, target)
     base = Calibration(tuple(map(float, weights)), bias, threshold, 0.0, 1.01)
+    graded = _GradedHits.of(samples, base, k=10)
     scores = {
-        cut: confident_f1(samples, _with_cuts(base, *cut))
+        cut: graded.f2(_with_cuts(base, *cut))
         for cut in product(SIMILARITY_GAPS, WORD_SHARES, MEANING_GAPS)
         if cut[2] <= cut[0]
     }
@@ -118,21 +119,54 @@ def _with_cuts(base: Calibration, gap: float, share: float, meaning: float) -> C
 
 def confident_f1(samples: Sequence[Sample], calibration: Calibration, k: int = 10) -> float:
     """How well the confident hits among the top ``k`` match the relevant cells, over the
-    graded samples (F-beta of precision and recall, recall weighing :data:`RECALL_WEIGHT`). A cut that flags nearly every hit scores
-    high on nDCG of the confident hits yet tells a user nothing: most of them would be
-    unrelated cells presented as answers."""
-    right = flagged = relevant = 0
-    for s in samples:
-        if not s.query.grades:
-            continue
-        flags = s.judgement.flags(calibration)  # one per judged hit, more than the top k
-        shown = {i for i, sure in zip(s.ranked[:k], flags, strict=False) if sure}
-        right += len(shown & s.query.grades.keys())
-        flagged += len(shown)
-        relevant += len(s.query.grades)
-    precision, recall = right / max(flagged, 1), right / max(relevant, 1)
-    beta2 = RECALL_WEIGHT**2
-    return (1 + beta2) * precision * recall / (beta2 * precision + recall) if right else 0.0
+    graded samples (F-beta of precision and recall, recall weighing :data:`RECALL_WEIGHT`).
+    A cut that flags nearly every hit scores high on nDCG of the confident hits yet tells a
+    user nothing: most of them would be unrelated cells presented as answers."""
+    return _GradedHits.of(samples, calibration, k).f2(calibration)
+
+
+@dataclass(frozen=True)
+class _GradedHits:
+    """The graded samples' judged hits, stacked (one row a query, padded) so that every cut
+    of a fit is scored by one call of :func:`confident_hits` rather than a loop."""
+
+    similarities: np.ndarray  # NaN outside the dense leg and in the padding
+    shares: np.ndarray  # -1 in the padding, which no cut makes confident
+    best_share: np.ndarray  # one per query
+    shown: np.ndarray  # (queries, k): a hit of a query judged answerable
+    relevant: np.ndarray  # (queries, k): that hit is graded relevant
+    relevant_total: int
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample], calibration: Calibration, k: int) -> _GradedHits:
+        graded = [s for s in samples if s.query.grades]
+        width = max([k, *(len(s.judgement.similarities) for s in graded)])
+        similarities = np.full((len(graded), width), np.nan)
+        shares = np.full((len(graded), width), -1.0)
+        shown = np.zeros((len(graded), k), dtype=bool)
+        relevant = np.zeros((len(graded), k), dtype=bool)
+        for row, s in enumerate(graded):
+            judged = s.judgement
+            n = len(judged.similarities)
+            similarities[row, :n] = [np.nan if x is None else x for x in judged.similarities]
+            shares[row, :n] = judged.word_shares
+            top = s.ranked[:k]
+            shown[row, : len(top)] = (
+                calibration.answerable(judged.evidence) >= calibration.threshold
+            )
+            relevant[row, : len(top)] = [cell in s.query.grades for cell in top]
+        best_share = np.array([s.judgement.evidence.best_share for s in graded])
+        total = sum(len(s.query.grades) for s in graded)
+        return cls(similarities, shares, best_share, shown, relevant, total)
+
+    def f2(self, cuts: Calibration) -> float:
+        k = self.shown.shape[1]
+        flags = confident_hits(self.similarities, self.shares, self.best_share, cuts)
+        confident = flags[:, :k] & self.shown
+        right, flagged = int((confident & self.relevant).sum()), int(confident.sum())
+        precision, recall = right / max(flagged, 1), right / max(self.relevant_total, 1)
+        beta2 = RECALL_WEIGHT**2
+        return (1 + beta2) * precision * recall / (beta2 * precision + recall) if right else 0.0
 
 
 def cross_validated(

@@ -203,6 +203,7 @@ class Calibration:
     similarity_gap: float  # a hit holding some of the query's words this close to the best
     word_share: float  # … or one holding this share of the query's content words
     meaning_gap: float = 0.0  # … or any hit this close to the best dense similarity
+    some_share: float = 0.0  # "some of the query's words": more than this share, or any
 
     def answerable(self, evidence: QueryEvidence) -> float:
         """Probability that the table answers the query."""
@@ -388,27 +389,40 @@ class Judgement:
     word_shares: tuple[float, ...]
 
     def flags(self, calibration: Calibration) -> list[bool]:
-        """One flag per hit: none when the query is judged unanswerable; otherwise a hit is
-        confident when it holds ``word_share`` of the query's weighed content words, or some
-        of them and a dense similarity within ``similarity_gap`` of the best, or none of
-        them and a similarity within the narrower ``meaning_gap`` (an everyday query shares
-        no word with the cells that answer it; further down, closeness in meaning alone
-        pairs any two texts about children's care). The first hit of an answerable query
-        is always confident: it is what the evidence was measured on."""
+        """One flag per hit (see :func:`confident_hits`); none when the query is judged
+        unanswerable."""
         if calibration.answerable(self.evidence) < calibration.threshold:
             return [False] * len(self.similarities)
-        best = max((s for s in self.similarities if s is not None), default=0.0)
-        # Meaning alone vouches only when no hit holds all the query's words: else a cell
-        # without them is one the words tell apart.
-        alone = calibration.meaning_gap if self.evidence.best_share < 1 else -1.0
-        gaps = (alone, calibration.similarity_gap)
-        flags = [
-            share >= calibration.word_share or (s is not None and best - s <= gaps[share > 0])
-            for s, share in zip(self.similarities, self.word_shares, strict=True)
-        ]
-        if flags:
-            flags[0] = True
-        return flags
+        similarities = np.array([np.nan if s is None else s for s in self.similarities])
+        shares = np.array(self.word_shares, dtype=float)
+        return confident_hits(similarities, shares, self.evidence.best_share, calibration).tolist()
+
+
+def confident_hits(
+    similarities: np.ndarray, shares: np.ndarray, best_share: float | np.ndarray, cuts: Calibration
+) -> np.ndarray:
+    """Which hits of an answerable query are confident, from their dense ``similarities``
+    (NaN outside the dense leg) and the ``shares`` of the query's weighed content words they
+    hold, best first; the last axis runs over hits (calibration stacks many queries, with
+    ``best_share`` one per query).
+
+    A hit is confident when it holds ``word_share`` of the words; or more than
+    ``some_share`` of them and a similarity within ``similarity_gap`` of the best; or —
+    only when no hit holds all the words — a similarity within the narrower ``meaning_gap``
+    (an everyday query shares no word with the cells that answer it; further down,
+    closeness in meaning alone pairs any two texts about children's care, and when some
+    cell does hold the words, a cell without them is one the words tell apart). The first
+    hit is always confident: it is what the evidence was measured on."""
+    best = np.nanmax(
+        np.where(np.isnan(similarities), -np.inf, similarities), axis=-1, keepdims=True
+    )
+    alone = np.where(np.asarray(best_share)[..., None] < 1, cuts.meaning_gap, -1.0)
+    gap = np.where(shares > cuts.some_share, cuts.similarity_gap, alone)
+    with np.errstate(invalid="ignore"):
+        close = best - similarities <= gap  # NaN (no similarity) is never close
+    confident = (shares >= cuts.word_share) | close
+    confident[..., :1] = True
+    return confident
 
 
 # A cell vouches for another (similar cells, "who else tackled this") when it holds this
