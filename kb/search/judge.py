@@ -413,9 +413,8 @@ def confident_hits(
     closeness in meaning alone pairs any two texts about children's care, and when some
     cell does hold the words, a cell without them is one the words tell apart). The first
     hit is always confident: it is what the evidence was measured on."""
-    best = np.nanmax(
-        np.where(np.isnan(similarities), -np.inf, similarities), axis=-1, keepdims=True
-    )
+    known = np.where(np.isnan(similarities), -np.inf, similarities)
+    best = np.max(known, axis=-1, keepdims=True, initial=-np.inf)
     alone = np.where(np.asarray(best_share)[..., None] < 1, cuts.meaning_gap, -1.0)
     gap = np.where(shares > cuts.some_share, cuts.similarity_gap, alone)
     with np.errstate(invalid="ignore"):
