@@ -46,9 +46,10 @@ judge-vocabulary-never-vouches|if uncovered:  # words the table lacks|if False: 
 judge-loosest-cut|near = [cut for cut, score in scores.items() if score >= best - F2_TOLERANCE]|near = [max(scores, key=scores.__getitem__)]|tests/test_judge.py
 word-pattern-substring|if _ASCII_WORD.match(word):|if False:|tests/test_analysis.py tests/test_judge.py
 judge-how-many-is-content|if token.surface.startswith(_HOW_MANY) and token.pos[:1] == ("名詞",):|if False:|tests/test_judge.py -k "question_words"
-judge-meaning-alone-always|alone = calibration.meaning_gap if self.evidence.best_share < 1 else -1.0|alone = calibration.meaning_gap|tests/test_judge.py -k "meaning_alone or exact_term"
-judge-phrase-per-token|for i in _covered(tokens, entry.words):|for i in [j for j in _covered(tokens, entry.words) if any(w in tokens[j].surface for w in entry.words)]:|tests/test_judge.py -k "english_phrase"
+judge-meaning-alone-always|alone = np.where(np.asarray(best_share)[..., None] < 1, cuts.meaning_gap, -1.0)|alone = np.where(np.asarray(best_share)[..., None] < 2, cuts.meaning_gap, -1.0)|tests/test_judge.py -k "meaning_alone or exact_term"
+judge-phrase-per-token|positions = spelling.covered(entry.words) if "lexical" in entry.legs else ()|positions = {i for i in spelling.covered(entry.words) if any(normalised(w) in spelling.folded[i] for w in entry.words)} if "lexical" in entry.legs else ()|tests/test_judge.py -k "english_phrase"
 judge-negation-ignored|negated = match.start() > start and self.text[match.start() - 1] in _NEGATIONS|negated = False|tests/test_judge.py -k "negated"
+judge-some-share-ignored|gap = np.where(shares > cuts.some_share, cuts.similarity_gap, alone)|gap = np.where(shares > 0, cuts.similarity_gap, alone)|tests/test_judge.py -k "some_share"
 EOF
 )
 

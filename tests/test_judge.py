@@ -92,6 +92,14 @@ def test_meaning_alone_vouches_only_when_no_hit_holds_all_the_words() -> None:
     assert flags(best_share=1.0) == [True, False, False, False]
 
 
+def test_a_hit_close_in_meaning_needs_more_than_some_share_of_the_words() -> None:
+    calibration = Calibration((0.0,) * 4, 10.0, 0.5, 0.045, 1.0, some_share=0.34)
+    evidence = QueryEvidence(("家族", "レスパイト"), (), 0.0, 1.0, 0.05, False)
+    # Second hit: only the common word (a fifth of the weight); third: half of it.
+    judgement = Judgement(evidence, (0.90, 0.89, 0.88, 0.70), (1.0, 0.2, 0.5, 1.0))
+    assert judgement.flags(calibration) == [True, False, True, True]
+
+
 def test_an_exact_term_query_presents_only_cells_that_write_it(service) -> None:
     words = ("ショートステイ", "短期入所", "レスパイト")
     answers = service.search("ショートステイ").answers

@@ -25,8 +25,9 @@ from kb.search.service import SearchService
 
 TARGET_ANSWERED = 0.95
 SIMILARITY_GAPS = tuple(np.round(np.arange(0.0, 0.0501, 0.0025), 4))
-WORD_SHARES = (0.34, 0.5, 0.67, 1.0, 1.01)  # 1.01: words alone never vouch for a hit
+WORD_SHARES = (0.34, 0.5, 0.67, 1.0)  # a hit holding all the query's words is always an answer
 MEANING_GAPS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03)  # at most the similarity gap
+SOME_SHARES = (0.0, 0.2, 0.34, 0.5)  # 0: any of the query's words is "some"
 # F-beta of the per-hit cuts: a coordinator who misses the one organisation that tackled a
 # problem loses more than one who skips a cell that turns out unrelated.
 RECALL_WEIGHT = 2.0
@@ -66,15 +67,15 @@ def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibrati
     graded = _GradedHits.of(samples, base, k=10)
     scores = {
         cut: graded.f2(_with_cuts(base, *cut))
-        for cut in product(SIMILARITY_GAPS, WORD_SHARES, MEANING_GAPS)
-        if cut[2] <= cut[0]
+        for cut in product(SIMILARITY_GAPS, WORD_SHARES, MEANING_GAPS, SOME_SHARES)
+        if cut[2] <= cut[0] and cut[3] < cut[1]
     }
     best = max(scores.values())
     # F2 is nearly flat across the cuts (a relevant cell moves it by 0.003): among the
-    # near-best, the one that asks most of a hit (the largest share of the query's words,
+    # near-best, the one that asks most of a hit (the largest shares of the query's words,
     # then the narrowest gaps), so fewer weak hits are presented as answers.
     near = [cut for cut, score in scores.items() if score >= best - F2_TOLERANCE]
-    return _with_cuts(base, *max(near, key=lambda cut: (cut[1], -cut[2], -cut[0])))
+    return _with_cuts(base, *max(near, key=lambda cut: (cut[1], cut[3], -cut[2], -cut[0])))
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndarray, float]:
@@ -111,10 +112,11 @@ def _threshold(probability: np.ndarray, answerable: np.ndarray, target: float) -
     return float(cuts[best[np.argmax(widths[best])]])
 
 
-def _with_cuts(base: Calibration, gap: float, share: float, meaning: float) -> Calibration:
-    return Calibration(
-        base.weights, base.bias, base.threshold, float(gap), float(share), float(meaning)
-    )
+def _with_cuts(
+    base: Calibration, gap: float, share: float, meaning: float, some: float = 0.0
+) -> Calibration:
+    cuts = (float(gap), float(share), float(meaning), float(some))
+    return Calibration(base.weights, base.bias, base.threshold, *cuts)
 
 
 def confident_f1(samples: Sequence[Sample], calibration: Calibration, k: int = 10) -> float:
