@@ -195,7 +195,7 @@ FEATURES = ("uncovered_weight", "best_share", "margin", "english")
 @dataclass(frozen=True)
 class Calibration:
     """Logistic weights over :meth:`QueryEvidence.features`, the probability above which a
-    query counts as answerable, and the per-hit cuts (see :func:`confident_flags`)."""
+    query counts as answerable, and the per-hit cuts (see :func:`confident_hits`)."""
 
     weights: tuple[float, ...]
     bias: float
