@@ -5,7 +5,7 @@ Graded queries say which cells answer them; queries without relevant cells have 
 the table. The query-level weights are a logistic regression of "has an answer" on
 :meth:`QueryEvidence.features`; the threshold keeps a confident hit for ``target`` of the
 graded queries (see :func:`_threshold`); the per-hit cuts are those whose confident hits
-best match the relevant cells of the top ten (F2; see :func:`confident_f1`). kb's stored
+best match the relevant cells of the top ten (F2; see :meth:`_GradedHits.f2`). kb's stored
 calibration is fitted on every query of ``eval/`` (``kb calibrate … --split all``): six
 numbers fitted on half of them overfitted that half. :func:`cross_validated` measures
 what it does on queries left out of the fit.
@@ -119,14 +119,6 @@ def _with_cuts(
     return Calibration(base.weights, base.bias, base.threshold, *cuts)
 
 
-def confident_f1(samples: Sequence[Sample], calibration: Calibration, k: int = 10) -> float:
-    """How well the confident hits among the top ``k`` match the relevant cells, over the
-    graded samples (F-beta of precision and recall, recall weighing :data:`RECALL_WEIGHT`).
-    A cut that flags nearly every hit scores high on nDCG of the confident hits yet tells a
-    user nothing: most of them would be unrelated cells presented as answers."""
-    return _GradedHits.of(samples, calibration, k).f2(calibration)
-
-
 @dataclass(frozen=True)
 class _GradedHits:
     """The graded samples' judged hits, stacked (one row a query, padded) so that every cut
@@ -162,6 +154,10 @@ class _GradedHits:
         return cls(similarities, shares, best_share, shown, relevant, total)
 
     def f2(self, cuts: Calibration) -> float:
+        """How well the confident hits among the top k match the relevant cells (F-beta of
+        precision and recall, recall weighing :data:`RECALL_WEIGHT`). A cut that flags
+        nearly every hit scores high on nDCG of the confident hits yet tells a user
+        nothing: most of them would be unrelated cells presented as answers."""
         k = self.shown.shape[1]
         flags = confident_hits(self.similarities, self.shares, self.best_share, cuts)
         confident = flags[:, :k] & self.shown
