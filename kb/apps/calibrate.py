@@ -113,7 +113,7 @@ def _threshold(probability: np.ndarray, answerable: np.ndarray, target: float) -
 
 
 def _with_cuts(
-    base: Calibration, gap: float, share: float, meaning: float, some: float = 0.0
+    base: Calibration, gap: float, share: float, meaning: float, some: float
 ) -> Calibration:
     cuts = (float(gap), float(share), float(meaning), float(some))
     return Calibration(base.weights, base.bias, base.threshold, *cuts)
