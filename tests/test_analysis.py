@@ -118,6 +118,29 @@ def test_the_dense_text_replaces_english_words_whole(tmp_path: Path) -> None:
     assert analyzer.dense_query("stayover") == "stayover"
 
 
+def test_english_words_fire_entries_in_any_inflection_the_file_does_not_list(
+    tmp_path: Path,
+) -> None:
+    """A word the file lists in one form fires in another (helpers, Children, using), on
+    both legs; a form the file lists as an entry of its own keeps it (staffing is not
+    staff), and short words are not read as inflections (Ns is not n)."""
+    path = tmp_path / "synonyms.yaml"
+    path.write_text(
+        "concepts:\n  - concept: a\n    expand:\n"
+        "      home helper: [ヘルパー]\n      child: [小児]\n      use: [利用]\n"
+        "      staff: [職員]\n      staffing: [配置]\n      n: [窒素]\n",
+        "utf-8",
+    )
+    analyzer = Analyzer(Synonyms.load(path))
+    terms = set(analyzer.query_tokens("Home Helpers for Children, using ns"))
+    assert {"ヘルパー", "小児", "利用"} <= terms
+    assert "窒素" not in terms
+    assert analyzer.dense_query("home helpers for children") == "ヘルパー for 小児"
+    assert "配置" not in analyzer.query_tokens("staff")
+    assert "職員" not in analyzer.query_tokens("staffing")
+    assert "配置" in analyzer.query_tokens("staffing")
+
+
 def test_synonyms_apply_to_queries_not_documents(analyzer: Analyzer) -> None:
     assert "短期" not in analyzer.tokens("ショートステイ")
 

@@ -22,7 +22,7 @@ from importlib.metadata import version
 from sudachipy import Dictionary, SplitMode
 
 from kb.core.cache import TextCache
-from kb.retrieval.vocabulary import Entry, Synonyms, normalised, replace_word
+from kb.retrieval.vocabulary import Entry, Synonyms, replace_word
 
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白", "接続詞", "感動詞"}
 # Light words that carry no topic: する, ある, こと, ため, など …
@@ -164,7 +164,9 @@ class Analyzer:
             term = next((w for w in entry.adds if w not in text), None)
             if "dense" not in entry.legs or term is None:
                 continue
-            replaced = (replace_word(text, word, term) for word in entry.words)
+            replaced = (
+                replace_word(text, word, term, self.synonyms.folded) for word in entry.words
+            )
             found = next((r for r in replaced if r is not None), None)
             if found is None:
                 added.append(term)
@@ -176,7 +178,9 @@ class Analyzer:
 
     def fired(self, query: str) -> tuple[Entry, ...]:
         """The vocabulary entries ``query`` mentions, in file order."""
-        return self.synonyms.fired(_fold(query), frozenset(self.tokens(query)))
+        return self.synonyms.fired(
+            self.synonyms.folded(_clean(query)), frozenset(self.tokens(query))
+        )
 
     def expansions(self, text: str) -> list[str]:
         """The words the vocabulary entries ``text`` mentions add on the lexical leg, each
@@ -277,11 +281,6 @@ def _clean(text: str) -> str:
     # folds it itself and keeps surfaces as written, so highlighting finds them in the text.
     text = text.encode("utf-8", "replace").decode("utf-8")
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
-
-
-def _fold(text: str) -> str:
-    """Cleaned, NFKC-folded and lower-cased, for comparing with synonym entries."""
-    return normalised(_clean(text))
 
 
 # Sudachi refuses input longer than 49,149 UTF-8 bytes; longer texts go in parts.

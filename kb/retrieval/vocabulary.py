@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import ahocorasick
+import simplemma
 import yaml
 
 from kb.core.errors import InputError
@@ -43,6 +45,10 @@ FIRED_KEPT = 4096
 _CONCEPT_KEYS = ("concept", "groups", "expand", "legs")
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
 _LATIN = re.compile(r"[a-z0-9]")
+_ENGLISH_RUN = re.compile(r"[a-z]+")
+_ENGLISH_PIECES = re.compile(r"([A-Za-z]+)")
+# Shorter words are mostly abbreviations (Ns, ST, us) that a dictionary would misread.
+_LEMMA_MIN = 4
 _NULL = "tag:yaml.org,2002:null"
 
 
@@ -94,7 +100,21 @@ class Synonyms:
             self._automaton.add_word(word, word)
         if self._entries_of:
             self._automaton.make_automaton()
+        self._english = frozenset(
+            w for word in self._entries_of for w in _ENGLISH_RUN.findall(word)
+        )
         self.fired = lru_cache(maxsize=FIRED_KEPT)(self._fired)
+
+    def folded(self, text: str) -> str:
+        """``text`` as it is compared with the entries' words: :func:`normalised`, with each
+        English word no entry writes in its :func:`dictionary_form` (helpers → helper), so an
+        entry fires whichever form a query writes, while one the file lists as written
+        (staffing, beside staff) stays its own entry."""
+        return _ENGLISH_RUN.sub(self._english_form, normalised(text))
+
+    def _english_form(self, match: re.Match) -> str:
+        word = match.group()
+        return word if word in self._english else dictionary_form(word)
 
     @classmethod
     def load(cls, path: Path) -> Synonyms:
@@ -107,7 +127,7 @@ class Synonyms:
 
     def _fired(self, folded_query: str, query_terms: frozenset[str]) -> tuple[Entry, ...]:
         """The entries a query mentions (called as ``fired``), in file order: a word is
-        written in ``folded_query`` (NFKC-folded and lower-cased; an English word as a
+        written in ``folded_query`` (folded by :meth:`folded`; an English word as a
         whole word, so "st" is not found in "stay") or is one of ``query_terms``, its index
         terms (so 受け入れる also fires 受け入れ)."""
         words = {w for w in query_terms if w in self._entries_of}
@@ -121,12 +141,36 @@ class Synonyms:
         return tuple(self.entries[n] for n in sorted(numbers))
 
 
-def replace_word(text: str, word: str, by: str) -> str | None:
-    """``text`` with its first ``word`` (compared after NFKC, in any case; English as a
-    whole word) replaced by ``by``; None when ``word`` is not written in ``text``."""
-    pattern = word_pattern(normalised(word))
-    replaced, found = re.subn(pattern, lambda _: by, text, count=1, flags=re.IGNORECASE)
-    return replaced if found else None
+def replace_word(text: str, word: str, by: str, fold: Callable[[str], str]) -> str | None:
+    """``text`` with its first ``word`` (both compared after ``fold``, such as
+    :meth:`Synonyms.folded`; English as a whole word) replaced by ``by``; None when ``word``
+    is not written in ``text``."""
+    # Found in the folded text, replaced in ``text``: each piece, English word or not,
+    # remembers where it starts in both.
+    pieces = _ENGLISH_PIECES.split(text)
+    folded, starts, at = [fold(p) for p in pieces], [], 0
+    for piece in pieces:
+        starts.append(at)
+        at += len(piece)
+    match = re.search(word_pattern(fold(word)), "".join(folded))
+    if match is None:
+        return None
+    start, end = (_unfolded(pieces, folded, starts, at) for at in match.span())
+    if start is None or end is None:
+        return None
+    return text[:start] + by + text[end:]
+
+
+def _unfolded(pieces: list[str], folded: list[str], starts: list[int], at: int) -> int | None:
+    """Where position ``at`` of the folded pieces lies in the pieces as written: the edge
+    of an English word, or inside a piece folding kept as long; None otherwise."""
+    for piece, fold, start in zip(pieces, folded, starts, strict=True):
+        if at <= len(fold):
+            if at in (0, len(fold)):
+                return start + (len(piece) if at else 0)
+            return start + at if len(fold) == len(piece) else None
+        at -= len(fold)
+    return None
 
 
 def word_pattern(word: str) -> str:
@@ -141,6 +185,17 @@ def word_pattern(word: str) -> str:
 def normalised(word: str) -> str:
     """``word`` as queries and vocabulary words are compared: NFKC-folded, lower-cased."""
     return unicodedata.normalize("NFKC", word).lower()
+
+
+@lru_cache(maxsize=65536)
+def dictionary_form(word: str) -> str:
+    """The dictionary form of a lower-case English ``word`` when it only drops an
+    inflection (helpers → helper, using → use), else ``word`` (better stays better, not
+    good; Ns stays ns)."""
+    if len(word) < _LEMMA_MIN:
+        return word
+    lemma = simplemma.lemmatize(word, lang="en")
+    return lemma if lemma[:2] == word[:2] else word
 
 
 def _whole(text: str, start: int, stop: int, word: str) -> bool:

@@ -287,7 +287,7 @@ def judge_query(
     content = content_nouns(tokens)
     found = {i: table.specificity(tokens[i].terms[0]) for i in content}
     uncovered = [i for i in content if found[i] is None]
-    spelling = _Spelling(tokens)
+    spelling = _Spelling(tokens, analyzer.synonyms.folded)
     if uncovered:  # words the table lacks, unless the vocabulary or a name spells them
         # Only the entries the query fires can spell a part of it (the analyser keeps them).
         mentioned = [w for entry in analyzer.fired(query) for w in entry.words]
@@ -345,10 +345,12 @@ class TableFacts:
 
 
 class _Spelling:
-    """A query's tokens as written after NFKC folding, to find which of them a word spells."""
+    """A query's tokens as written, folded as the vocabulary folds a query (NFKC, lower case,
+    an English word it does not list in its dictionary form), to find which of them a word
+    spells."""
 
-    def __init__(self, tokens: Sequence[Token]) -> None:
-        self.folded = [normalised(t.surface) for t in tokens]
+    def __init__(self, tokens: Sequence[Token], fold: Callable[[str], str]) -> None:
+        self.folded = [fold(t.surface) for t in tokens]
         self.text = "".join(self.folded)
         self.ends = list(accumulate(len(f) for f in self.folded))
 
