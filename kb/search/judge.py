@@ -182,14 +182,14 @@ class QueryEvidence:
     uncovered_weight: float  # their share of the content, each noun weighed by specificity
     best_share: float  # most of that weighed content one of the top hits holds
     margin: float  # best cell similarity minus best background similarity
-    english: bool
+    similarity: float  # best cell similarity itself
 
     def features(self) -> list[float]:
         """In the order of :data:`FEATURES`."""
-        return [self.uncovered_weight, self.best_share, self.margin, float(self.english)]
+        return [self.uncovered_weight, self.best_share, self.margin, self.similarity]
 
 
-FEATURES = ("uncovered_weight", "best_share", "margin", "english")
+FEATURES = ("uncovered_weight", "best_share", "margin", "similarity")
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ def judge_query(
         uncovered_weight=sum(weight[i] for i in uncovered) / total,
         best_share=float(shares[:ANSWER_DEPTH].max(initial=0.0)),
         margin=best_similarity - background_best,
-        english=query.isascii(),
+        similarity=best_similarity,
     )
     return Judgement(evidence, tuple(similarities), tuple(map(float, shares)))
 
