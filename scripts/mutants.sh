@@ -50,6 +50,8 @@ judge-meaning-alone-always|alone = np.where(np.asarray(best_share)[..., None] < 
 judge-phrase-per-token|positions = spelling.covered(entry.words) if "lexical" in entry.legs else ()|positions = {i for i in spelling.covered(entry.words) if any(normalised(w) in spelling.folded[i] for w in entry.words)} if "lexical" in entry.legs else ()|tests/test_judge.py -k "english_phrase"
 judge-negation-ignored|negated = match.start() > start and self.text[match.start() - 1] in _NEGATIONS|negated = False|tests/test_judge.py -k "negated"
 judge-some-share-ignored|gap = np.where(shares > cuts.some_share, cuts.similarity_gap, alone)|gap = np.where(shares > 0, cuts.similarity_gap, alone)|tests/test_judge.py -k "some_share"
+vocab-no-dictionary-form|return word if word in self._english else dictionary_form(word)|return word|tests/test_analysis.py -k inflection
+judge-similarity-ignored|similarity=best_similarity,|similarity=0.0,|tests/test_judge.py -k "not_fitted_on or fitted_on_every"
 EOF
 )
 
