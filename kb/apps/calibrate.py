@@ -6,8 +6,10 @@ the table. The query-level weights are a logistic regression of "has an answer" 
 :meth:`QueryEvidence.features`; the threshold keeps a confident hit for ``target`` of the
 graded queries (see :func:`_threshold`); the per-hit cuts are those whose confident hits
 best match the relevant cells of the top ten (F2; see :meth:`_GradedHits.f2`). kb's stored
-calibration is fitted on every query of ``eval/`` (``kb calibrate … --split all``): six
-numbers fitted on half of them overfitted that half. :func:`cross_validated` measures
+calibration is fitted on every query file of ``eval/`` (``kb calibrate eval/*.yaml --split
+all``; not ``eval/untouched/``, kept for one run after a round of changes): six numbers
+fitted on half of them overfitted that half, and queries written without knowing the
+vocabulary have words it lacks that the others do not. :func:`cross_validated` measures
 what it does on queries left out of the fit.
 """
 
