@@ -52,6 +52,7 @@ judge-negation-ignored|negated = match.start() > start and self.text[match.start
 judge-some-share-ignored|gap = np.where(shares > cuts.some_share, cuts.similarity_gap, alone)|gap = np.where(shares > 0, cuts.similarity_gap, alone)|tests/test_judge.py -k "some_share"
 vocab-no-dictionary-form|return word if word in self._english else dictionary_form(word)|return word|tests/test_analysis.py -k inflection
 judge-similarity-ignored|similarity=best_similarity,|similarity=0.0,|tests/test_judge.py -k "not_fitted_on or fitted_on_every"
+calibrate-folds-in-file-order|key=lambda s: (s.query.query, s.query.kind),|key=lambda s: 0,|tests/test_judge.py -k order
 EOF
 )
 

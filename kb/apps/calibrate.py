@@ -197,7 +197,11 @@ def _stratified_folds(
 ) -> list[list[Sample]]:
     parts: list[list[Sample]] = [[] for _ in range(folds)]
     for answerable in (True, False):
-        group = [s for s in samples if bool(s.query.grades) == answerable]
+        # In query order, so the folds do not depend on the order the files were read in.
+        group = sorted(
+            (s for s in samples if bool(s.query.grades) == answerable),
+            key=lambda s: (s.query.query, s.query.kind),
+        )
         for n, i in enumerate(rng.permutation(len(group))):
             parts[n % folds].append(group[i])
     return parts
