@@ -148,10 +148,10 @@ def replace_word(text: str, word: str, by: str, fold: Callable[[str], str]) -> s
     # Found in the folded text, replaced in ``text``: each piece, English word or not,
     # remembers where it starts in both.
     pieces = _ENGLISH_PIECES.split(text)
-    folded, starts, at = [fold(p) for p in pieces], [], 0
+    folded, starts, offset = [fold(p) for p in pieces], [], 0
     for piece in pieces:
-        starts.append(at)
-        at += len(piece)
+        starts.append(offset)
+        offset += len(piece)
     match = re.search(word_pattern(fold(word)), "".join(folded))
     if match is None:
         return None
@@ -164,12 +164,12 @@ def replace_word(text: str, word: str, by: str, fold: Callable[[str], str]) -> s
 def _unfolded(pieces: list[str], folded: list[str], starts: list[int], at: int) -> int | None:
     """Where position ``at`` of the folded pieces lies in the pieces as written: the edge
     of an English word, or inside a piece folding kept as long; None otherwise."""
-    for piece, fold, start in zip(pieces, folded, starts, strict=True):
-        if at <= len(fold):
-            if at in (0, len(fold)):
+    for piece, folded_piece, start in zip(pieces, folded, starts, strict=True):
+        if at <= len(folded_piece):
+            if at in (0, len(folded_piece)):
                 return start + (len(piece) if at else 0)
-            return start + at if len(fold) == len(piece) else None
-        at -= len(fold)
+            return start + at if len(folded_piece) == len(piece) else None
+        at -= len(folded_piece)
     return None
 
 
