@@ -350,6 +350,7 @@ class _Spelling:
     spells."""
 
     def __init__(self, tokens: Sequence[Token], fold: Callable[[str], str]) -> None:
+        self.fold = fold
         self.folded = [fold(t.surface) for t in tokens]
         self.text = "".join(self.folded)
         self.ends = list(accumulate(len(f) for f in self.folded))
@@ -359,7 +360,7 @@ class _Spelling:
         spells, wholly or for most of the token: 預け vouches for 預け先, but 児童 does not
         vouch for 児童扶養手当."""
         covered: set[int] = set()
-        for word in {normalised(w) for w in words if w}:
+        for word in {self.fold(w) for w in words if w}:
             if word not in self.text:  # most names and entries: no pattern to compile and run
                 continue
             for match in re.finditer(word_pattern(word), self.text):
