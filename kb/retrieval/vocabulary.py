@@ -45,8 +45,7 @@ FIRED_KEPT = 4096
 _CONCEPT_KEYS = ("concept", "groups", "expand", "legs")
 _ASCII_WORD = re.compile(r"^[a-z0-9][a-z0-9 .'-]*$")
 _LATIN = re.compile(r"[a-z0-9]")
-_ENGLISH_RUN = re.compile(r"[a-z]+")
-_ENGLISH_PIECES = re.compile(r"([A-Za-z]+)")
+_ENGLISH_WORD = re.compile(r"([a-z]+)", re.IGNORECASE)  # grouped: split keeps the words
 # Shorter words are mostly abbreviations (Ns, ST, us) that a dictionary would misread.
 _LEMMA_MIN = 4
 _NULL = "tag:yaml.org,2002:null"
@@ -101,16 +100,19 @@ class Synonyms:
         if self._entries_of:
             self._automaton.make_automaton()
         self._english = frozenset(
-            w for word in self._entries_of for w in _ENGLISH_RUN.findall(word)
+            w for word in self._entries_of for w in _ENGLISH_WORD.findall(word)
         )
+        # A query is folded several times a search (its entries, dense text, the judge).
+        self.folded = lru_cache(maxsize=FIRED_KEPT)(self._folded)
         self.fired = lru_cache(maxsize=FIRED_KEPT)(self._fired)
 
-    def folded(self, text: str) -> str:
-        """``text`` as it is compared with the entries' words: :func:`normalised`, with each
-        English word no entry writes in its :func:`dictionary_form` (helpers → helper), so an
-        entry fires whichever form a query writes, while one the file lists as written
-        (staffing, beside staff) stays its own entry."""
-        return _ENGLISH_RUN.sub(self._english_form, normalised(text))
+    def _folded(self, text: str) -> str:
+        """``text`` as it is compared with the entries' words (called as ``folded``):
+        :func:`normalised`, with each English word no entry writes in its
+        :func:`dictionary_form` (helpers → helper), so an entry fires whichever form a query
+        writes, while one the file lists as written (staffing, beside staff) stays its own
+        entry."""
+        return _ENGLISH_WORD.sub(self._english_form, normalised(text))
 
     def _english_form(self, match: re.Match) -> str:
         word = match.group()
@@ -127,7 +129,7 @@ class Synonyms:
 
     def _fired(self, folded_query: str, query_terms: frozenset[str]) -> tuple[Entry, ...]:
         """The entries a query mentions (called as ``fired``), in file order: a word is
-        written in ``folded_query`` (folded by :meth:`folded`; an English word as a
+        written in ``folded_query`` (folded by ``folded``; an English word as a
         whole word, so "st" is not found in "stay") or is one of ``query_terms``, its index
         terms (so 受け入れる also fires 受け入れ)."""
         words = {w for w in query_terms if w in self._entries_of}
@@ -143,11 +145,11 @@ class Synonyms:
 
 def replace_word(text: str, word: str, by: str, fold: Callable[[str], str]) -> str | None:
     """``text`` with its first ``word`` (both compared after ``fold``, such as
-    :meth:`Synonyms.folded`; English as a whole word) replaced by ``by``; None when ``word``
+    ``Synonyms.folded``; English as a whole word) replaced by ``by``; None when ``word``
     is not written in ``text``."""
     # Found in the folded text, replaced in ``text``: each piece, English word or not,
     # remembers where it starts in both.
-    pieces = _ENGLISH_PIECES.split(text)
+    pieces = _ENGLISH_WORD.split(text)
     folded, starts, offset = [fold(p) for p in pieces], [], 0
     for piece in pieces:
         starts.append(offset)
