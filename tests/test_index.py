@@ -86,6 +86,7 @@ def test_manifest_describes_the_build(built_index: Settings) -> None:
     assert {name: f["size"] for name, f in manifest["files"].items()} == on_disk
     assert {"dense.faiss", "chunks.sqlite", "field.npy"} <= on_disk.keys()
     assert any(name.startswith("lexical/") for name in on_disk)
+    assert any(name.startswith("grams/") for name in on_disk)
 
 
 def test_no_index_yet_says_to_build(tmp_path: Path) -> None:
@@ -254,6 +255,7 @@ def test_rebuild_carries_over_exactly_what_a_fresh_build_computes(
     for name in [
         "row_keys.npy",
         *(f"lexical/{p.name}" for p in (ours.folder / "lexical").iterdir()),
+        *(f"grams/{p.name}" for p in (ours.folder / "grams").iterdir()),
     ]:
         assert (ours.folder / name).read_bytes() == (theirs.folder / name).read_bytes(), name
 

@@ -88,7 +88,8 @@ def test_any_documents_index_as_bm25s_does(docs: list[list[str]]) -> None:
     documents.filter(any), st.lists(st.sampled_from(["看護", "不足", "研修", "ない"]), max_size=4)
 )
 def test_scores_and_rows_are_what_bm25s_gives(docs: list[list[str]], query: list[str]) -> None:
-    """kb scores a query term column by term column; bm25s all columns at once."""
+    """kb scores a query term column by term column (or row by row for given rows); bm25s
+    all columns at once."""
     ours, theirs = lexical.build_index(Terms.from_lists(docs)), reference(docs)
     known = [t for t in dict.fromkeys(query) if t in theirs.vocab_dict]  # each term once
     expected = theirs.get_scores(known) if known else np.zeros(len(docs))
@@ -96,6 +97,9 @@ def test_scores_and_rows_are_what_bm25s_gives(docs: list[list[str]], query: list
     weighed = dict.fromkeys(query, 0.5)
     np.testing.assert_allclose(lexical.scores(ours, weighed), expected / 2, rtol=1e-6)
     rows = np.arange(len(docs))[::-1]
+    at_rows, held = lexical.scores_at(ours, query, rows)
+    np.testing.assert_allclose(at_rows, expected[rows], rtol=1e-6)
+    assert held.tolist() == [sum(t in docs[row] for t in dict.fromkeys(query)) for row in rows]
     for term in query:
         holding = [term in docs[row] for row in rows]
         assert lexical.holding(ours, term, rows).tolist() == holding

@@ -3,7 +3,8 @@
 Layout of the index folder::
 
     current -> builds/<build id>     symlink, swapped atomically after a build succeeds
-    builds/<build id>/               manifest.json, chunks.sqlite, *.npy, dense.faiss, lexical/
+    builds/<build id>/               manifest.json, chunks.sqlite, *.npy, dense.faiss, lexical/,
+                                     grams/
     cache/embeddings.sqlite          passage vectors and terms by text, kept across builds
 
 A build writes a new folder beside the live one and only then repoints ``current``, so a
@@ -38,13 +39,13 @@ from kb.core.memo import Memo
 from kb.core.model import Chunk, ColumnView, column_views, column_views_of_chunks
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus, tables_hash
-from kb.retrieval import dense, lexical
+from kb.retrieval import dense, grams, lexical
 from kb.retrieval.analysis import Analyzer, cached_tokens, terms_version
 from kb.retrieval.embedding import Embedder, embed_passages
 from kb.retrieval.lexical import Terms
 from kb.retrieval.store import ChunkStore, write_store
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7  # 7: grams/, the character-pair ranking
 MANIFEST = "manifest.json"
 ROW_KEYS = "row_keys.npy"
 CURRENT = "current"
@@ -118,6 +119,7 @@ class BuildParts:
     keys: np.ndarray  # row_keys(chunks)
     vectors: np.ndarray
     terms: Terms
+    grams: Terms  # character pairs of the same texts as terms
     embedder: str
     analysis: str  # terms_version() the terms were computed under
     corpus_hash: str
@@ -134,11 +136,12 @@ class Carried:
     rows: np.ndarray  # for each new row, its row in the live build, or -1
     vectors: np.ndarray  # the live vectors of the rows found, in new row order
     terms: Terms  # all of the live build's terms
+    grams: Terms  # and its character pairs
 
     @classmethod
     def nothing(cls, rows: int, dim: int) -> Carried:
         empty = Terms([], np.empty(0, np.int64), np.zeros(1, np.int64))
-        return cls(np.full(rows, -1, np.int64), np.empty((0, dim), np.float32), empty)
+        return cls(np.full(rows, -1, np.int64), np.empty((0, dim), np.float32), empty, empty)
 
     def vectors_with(self, fresh: np.ndarray) -> np.ndarray:
         """All rows' vectors: the carried ones, and ``fresh`` for the rest, in order."""
@@ -160,6 +163,7 @@ def carry_over(index_dir: Path, embedder: Embedder, keys: np.ndarray) -> Carried
         live = open_index(index_dir, embedder.name)
         live_keys = np.load(live.folder / ROW_KEYS)
         terms = Terms.load(live.folder, live.lexical)
+        pairs = Terms.load(live.folder, live.grams, grams.FOLDER)
     except IndexMissingError:
         return nothing
     except (KbError, OSError, ValueError):
@@ -171,7 +175,7 @@ def carry_over(index_dir: Path, embedder: Embedder, keys: np.ndarray) -> Carried
     at = np.minimum(np.searchsorted(live_keys[order], keys), max(len(order) - 1, 0))
     found = live_keys[order][at] == keys if len(order) else np.zeros(len(keys), bool)
     rows = np.where(found, order[at], -1)
-    return Carried(rows, dense.vectors(live.dense, rows[found]), terms)
+    return Carried(rows, dense.vectors(live.dense, rows[found]), terms, pairs)
 
 
 def build(
@@ -201,11 +205,13 @@ def build(
         fresh = [chunks[i] for i in np.flatnonzero(carried.rows < 0)]
         vectors, embedded = embed_passages(embedder, [passage_text(c) for c in fresh], cache)
         terms = cached_tokens(analyzer, [lexical_text(c) for c in fresh], cache)
+    pairs = [grams.pairs(lexical_text(c)) for c in fresh]
     parts = BuildParts(
         chunks=chunks,
         keys=keys,
         vectors=carried.vectors_with(vectors),
         terms=Terms.assemble(carried.terms, carried.rows, Terms.from_lists(terms)),
+        grams=Terms.assemble(carried.grams, carried.rows, Terms.from_lists(pairs)),
         embedder=embedder.name,
         analysis=terms_version(),
         corpus_hash=corpus.content_hash(),
@@ -253,6 +259,7 @@ def publish(
 def _write_parts(folder: Path, parts: BuildParts, build_id: str) -> None:
     dense.save(dense.build_index(parts.vectors), folder)
     lexical.save(lexical.build_index(parts.terms), parts.terms, folder)
+    lexical.save(lexical.build_index(parts.grams), parts.grams, folder, grams.FOLDER)
     np.save(folder / ROW_KEYS, parts.keys)
     columns = parts.columns if parts.columns is not None else column_views_of_chunks(parts.chunks)
     write_store(folder, parts.chunks, columns, parts.aliases)
@@ -316,7 +323,7 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class LoadedIndex:
-    """An opened build: its manifest, the three searchable parts, and the memo of answers
+    """An opened build: its manifest, its searchable parts, and the memo of answers
     computed from it (a new build starts with an empty one)."""
 
     folder: Path
@@ -324,6 +331,7 @@ class LoadedIndex:
     store: ChunkStore
     dense: faiss.Index
     lexical: object
+    grams: object  # the character pairs' BM25 (kb.retrieval.grams)
     memo: Memo = field(default_factory=Memo)
 
     @property
@@ -390,6 +398,7 @@ def open_index(index_dir: Path, embedder_name: str) -> LoadedIndex:
             store=ChunkStore(folder),
             dense=dense.load(folder),
             lexical=lexical.load(folder),
+            grams=lexical.load(folder, grams.FOLDER),
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise IndexMismatchError(

@@ -1,4 +1,5 @@
-"""Lexical retrieval: BM25 (bm25s) over Sudachi terms from :mod:`kb.retrieval.analysis`.
+"""Lexical retrieval: BM25 (bm25s) over Sudachi terms from :mod:`kb.retrieval.analysis`,
+and over character pairs from :mod:`kb.retrieval.grams` (the same index, another folder).
 
 A build keeps every chunk's terms as integer ids (:class:`Terms`), so the next build can
 carry unchanged chunks over without reading their terms back from the text cache. The
@@ -84,16 +85,16 @@ class Terms:
         lookup[in_order] = [numbering[w] for w in words]
         return Terms(list(numbering), lookup[self.ids], self.offsets)
 
-    def save(self, folder: Path) -> None:
-        np.save(folder / FOLDER / TERM_IDS, self.ids.astype(np.int32))
-        np.save(folder / FOLDER / TERM_OFFSETS, self.offsets)
+    def save(self, folder: Path, name: str = FOLDER) -> None:
+        np.save(folder / name / TERM_IDS, self.ids.astype(np.int32))
+        np.save(folder / name / TERM_OFFSETS, self.offsets)
 
     @classmethod
-    def load(cls, folder: Path, index: bm25s.BM25) -> Terms:
+    def load(cls, folder: Path, index: bm25s.BM25, name: str = FOLDER) -> Terms:
         """The terms saved beside ``index`` (whose vocabulary they are numbered in)."""
         vocab = sorted((word for word in index.vocab_dict if word), key=index.vocab_dict.get)
-        ids = np.load(folder / FOLDER / TERM_IDS).astype(np.int64)
-        return cls(vocab, ids, np.load(folder / FOLDER / TERM_OFFSETS))
+        ids = np.load(folder / name / TERM_IDS).astype(np.int64)
+        return cls(vocab, ids, np.load(folder / name / TERM_OFFSETS))
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -153,14 +154,16 @@ def build_index(terms: Terms) -> bm25s.BM25:
     return index
 
 
-def save(index: bm25s.BM25, terms: Terms, folder: Path) -> None:
-    index.save(str(folder / FOLDER), show_progress=False)
-    terms.save(folder)
+def save(index: bm25s.BM25, terms: Terms, folder: Path, name: str = FOLDER) -> None:
+    """``index`` and ``terms`` in ``folder``/``name``."""
+    index.save(str(folder / name), show_progress=False)
+    terms.save(folder, name)
 
 
-def load(folder: Path) -> bm25s.BM25:
-    """The index saved in ``folder``, its arrays mapped from disk (not read into memory)."""
-    index = bm25s.BM25.load(str(folder / FOLDER), mmap=True, show_progress=False)
+def load(folder: Path, name: str = FOLDER) -> bm25s.BM25:
+    """The index saved in ``folder``/``name``, its arrays mapped from disk (not read into
+    memory)."""
+    index = bm25s.BM25.load(str(folder / name), mmap=True, show_progress=False)
     # Plain ndarray views of the same mapping: indexing a np.memmap builds a memmap object
     # each time, some 50 times per query (a tenth of the lexical leg's time).
     index.scores = {
@@ -188,15 +191,40 @@ def scores(index: bm25s.BM25, terms: Sequence[str] | Mapping[str, float]) -> np.
     return total
 
 
+def scores_at(
+    index: bm25s.BM25, terms: Sequence[str], rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``rows``: its BM25 score for ``terms`` (each counted once), as
+    :func:`scores` gives it, and how many of the terms it holds. Looked up row by row: a
+    few hundred candidates cost the same at any size of the index, where summing whole
+    columns grows with it."""
+    total = np.zeros(len(rows), dtype=np.float32)
+    held = np.zeros(len(rows), dtype=np.int64)
+    for term in dict.fromkeys(terms):
+        found = _lookup(index, term, rows)
+        if found is not None:
+            hit, at = found
+            total[hit] += index.scores["data"][at[hit]]
+            held += hit
+    return total, held
+
+
 def holding(index: bm25s.BM25, term: str, rows: np.ndarray) -> np.ndarray:
-    """Whether each of ``rows`` contains ``term``: a binary search of the term's column
-    (its rows ascend), not a score for every row."""
+    """Whether each of ``rows`` contains ``term``."""
+    found = _lookup(index, term, rows)
+    return found[0] if found is not None else np.zeros(len(rows), dtype=bool)
+
+
+def _lookup(index: bm25s.BM25, term: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each of ``rows``: whether it contains ``term``, and where its entry would be in
+    the sparse matrix. A binary search of the term's column (its rows ascend), not a pass
+    over every row. None when no row contains the term."""
     span = _span(index, term)
     if span is None or span.start == span.stop:
-        return np.zeros(len(rows), dtype=bool)
+        return None
     column = index.scores["indices"][span]
     at = np.minimum(np.searchsorted(column, rows), len(column) - 1)
-    return column[at] == rows
+    return column[at] == rows, at + span.start
 
 
 def _span(index: bm25s.BM25, term: str) -> slice | None:

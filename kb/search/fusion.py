@@ -1,9 +1,11 @@
 """Ranking: the lexical (BM25) and dense (FAISS) legs and their reciprocal rank fusion.
 
 Search, similar cells and related cells all rank through :func:`rank`, so a change to how
-the two legs are cut or weighed is made here and nowhere else. Each leg contributes
-``weight / (RRF_K + rank)``: RRF needs no score calibration between two very different
-scorers, and its constants were tuned on ``eval/queries.yaml``.
+the legs are cut or weighed is made here and nowhere else. Each leg contributes
+``weight / (RRF_K + rank)``: RRF needs no score calibration between very different
+scorers, and its constants were tuned on ``eval/queries.yaml``. A search also ranks the
+cells the two legs found by the query's character pairs (:mod:`kb.retrieval.grams`), at
+half weight (chosen on the development sets, checked on an untouched one: README).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ CANDIDATES = 200  # per leg, before fusion
 RRF_K = 40
 DENSE_WEIGHT = 1.0
 LEXICAL_WEIGHT = 1.0
+GRAMS_WEIGHT = 0.5
+MIN_SHARED_PAIRS = 2
 
 
 class Mode(StrEnum):
@@ -67,10 +71,13 @@ def rank(
     vector: np.ndarray | None,
     allowed: np.ndarray | None,
     depth: int = CANDIDATES,
+    pairs: Sequence[str] = (),
 ) -> Ranking:
     """Fuse the legs ``mode`` asks for: lexical over ``terms`` (or terms with weights, see
     :func:`lexical.scores`), dense around ``vector``
-    (skipped when None, e.g. a blank query), each cut to ``depth`` rows of ``allowed``."""
+    (skipped when None, e.g. a blank query), each cut to ``depth`` rows of ``allowed``;
+    in hybrid mode, the cells they found also ranked by the character ``pairs``
+    (:func:`kb.retrieval.grams.pairs` of the query; none: no such ranking)."""
     legs = []
     similarity: dict[int, float] = {}
     if mode in (Mode.hybrid, Mode.lexical):
@@ -81,5 +88,18 @@ def rank(
         positions, scores = dense.search(index.dense, vector, depth, allowed)
         similarity = dict(zip(positions.tolist(), scores.tolist(), strict=True))
         legs.append((positions, DENSE_WEIGHT))
+    if mode == Mode.hybrid and pairs and legs:
+        found = np.unique(np.concatenate([positions for positions, _ in legs]))
+        legs.append((_by_pairs(index, pairs, found), GRAMS_WEIGHT))
     fused = rrf(legs)
     return Ranking(sorted(fused, key=lambda p: (-fused[p], p)), fused, similarity)
+
+
+def _by_pairs(index: LoadedIndex, pairs: Sequence[str], rows: np.ndarray) -> np.ndarray:
+    """``rows`` ranked by the BM25 of the character ``pairs``, best first (ties in row
+    order). A row holding fewer than MIN_SHARED_PAIRS of them (all, for a shorter query) is
+    left out: one pair alone is often a piece of an unrelated word (カン of カンファレンス
+    for ｶﾝｺﾞｼ)."""
+    scores, held = lexical.scores_at(index.grams, pairs, rows)
+    keep = (scores > 0) & (held >= min(MIN_SHARED_PAIRS, len(set(pairs))))
+    return rows[keep][np.argsort(-scores[keep], kind="stable")]

@@ -27,7 +27,7 @@ from kb.core.memo import Memo
 from kb.core.model import Chunk
 from kb.core.settings import Settings
 from kb.corpus.tables import SYNONYMS_FILE
-from kb.retrieval import dense, lexical
+from kb.retrieval import dense, grams, lexical
 from kb.retrieval.analysis import Analyzer, Synonyms
 from kb.retrieval.embedding import Embedder, embed_queries_async, load_embedder
 from kb.retrieval.index import CURRENT, LoadedIndex, cached_passage_vectors, open_index
@@ -217,13 +217,17 @@ class SearchService:
             allowed = index.store.mask(filters)
             weights = self.analyzer.query_weights(query)
             terms = list(weights)
-        # The vocabulary reaches the dense leg through the text embedded: the query with the
-        # table's terms added (README "Search quality": what it gained and what it costs).
+            # The vocabulary reaches the dense leg through the text embedded: the query with
+            # the table's terms put in (README "Search quality": what it gained and costs).
+            # Its character pairs rank the cells found too (kb.retrieval.grams).
+            written = self.analyzer.dense_query(query) if query.strip() else ""
         # The vector is also the judge's evidence, so a lexical search computes it too.
         with _timed(timings, "embed"):
-            vector = self.query_vector(query) if query.strip() else None
+            vector = self._query_vector(written) if written else None
         with _timed(timings, "rank"):
-            ranking = rank(index, mode, weights, vector if mode != Mode.lexical else None, allowed)
+            dense_vector = vector if mode != Mode.lexical else None
+            pairs = grams.pairs(written)
+            ranking = rank(index, mode, weights, dense_vector, allowed, pairs=pairs)
             judged = ranking.order[: max(k, FACET_DEPTH)]
         with _timed(timings, "judge"):
             judgement = self.judge(index, query, vector, allowed, judged, ranking.similarity)
