@@ -6,9 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kb.retrieval import lexical
+from kb.retrieval import dense, lexical
 from kb.retrieval.grams import pairs
-from kb.search.fusion import GRAMS_WEIGHT, MIN_SHARED_PAIRS, RRF_K, Mode, rank
+from kb.search.fusion import (
+    GRAMS_WEIGHT,
+    MIN_SHARED_PAIRS,
+    PAIR_DEPTH,
+    RRF_K,
+    Mode,
+    rank,
+    top_positive,
+)
 from kb.search.service import SearchService
 
 
@@ -32,26 +40,28 @@ QUERIES = ["厚木児相", "医ケア児の支援でスキルアップしたい"
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_hybrid_adds_each_cell_its_rank_among_the_pairs(service: SearchService, query: str) -> None:
-    """With FY2017's 82 cells the two legs find every cell, so the pair ranking covers all
-    cells that share two of the query's pairs: each gains GRAMS_WEIGHT / (RRF_K + its rank
-    there), computed here from the pairs' BM25 over every row."""
+    """The first PAIR_DEPTH cells of each leg that share two of the query's pairs each gain
+    GRAMS_WEIGHT / (RRF_K + their rank by the pairs' BM25), computed here with bm25s's
+    own index over every cell's pairs; no other cell gains anything."""
     index = service.index
-    text = service.analyzer.dense_query(query)
     weights = service.analyzer.query_weights(query)
     vector = service.query_vector(query)
-    query_pairs = pairs(text)
-    assert query_pairs
+    query_pairs = pairs(service.analyzer.dense_query(query))
 
     without = rank(index, Mode.hybrid, weights, vector, None)
     with_pairs = rank(index, Mode.hybrid, weights, vector, None, pairs=query_pairs)
 
-    scores = lexical.scores(index.grams, query_pairs)
-    everything = np.arange(len(index.store))
-    held = sum(lexical.holding(index.grams, p, everything).astype(int) for p in set(query_pairs))
-    shared = np.flatnonzero((scores > 0) & (held >= MIN_SHARED_PAIRS))
-    by_pairs = shared[np.argsort(-scores[shared], kind="stable")].tolist()
-    assert len(by_pairs) < len(np.flatnonzero(scores > 0)), "a cell sharing one pair is left out"
+    lexical_first = top_positive(lexical.scores(index.lexical, weights), None, PAIR_DEPTH)
+    dense_first = dense.search(index.dense, vector, PAIR_DEPTH, None)[0]
+    ranked = np.union1d(lexical_first, dense_first)
+    every_pair = lexical.build_index(index.grams.terms())
+    scores = lexical.scores(every_pair, query_pairs)[ranked]
+    held = sum(lexical.holding(every_pair, p, ranked).astype(int) for p in set(query_pairs))
+    shared = ranked[(scores > 0) & (held >= MIN_SHARED_PAIRS)]
+    by_pairs = shared[np.argsort(-scores[np.isin(ranked, shared)], kind="stable")].tolist()
     assert by_pairs, "the query shares pairs with some cell"
+    assert len(by_pairs) < np.count_nonzero(scores > 0), "a cell sharing one pair is left out"
+
     expected = {p: GRAMS_WEIGHT / (RRF_K + r) for r, p in enumerate(by_pairs, start=1)}
     gained = {p: with_pairs.scores[p] - without.scores.get(p, 0.0) for p in with_pairs.scores}
     assert gained == pytest.approx({p: expected.get(p, 0.0) for p in gained})

@@ -3,6 +3,7 @@ terms carried over from a previous build equal terms computed afresh."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import bm25s
@@ -16,7 +17,7 @@ from kb.corpus.tables import Corpus
 from kb.retrieval import lexical
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.index import lexical_text
-from kb.retrieval.lexical import Terms
+from kb.retrieval.lexical import RowIndex, Terms
 
 
 def reference(documents: list[list[str]]) -> bm25s.BM25:
@@ -88,8 +89,7 @@ def test_any_documents_index_as_bm25s_does(docs: list[list[str]]) -> None:
     documents.filter(any), st.lists(st.sampled_from(["看護", "不足", "研修", "ない"]), max_size=4)
 )
 def test_scores_and_rows_are_what_bm25s_gives(docs: list[list[str]], query: list[str]) -> None:
-    """kb scores a query term column by term column (or row by row for given rows); bm25s
-    all columns at once."""
+    """kb scores a query term column by term column; bm25s all columns at once."""
     ours, theirs = lexical.build_index(Terms.from_lists(docs)), reference(docs)
     known = [t for t in dict.fromkeys(query) if t in theirs.vocab_dict]  # each term once
     expected = theirs.get_scores(known) if known else np.zeros(len(docs))
@@ -97,13 +97,32 @@ def test_scores_and_rows_are_what_bm25s_gives(docs: list[list[str]], query: list
     weighed = dict.fromkeys(query, 0.5)
     np.testing.assert_allclose(lexical.scores(ours, weighed), expected / 2, rtol=1e-6)
     rows = np.arange(len(docs))[::-1]
-    at_rows, held = lexical.scores_at(ours, query, rows)
-    np.testing.assert_allclose(at_rows, expected[rows], rtol=1e-6)
-    assert held.tolist() == [sum(t in docs[row] for t in dict.fromkeys(query)) for row in rows]
     for term in query:
         holding = [term in docs[row] for row in rows]
         assert lexical.holding(ours, term, rows).tolist() == holding
         assert lexical.document_frequency(ours, term) == sum(holding)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    documents.filter(any),
+    st.lists(st.sampled_from(["看護", "不足", "研修", "ない", "未知"]), max_size=5),
+    st.data(),
+)
+def test_row_index_scores_chosen_rows_as_bm25s_does(docs, query, data) -> None:
+    """RowIndex reads each row's own terms (saved and mapped back from disk) and gives the
+    score bm25s gives that row, with how many of the query's terms the row holds."""
+    theirs = reference(docs)
+    known = [t for t in dict.fromkeys(query) if t in theirs.vocab_dict]
+    expected = theirs.get_scores(known) if known else np.zeros(len(docs))
+    rows = np.array(data.draw(st.lists(st.integers(0, len(docs) - 1), max_size=len(docs))))
+    with tempfile.TemporaryDirectory() as folder:
+        RowIndex.save(Terms.from_lists(docs), Path(folder), "rows")
+        index = RowIndex.load(Path(folder), "rows")
+        scores, held = index.scores_at(query, rows.astype(np.int64))
+        assert_same_terms(index.terms(), Terms.from_lists(docs))
+    np.testing.assert_allclose(scores, expected[rows] if len(rows) else [], rtol=1e-6)
+    assert held.tolist() == [sum(t in docs[r] for t in dict.fromkeys(query)) for r in rows]
 
 
 def test_documents_without_any_term_score_zero() -> None:

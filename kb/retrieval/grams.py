@@ -5,15 +5,19 @@ everyday query often shortens the table's words or writes them inside longer one
 医ケア, 厚木児相, 在宅ナース), so that its words and the cell's differ where their
 characters still overlap. Overlapping pairs of characters, the classic complement to
 morphological analysis in Japanese retrieval, match there.
-They are ranked with the same BM25 as Sudachi's terms (:mod:`kb.retrieval.lexical`, in
-the build's ``grams/`` folder) and only among the cells the other two legs found
-(:func:`kb.search.fusion.rank`). Measured in the README ("Search quality").
+They are ranked with the same BM25 as Sudachi's terms, read row by row
+(:class:`kb.retrieval.lexical.RowIndex`, the build's ``grams/`` folder), and only among
+the cells the other two legs ranked first (:func:`kb.search.fusion.rank`). Measured in the
+README ("Search quality").
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
+
+from kb.retrieval.lexical import RowIndex, Terms
 
 FOLDER = "grams"
 _RUN = re.compile(r"\w+")  # letters, kana, kanji and digits; punctuation and spaces break
@@ -30,3 +34,13 @@ def pairs(text: str) -> list[str]:
     for run in _RUN.findall(unicodedata.normalize("NFKC", text).lower()):
         pairs += [run] if len(run) < 2 else [run[i : i + 2] for i in range(len(run) - 1)]
     return pairs
+
+
+def save(terms: Terms, folder: Path) -> None:
+    """Every row's pairs (``Terms`` of :func:`pairs`) in the build ``folder``."""
+    RowIndex.save(terms, folder, FOLDER)
+
+
+def load(folder: Path) -> RowIndex:
+    """The pairs saved in the build ``folder``."""
+    return RowIndex.load(folder, FOLDER)

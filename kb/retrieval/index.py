@@ -163,7 +163,7 @@ def carry_over(index_dir: Path, embedder: Embedder, keys: np.ndarray) -> Carried
         live = open_index(index_dir, embedder.name)
         live_keys = np.load(live.folder / ROW_KEYS)
         terms = Terms.load(live.folder, live.lexical)
-        pairs = Terms.load(live.folder, live.grams, grams.FOLDER)
+        pairs = live.grams.terms()
     except IndexMissingError:
         return nothing
     except (KbError, OSError, ValueError):
@@ -259,7 +259,7 @@ def publish(
 def _write_parts(folder: Path, parts: BuildParts, build_id: str) -> None:
     dense.save(dense.build_index(parts.vectors), folder)
     lexical.save(lexical.build_index(parts.terms), parts.terms, folder)
-    lexical.save(lexical.build_index(parts.grams), parts.grams, folder, grams.FOLDER)
+    grams.save(parts.grams, folder)
     np.save(folder / ROW_KEYS, parts.keys)
     columns = parts.columns if parts.columns is not None else column_views_of_chunks(parts.chunks)
     write_store(folder, parts.chunks, columns, parts.aliases)
@@ -331,7 +331,7 @@ class LoadedIndex:
     store: ChunkStore
     dense: faiss.Index
     lexical: object
-    grams: object  # the character pairs' BM25 (kb.retrieval.grams)
+    grams: lexical.RowIndex  # every row's character pairs (kb.retrieval.grams)
     memo: Memo = field(default_factory=Memo)
 
     @property
@@ -398,7 +398,7 @@ def open_index(index_dir: Path, embedder_name: str) -> LoadedIndex:
             store=ChunkStore(folder),
             dense=dense.load(folder),
             lexical=lexical.load(folder),
-            grams=lexical.load(folder, grams.FOLDER),
+            grams=grams.load(folder),
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise IndexMismatchError(

@@ -1,5 +1,5 @@
 """Lexical retrieval: BM25 (bm25s) over Sudachi terms from :mod:`kb.retrieval.analysis`,
-and over character pairs from :mod:`kb.retrieval.grams` (the same index, another folder).
+and BM25 of chosen rows from their own terms (:class:`RowIndex`, for :mod:`kb.retrieval.grams`).
 
 A build keeps every chunk's terms as integer ids (:class:`Terms`), so the next build can
 carry unchanged chunks over without reading their terms back from the text cache. The
@@ -8,6 +8,7 @@ BM25 sparse matrix is stored as .npy files and loaded memory-mapped.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
 FOLDER = "lexical"
 TERM_IDS = "term_ids.npy"
 TERM_OFFSETS = "term_offsets.npy"
+METHOD = "lucene"  # bm25s's BM25 variant, for both indexes
+ROW_VOCAB = "vocab.json"
+DOCUMENT_FREQUENCY = "document_frequency.npy"
 
 # bm25s logs through "bm25s" at INFO; keep stderr for kb's own progress lines.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -86,15 +90,16 @@ class Terms:
         return Terms(list(numbering), lookup[self.ids], self.offsets)
 
     def save(self, folder: Path, name: str = FOLDER) -> None:
-        np.save(folder / name / TERM_IDS, self.ids.astype(np.int32))
+        narrow = np.uint16 if len(self.vocab) <= np.iinfo(np.uint16).max + 1 else np.int32
+        np.save(folder / name / TERM_IDS, self.ids.astype(narrow))
         np.save(folder / name / TERM_OFFSETS, self.offsets)
 
     @classmethod
-    def load(cls, folder: Path, index: bm25s.BM25, name: str = FOLDER) -> Terms:
+    def load(cls, folder: Path, index: bm25s.BM25) -> Terms:
         """The terms saved beside ``index`` (whose vocabulary they are numbered in)."""
         vocab = sorted((word for word in index.vocab_dict if word), key=index.vocab_dict.get)
-        ids = np.load(folder / name / TERM_IDS).astype(np.int64)
-        return cls(vocab, ids, np.load(folder / name / TERM_OFFSETS))
+        ids = np.load(folder / FOLDER / TERM_IDS).astype(np.int64)
+        return cls(vocab, ids, np.load(folder / FOLDER / TERM_OFFSETS))
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -149,21 +154,19 @@ class _BM25(bm25s.BM25):
 
 def build_index(terms: Terms) -> bm25s.BM25:
     """BM25 over every chunk's terms, in row order."""
-    index = _BM25(method="lucene")
+    index = _BM25(method=METHOD)
     index.index_terms(terms)
     return index
 
 
-def save(index: bm25s.BM25, terms: Terms, folder: Path, name: str = FOLDER) -> None:
-    """``index`` and ``terms`` in ``folder``/``name``."""
-    index.save(str(folder / name), show_progress=False)
-    terms.save(folder, name)
+def save(index: bm25s.BM25, terms: Terms, folder: Path) -> None:
+    index.save(str(folder / FOLDER), show_progress=False)
+    terms.save(folder)
 
 
-def load(folder: Path, name: str = FOLDER) -> bm25s.BM25:
-    """The index saved in ``folder``/``name``, its arrays mapped from disk (not read into
-    memory)."""
-    index = bm25s.BM25.load(str(folder / name), mmap=True, show_progress=False)
+def load(folder: Path) -> bm25s.BM25:
+    """The index saved in ``folder``, its arrays mapped from disk (not read into memory)."""
+    index = bm25s.BM25.load(str(folder / FOLDER), mmap=True, show_progress=False)
     # Plain ndarray views of the same mapping: indexing a np.memmap builds a memmap object
     # each time, some 50 times per query (a tenth of the lexical leg's time).
     index.scores = {
@@ -191,40 +194,15 @@ def scores(index: bm25s.BM25, terms: Sequence[str] | Mapping[str, float]) -> np.
     return total
 
 
-def scores_at(
-    index: bm25s.BM25, terms: Sequence[str], rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``rows``: its BM25 score for ``terms`` (each counted once), as
-    :func:`scores` gives it, and how many of the terms it holds. Looked up row by row: a
-    few hundred candidates cost the same at any size of the index, where summing whole
-    columns grows with it."""
-    total = np.zeros(len(rows), dtype=np.float32)
-    held = np.zeros(len(rows), dtype=np.int64)
-    for term in dict.fromkeys(terms):
-        found = _lookup(index, term, rows)
-        if found is not None:
-            hit, at = found
-            total[hit] += index.scores["data"][at[hit]]
-            held += hit
-    return total, held
-
-
 def holding(index: bm25s.BM25, term: str, rows: np.ndarray) -> np.ndarray:
-    """Whether each of ``rows`` contains ``term``."""
-    found = _lookup(index, term, rows)
-    return found[0] if found is not None else np.zeros(len(rows), dtype=bool)
-
-
-def _lookup(index: bm25s.BM25, term: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """For each of ``rows``: whether it contains ``term``, and where its entry would be in
-    the sparse matrix. A binary search of the term's column (its rows ascend), not a pass
-    over every row. None when no row contains the term."""
+    """Whether each of ``rows`` contains ``term``: a binary search of the term's column
+    (its rows ascend), not a score for every row."""
     span = _span(index, term)
     if span is None or span.start == span.stop:
-        return None
+        return np.zeros(len(rows), dtype=bool)
     column = index.scores["indices"][span]
     at = np.minimum(np.searchsorted(column, rows), len(column) - 1)
-    return column[at] == rows, at + span.start
+    return column[at] == rows
 
 
 def _span(index: bm25s.BM25, term: str) -> slice | None:
@@ -240,3 +218,85 @@ def document_frequency(index: bm25s.BM25, term: str) -> int:
     """How many rows contain ``term`` (0 for a term the corpus does not have)."""
     span = _span(index, term)
     return span.stop - span.start if span else 0
+
+
+@dataclass(frozen=True)
+class RowIndex:
+    """BM25 of chosen rows, read from each row's own terms (:class:`Terms`), with bm25s's
+    formulas: the scores :func:`scores` gives the same rows.
+
+    For scoring a hundred candidates, not for finding rows. The terms are read into memory,
+    16 bits a term when the vocabulary allows (a million cells of pairs: 160 MB): a mapped
+    file is no smaller here, because the kernel maps the 1–2 MB around each row touched (a
+    hundred random rows made 140 MB of it resident, a few queries all of it).
+    """
+
+    numbering: dict[str, int]
+    ids: np.ndarray  # Terms.ids as saved (uint16 or int32)
+    offsets: np.ndarray  # Terms.offsets
+    idf: np.ndarray  # per term id
+    average_length: float
+    bm25: bm25s.BM25  # the parameters (k1, b …) build_index uses; not indexed
+
+    @staticmethod
+    def save(terms: Terms, folder: Path, name: str) -> None:
+        """``terms`` in ``folder``/``name``, with their vocabulary and document frequencies."""
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        terms.save(folder, name)
+        (folder / name / ROW_VOCAB).write_text(json.dumps(terms.vocab, ensure_ascii=False))
+        # Each row's terms once: scipy sorts row by row (np.unique sorted all of them, 2 min
+        # for a million rows against 1 s).
+        rows = sp.csr_matrix(
+            (np.ones(len(terms.ids), np.int8), terms.ids, terms.offsets),
+            shape=(len(terms), len(terms.vocab)),
+        )
+        rows.sum_duplicates()
+        frequency = np.bincount(rows.indices, minlength=len(terms.vocab))
+        np.save(folder / name / DOCUMENT_FREQUENCY, frequency)
+
+    @classmethod
+    def load(cls, folder: Path, name: str) -> RowIndex:
+        vocab = json.loads((folder / name / ROW_VOCAB).read_text(encoding="utf-8"))
+        offsets = np.load(folder / name / TERM_OFFSETS)
+        frequency = np.load(folder / name / DOCUMENT_FREQUENCY)
+        rows = len(offsets) - 1
+        bm25 = _BM25(method=METHOD)
+        idf_of = _select_idf_scorer(bm25.idf_method)
+        return cls(
+            numbering={word: i for i, word in enumerate(vocab)},
+            ids=np.load(folder / name / TERM_IDS),
+            offsets=offsets,
+            idf=np.array([idf_of(int(df), N=rows) for df in frequency], dtype=bm25.dtype),
+            average_length=float(offsets[-1]) / max(rows, 1),
+            bm25=bm25,
+        )
+
+    def terms(self) -> Terms:
+        """Every row's terms (a build carries them over)."""
+        vocab = sorted(self.numbering, key=self.numbering.get)
+        return Terms(vocab, self.ids.astype(np.int64), self.offsets)
+
+    def scores_at(self, terms: Sequence[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``rows``: its BM25 score for ``terms`` (each counted once) and how
+        many of them it holds."""
+        wanted = np.array(
+            sorted({self.numbering[t] for t in terms if t in self.numbering}), dtype=np.int64
+        )
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.offsets[rows + 1] - self.offsets[rows]
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        starts = np.repeat(self.offsets[rows] - np.cumsum(lengths) + lengths, lengths)
+        ids = self.ids[starts + np.arange(len(owner))]
+        hit = np.isin(ids, wanted)
+        pairs, tf = np.unique(owner[hit] * (len(self.numbering) + 1) + ids[hit], return_counts=True)
+        row, term = np.divmod(pairs, len(self.numbering) + 1)
+        tfc = _select_tfc_scorer(self.bm25.method)(
+            tf_array=tf.astype(self.bm25.dtype),
+            l_d=lengths[row],
+            l_avg=self.average_length,
+            k1=self.bm25.k1,
+            b=self.bm25.b,
+            delta=self.bm25.delta,
+        )
+        total = np.bincount(row, weights=self.idf[term] * tfc, minlength=len(rows))
+        return total.astype(np.float32), np.bincount(row, minlength=len(rows))

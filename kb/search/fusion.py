@@ -4,8 +4,8 @@ Search, similar cells and related cells all rank through :func:`rank`, so a chan
 the legs are cut or weighed is made here and nowhere else. Each leg contributes
 ``weight / (RRF_K + rank)``: RRF needs no score calibration between very different
 scorers, and its constants were tuned on ``eval/queries.yaml``. A search also ranks the
-cells the two legs found by the query's character pairs (:mod:`kb.retrieval.grams`), at
-half weight (chosen on the development sets, checked on an untouched one: README).
+first cells of the two legs by the query's character pairs (:mod:`kb.retrieval.grams`),
+at half weight (chosen on the development sets, checked on an untouched one: README).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ DENSE_WEIGHT = 1.0
 LEXICAL_WEIGHT = 1.0
 GRAMS_WEIGHT = 0.5
 MIN_SHARED_PAIRS = 2
+# Cells of each leg the pairs rank: one further down both legs cannot reach the first ten
+# with the pairs' half weight (50 and 200 rank the evaluation queries alike).
+PAIR_DEPTH = 50
 
 
 class Mode(StrEnum):
@@ -76,7 +79,7 @@ def rank(
     """Fuse the legs ``mode`` asks for: lexical over ``terms`` (or terms with weights, see
     :func:`lexical.scores`), dense around ``vector``
     (skipped when None, e.g. a blank query), each cut to ``depth`` rows of ``allowed``;
-    in hybrid mode, the cells they found also ranked by the character ``pairs``
+    in hybrid mode, their first PAIR_DEPTH cells also ranked by the character ``pairs``
     (:func:`kb.retrieval.grams.pairs` of the query; none: no such ranking)."""
     legs = []
     similarity: dict[int, float] = {}
@@ -89,7 +92,7 @@ def rank(
         similarity = dict(zip(positions.tolist(), scores.tolist(), strict=True))
         legs.append((positions, DENSE_WEIGHT))
     if mode == Mode.hybrid and pairs and legs:
-        found = np.unique(np.concatenate([positions for positions, _ in legs]))
+        found = np.unique(np.concatenate([positions[:PAIR_DEPTH] for positions, _ in legs]))
         legs.append((_by_pairs(index, pairs, found), GRAMS_WEIGHT))
     fused = rrf(legs)
     return Ranking(sorted(fused, key=lambda p: (-fused[p], p)), fused, similarity)
@@ -100,6 +103,6 @@ def _by_pairs(index: LoadedIndex, pairs: Sequence[str], rows: np.ndarray) -> np.
     order). A row holding fewer than MIN_SHARED_PAIRS of them (all, for a shorter query) is
     left out: one pair alone is often a piece of an unrelated word (カン of カンファレンス
     for ｶﾝｺﾞｼ)."""
-    scores, held = lexical.scores_at(index.grams, pairs, rows)
+    scores, held = index.grams.scores_at(pairs, rows)
     keep = (scores > 0) & (held >= min(MIN_SHARED_PAIRS, len(set(pairs))))
     return rows[keep][np.argsort(-scores[keep], kind="stable")]
