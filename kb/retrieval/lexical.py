@@ -60,10 +60,8 @@ class Terms:
 
     def take(self, rows: np.ndarray) -> Terms:
         """The given rows, in that order (the vocabulary is not renumbered)."""
-        lengths = self.lengths[rows]
-        offsets = _offsets(lengths)
-        starts = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths)
-        return Terms(self.vocab, self.ids[starts + np.arange(offsets[-1])], offsets)
+        ids, lengths = _gather(self.ids, self.offsets, rows)
+        return Terms(self.vocab, ids, _offsets(lengths))
 
     @classmethod
     def assemble(cls, old: Terms, old_rows: np.ndarray, new: Terms) -> Terms:
@@ -104,6 +102,17 @@ class Terms:
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+def _gather(
+    ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of ``rows`` one row after another, and each row's length (the rows of
+    ids/offsets as :class:`Terms` lays them out)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = offsets[rows + 1] - offsets[rows]
+    starts = np.repeat(offsets[rows] - _offsets(lengths)[:-1], lengths)
+    return ids[starts + np.arange(len(starts))], lengths
 
 
 class _BM25(bm25s.BM25):
@@ -279,17 +288,13 @@ class RowIndex:
     def scores_at(self, terms: Sequence[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each of ``rows``: its BM25 score for ``terms`` (each counted once) and how
         many of them it holds."""
-        wanted = np.array(
-            sorted({self.numbering[t] for t in terms if t in self.numbering}), dtype=np.int64
-        )
-        rows = np.asarray(rows, dtype=np.int64)
-        lengths = self.offsets[rows + 1] - self.offsets[rows]
-        owner = np.repeat(np.arange(len(rows)), lengths)
-        starts = np.repeat(self.offsets[rows] - np.cumsum(lengths) + lengths, lengths)
-        ids = self.ids[starts + np.arange(len(owner))]
-        hit = np.isin(ids, wanted)
-        pairs, tf = np.unique(owner[hit] * (len(self.numbering) + 1) + ids[hit], return_counts=True)
-        row, term = np.divmod(pairs, len(self.numbering) + 1)
+        wanted = np.zeros(len(self.numbering), dtype=bool)
+        wanted[[self.numbering[t] for t in terms if t in self.numbering]] = True
+        ids, lengths = _gather(self.ids, self.offsets, rows)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        hit = wanted[ids]
+        found, tf = np.unique(owner[hit] * len(self.numbering) + ids[hit], return_counts=True)
+        row, term = np.divmod(found, max(len(self.numbering), 1))
         tfc = _select_tfc_scorer(self.bm25.method)(
             tf_array=tf.astype(self.bm25.dtype),
             l_d=lengths[row],
@@ -298,5 +303,5 @@ class RowIndex:
             b=self.bm25.b,
             delta=self.bm25.delta,
         )
-        total = np.bincount(row, weights=self.idf[term] * tfc, minlength=len(rows))
-        return total.astype(np.float32), np.bincount(row, minlength=len(rows))
+        total = np.bincount(row, weights=self.idf[term] * tfc, minlength=len(lengths))
+        return total.astype(np.float32), np.bincount(row, minlength=len(lengths))
