@@ -53,6 +53,9 @@ judge-some-share-ignored|gap = np.where(shares > cuts.some_share, cuts.similarit
 vocab-no-dictionary-form|return word if word in self._english else dictionary_form(word)|return word|tests/test_analysis.py -k inflection
 judge-similarity-ignored|similarity=best_similarity,|similarity=0.0,|tests/test_judge.py -k "not_fitted_on or fitted_on_every"
 calibrate-folds-in-file-order|key=lambda s: (s.query.query, s.query.kind),|key=lambda s: 0,|tests/test_judge.py -k order
+pairs-one-shared-enough|keep = (scores > 0) & (held >= min(MIN_SHARED_PAIRS, len(set(pairs))))|keep = scores > 0|tests/test_grams.py tests/test_search.py -k "pairs or without_words"
+pairs-of-the-typed-query|pairs = grams.pairs(written)|pairs = grams.pairs(query)|tests/test_grams.py
+pairs-tf-ignored|tf_array=tf.astype(self.bm25.dtype),|tf_array=np.ones_like(tf, dtype=self.bm25.dtype),|tests/test_lexical.py -k row_index
 EOF
 )
 

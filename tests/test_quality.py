@@ -17,8 +17,8 @@ from kb.search.service import SearchService
 
 HELD_OUT = REPO / "eval" / "heldout.yaml"
 # README "Search quality", held-out hybrid nDCG@10, less 0.02 for harmless reorderings.
-HYBRID_FLOOR = 0.819 - 0.02
-EXACT_FLOOR = 0.934 - 0.02  # exact-term queries: the table's own words typed as they are
+HYBRID_FLOOR = 0.825 - 0.02
+EXACT_FLOOR = 0.943 - 0.02  # exact-term queries: the table's own words typed as they are
 
 
 # --- nDCG@k: gain 2^grade - 1, discount log2(rank + 1) ----------------------------------
