@@ -26,6 +26,7 @@ from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
 from kb.interfaces.web.app import create_app
 from kb.interfaces.web.pages import EXAMPLES
+from kb.retrieval.index import SCHEMA_VERSION
 from kb.search.validation import MAX_QUERY_CHARS
 
 NURSE = "看護師不足"
@@ -733,6 +734,29 @@ def test_kb_serve_builds_a_missing_index_first_and_binds_loopback(tmp_path: Path
         assert (index / "current").exists()
         if Path("/proc/net/tcp").exists():
             assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+
+
+def test_kb_serve_rebuilds_an_index_of_an_older_kb(built_index, tmp_path: Path):
+    """After an upgrade the index on disk has an older schema: the server rebuilds it (and
+    says so) instead of answering every search with an error."""
+    corpus = Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
+    index = Path(shutil.copytree(built_index.index_dir, tmp_path / "index", symlinks=True))
+    manifest_path = index / "current" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["schema_version"] = SCHEMA_VERSION - 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    old_build = (index / "current").resolve().name
+    with serving_kb(corpus, index, tmp_path) as (port, stderr):
+        found = json.loads(
+            urlopen(f"http://127.0.0.1:{port}/api/search?q={quote('看護師不足')}").read()
+        )
+        assert "以前の版の kb で作られているため、作り直します" in stderr.read_text(
+            encoding="utf-8"
+        )
+    assert any(hit["confident"] for hit in found["hits"])
+    assert (index / "current").resolve().name != old_build
+    fresh = json.loads((index / "current" / "manifest.json").read_text(encoding="utf-8"))
+    assert fresh["schema_version"] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

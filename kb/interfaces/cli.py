@@ -470,12 +470,12 @@ def _eval_queries(service, paths: tuple[Path, ...], split: str | None) -> list:
 @pass_settings
 @_fail_cleanly
 def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
-    """ウェブ画面と API を起動する。索引がなければ先に作る。"""
+    """ウェブ画面と API を起動する。索引がない、または以前の版の kb で作られていれば先に作る。"""
     from kb.interfaces.web import server
     from kb.interfaces.web.app import create_app
     from kb.retrieval.analysis import Analyzer
     from kb.retrieval.embedding import load_embedder, serving_loop
-    from kb.retrieval.index import CURRENT
+    from kb.retrieval.index import CURRENT, built_by_older_kb
     from kb.retrieval.index import build as run_build
     from kb.search.service import SearchService
 
@@ -483,6 +483,9 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
     embedder = load_embedder(settings.embedder)
     if not (settings.index_dir / CURRENT).exists():
         log("索引がないため、先に作ります（初回のみ）…")
+        run_build(settings, embedder, Analyzer())
+    elif built_by_older_kb(settings.index_dir):
+        log("索引が以前の版の kb で作られているため、作り直します…")
         run_build(settings, embedder, Analyzer())
     app = create_app(settings, SearchService(settings, embedder), log_requests=not quiet)
     log(f"{server.url_of(sock)} で開いています（終了は Ctrl+C）")

@@ -351,6 +351,17 @@ def current_build(index_dir: Path) -> Path:
     return (index_dir / target).resolve()
 
 
+def built_by_older_kb(index_dir: Path) -> bool:
+    """True when the live build was written by an older kb (an older schema), so that
+    ``kb serve`` rebuilds it after an upgrade instead of refusing every search. False when
+    there is no build or its manifest cannot be read (opening it then says what is wrong)."""
+    try:
+        manifest = read_manifest(current_build(index_dir))
+    except KbError:
+        return False
+    return int(manifest.get("schema_version", 0)) < SCHEMA_VERSION
+
+
 def read_manifest(folder: Path) -> dict:
     try:
         return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
