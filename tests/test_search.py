@@ -369,6 +369,19 @@ def test_no_match_is_one_line_and_exit_0(run_kb, built_index: Settings, args) ->
     assert done.stdout == "該当する記載は見つかりませんでした。\n"
 
 
+def test_plain_output_names_the_words_no_cell_writes(run_kb, built_index: Settings) -> None:
+    done = run_kb(
+        "search", "人工透析の送迎", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert done.returncode == 0, done.stderr
+    assert "「透析」は、表のどの記載にも出てこない言葉です" in done.stderr
+    assert "出てこない言葉" not in done.stdout  # a note to the reader; stdout holds results
+    plain = run_kb(
+        "search", "看護師不足", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert "出てこない言葉" not in plain.stderr
+
+
 def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index: Settings) -> None:
     runs = [
         run_kb(

@@ -545,6 +545,28 @@ def test_nonsense_query_page_says_nothing_matched(client, service, view):
     assert "上位" not in page.text and "当てはまる記載" not in page.text
 
 
+# A table word plus one no cell writes: the hits are about the table word only.
+NEAR_MISS = "人工透析の送迎"
+
+
+def test_words_no_cell_writes_are_named_beside_the_hits(client, service):
+    result = service.search(NEAR_MISS, k=20)
+    unknown = result.unknown_words
+    assert unknown and all(w in NEAR_MISS for w in unknown)
+    store = service.index.store
+    assert not any(w in c.text for w in unknown for c in store.get(range(len(store))))
+    page = html(client.get("/search", params={"q": NEAR_MISS}))
+    said = page.find("p", cls="unknown-words")
+    assert said is not None and all(f"「{w}」" in said.text for w in unknown)
+    assert ("については書かれていません" in said.text) == bool(result.answers)
+    nothing = html(client.get("/search", params={"q": NONSENSE})).find("section", cls="no-match")
+    assert f"「{NONSENSE}」は、表のどの記載にも出てこない言葉です。" in nothing.text
+    # Every word of a query the table writes (or the vocabulary knows): no note.
+    for q in (NURSE, "人手が足りない"):
+        assert service.search(q).unknown_words == [], q
+        assert not html(client.get("/search", params={"q": q})).find_all("p", cls="unknown-words")
+
+
 def test_no_match_with_filters_suggests_removing_them(client):
     page = html(client.get("/search", params={"q": NONSENSE, "field": "challenge"}))
     said = page.find("section", cls="no-match")

@@ -356,6 +356,11 @@ def search(
         log(f"条件に合うセル: {result.matched}件（先頭{len(answers)}件を表示）")
     else:
         log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
+        if result.unknown_words:
+            quoted = "".join(f"「{w}」" for w in result.unknown_words)
+            log(
+                f"{quoted}は、表のどの記載にも出てこない言葉です（その言葉について書かれた記載はありません）"
+            )
     if not answers:
         click.echo(NO_MATCH)
         widen = "（絞り込みを外すと見つかるかもしれません）" if filters else ""

@@ -79,6 +79,13 @@ class SearchResult:
         return [Group(org, hits) for org, hits in by_org.items()]
 
     @property
+    def unknown_words(self) -> list[str]:
+        """The query's content words that no cell writes and the vocabulary does not know,
+        as typed, each once: said beside the hits, so a near miss (人工透析の送迎, answered
+        about 送迎) reads as one."""
+        return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []
+
+    @property
     def browsing(self) -> bool:
         """True for a listing by filters alone, without a query."""
         return not self.query.strip()
