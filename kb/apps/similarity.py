@@ -24,7 +24,8 @@ cells), so "as alike as two cells of one theme" means the same thing across year
 
 On top of the blend, two cells that **name the same specific thing** get a bonus: a noun
 run of their own (not a piece of a longer compound) of at least :data:`NAME_CHARS`
-characters that at most :data:`NAMED_BY` of the themed cells write (マイサポートブック).
+characters that at most :data:`NAMED_BY` of the themed cells write (マイサポートブック),
+or the council itself (its name in the cell or its item's title, or 本会).
 The small embedder puts two cells about one booklet apart when they say different things
 about it (its distribution, its items), and one shared word is little against the rest
 of their words; a rare name of a thing is what tells a reader they are about one problem.
@@ -58,6 +59,11 @@ NAME_CHARS = 5
 # … that at most this many themed cells write (3 gives the same here; 4 takes 医療的ケア,
 # the whole table's subject, not one problem, and splits FY2018's judged pairs).
 NAMED_BY = 2
+# The council itself is one more such thing: a cell that names it, or its item's title does
+# (the council's own meeting), or that calls it 本会 ("this council", as council papers
+# do) is about the council's own running, an agenda item of its own (README "Themes").
+COUNCIL = "\x00council"  # a key no noun run can be
+THIS_COUNCIL = ("本会",)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -100,7 +106,7 @@ def cell_space(
     blend = MEANING_WEIGHT * _standardised(meaning, size) + (1 - MEANING_WEIGHT) * (
         _standardised(words, size)
     )
-    similarity = _standardised(blend, size) + NAMED_BONUS * _same_names(analyzer, texts, size)
+    similarity = _standardised(blend, size) + NAMED_BONUS * _same_names(analyzer, rows, size)
     return CellSpace(size=size, vectors=vectors, similarity=similarity)
 
 
@@ -126,23 +132,41 @@ def _content_vectors(
     return vectors, unit(vectors - CONTEXT * np.array([context(c) for c in rows]))
 
 
-def _same_names(analyzer: Analyzer, texts: list[str], size: int) -> np.ndarray:
-    """1 where two of ``texts``, one of them among the first ``size`` (the themed cells),
-    name the same rare thing (see :data:`NAME_CHARS`, :data:`NAMED_BY`), 0 elsewhere."""
+def _same_names(analyzer: Analyzer, cells: Sequence[Chunk], size: int) -> np.ndarray:
+    """1 where two of ``cells``, one of them among the first ``size`` (the themed cells),
+    name the same rare thing (see :data:`NAME_CHARS`, :data:`NAMED_BY`), the council itself
+    included (:func:`_speaks_of_its_council`), 0 elsewhere."""
+    texts = [c.text for c in cells]
     rows_of: dict[str, list[int]] = {}
     for row, text in enumerate(texts):
         for name in phrases.names(analyzer, text, NAME_CHARS):
             rows_of.setdefault(name, []).append(row)
     themed = [phrases.fold(t) for t in texts[:size]]
+    # Counted in the themed texts as written: a name inside a longer word counts too.
+    writers = {name: sum(name in t for t in themed) for name in rows_of}
+    council = [row for row, cell in enumerate(cells) if _speaks_of_its_council(cell)]
+    rows_of[COUNCIL] = council
+    writers[COUNCIL] = sum(row < size for row in council)
     same = np.zeros((len(texts), len(texts)))
     for name, rows in rows_of.items():
         mine = [r for r in rows if r < size]
-        # Counted in the themed texts as written: a name inside a longer word counts too.
-        if len(rows) < 2 or not mine or sum(name in t for t in themed) > NAMED_BY:
+        if len(rows) < 2 or not mine or writers[name] > NAMED_BY:
             continue
         same[np.ix_(mine, rows)] = same[np.ix_(rows, mine)] = 1.0
     np.fill_diagonal(same, 0.0)
     return same
+
+
+def _speaks_of_its_council(cell: Chunk) -> bool:
+    """Whether ``cell`` is about the council whose table it is in: the council's name in
+    the cell or in its item's title (the council's own meeting), or :data:`THIS_COUNCIL`."""
+    name = phrases.fold(cell.council)
+    text = phrases.fold(cell.text)
+    return (
+        name in text
+        or name in phrases.fold(cell.item_title)
+        or any(word in text for word in THIS_COUNCIL)
+    )
 
 
 def _standardised(matrix: np.ndarray, size: int) -> np.ndarray:
