@@ -55,7 +55,7 @@ judge-similarity-ignored|similarity=best_similarity,|similarity=0.0,|tests/test_
 calibrate-folds-in-file-order|key=lambda s: (s.query.query, s.query.kind),|key=lambda s: 0,|tests/test_judge.py -k order
 pairs-one-shared-enough|keep = (scores > 0) & (held >= min(MIN_SHARED_PAIRS, len(set(pairs))))|keep = scores > 0|tests/test_grams.py tests/test_search.py -k "pairs or without_words"
 pairs-of-the-typed-query|pairs = grams.pairs(written)|pairs = grams.pairs(query)|tests/test_grams.py
-pairs-tf-ignored|tf_array=tf.astype(self.bm25.dtype),|tf_array=np.ones_like(tf, dtype=self.bm25.dtype),|tests/test_lexical.py -k row_index
+bm25-tf-ignored|tf_array=tf.astype(bm25.dtype),|tf_array=np.ones_like(tf, dtype=bm25.dtype),|tests/test_lexical.py
 themes-council-unnamed|rows_of[COUNCIL] = council|rows_of[COUNCIL] = []|tests/test_themes.py -k "council or hand_judged"
 unknown-words-unsaid|return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []|return []|tests/test_web_api.py tests/test_search.py -k "no_cell_writes"
 EOF

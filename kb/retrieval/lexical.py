@@ -131,14 +131,7 @@ class _BM25(bm25s.BM25):
         pairs, tf = np.unique(rows * n_vocab + terms.ids, return_counts=True)
         doc, term = np.divmod(pairs, max(n_vocab, 1))
         idf = _idf(self, np.bincount(term, minlength=n_vocab), n_docs)
-        tfc = _select_tfc_scorer(self.method)(
-            tf_array=tf.astype(self.dtype),
-            l_d=lengths[doc],
-            l_avg=lengths.mean(),
-            k1=self.k1,
-            b=self.b,
-            delta=self.delta,
-        )
+        tfc = _tf_part(self, tf, lengths[doc], lengths.mean())
         matrix = sp.csc_matrix(
             ((idf[term] * tfc).astype(self.dtype), (doc, term)),
             shape=(n_docs, n_vocab),
@@ -161,6 +154,21 @@ def _idf(bm25: bm25s.BM25, frequency: np.ndarray, n_docs: int) -> np.ndarray:
     """bm25s's IDF (of ``bm25``'s method) for each term's document ``frequency``."""
     idf_of = _select_idf_scorer(bm25.idf_method)
     return np.array([idf_of(int(df), N=n_docs) for df in frequency], dtype=bm25.dtype)
+
+
+def _tf_part(
+    bm25: bm25s.BM25, tf: np.ndarray, lengths: np.ndarray, average_length: float
+) -> np.ndarray:
+    """bm25s's term-frequency part of BM25 (``bm25``'s method, k1, b and delta) for term
+    counts ``tf`` in documents of ``lengths``; times the IDF, a term's score."""
+    return _select_tfc_scorer(bm25.method)(
+        tf_array=tf.astype(bm25.dtype),
+        l_d=lengths,
+        l_avg=average_length,
+        k1=bm25.k1,
+        b=bm25.b,
+        delta=bm25.delta,
+    )
 
 
 def build_index(terms: Terms) -> bm25s.BM25:
@@ -296,13 +304,6 @@ class RowIndex:
         hit = wanted[ids]
         found, tf = np.unique(owner[hit] * len(self.numbering) + ids[hit], return_counts=True)
         row, term = np.divmod(found, max(len(self.numbering), 1))
-        tfc = _select_tfc_scorer(self.bm25.method)(
-            tf_array=tf.astype(self.bm25.dtype),
-            l_d=lengths[row],
-            l_avg=self.average_length,
-            k1=self.bm25.k1,
-            b=self.bm25.b,
-            delta=self.bm25.delta,
-        )
+        tfc = _tf_part(self.bm25, tf, lengths[row], self.average_length)
         total = np.bincount(row, weights=self.idf[term] * tfc, minlength=len(lengths))
         return total.astype(np.float32), np.bincount(row, minlength=len(lengths))
