@@ -58,6 +58,7 @@ pairs-of-the-typed-query|pairs = grams.pairs(written)|pairs = grams.pairs(query)
 bm25-tf-ignored|tf_array=tf.astype(bm25.dtype),|tf_array=np.ones_like(tf, dtype=bm25.dtype),|tests/test_lexical.py
 themes-council-unnamed|rows_of[COUNCIL] = council|rows_of[COUNCIL] = []|tests/test_themes.py -k "council or hand_judged"
 unknown-words-unsaid|return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []|return []|tests/test_web_api.py tests/test_search.py -k "no_cell_writes"
+topicless-answered|if not evidence.topical:|if False:|tests/test_judge.py tests/test_web_api.py tests/test_search.py -k topic
 EOF
 )
 

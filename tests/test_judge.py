@@ -43,6 +43,21 @@ def test_a_query_about_something_else_has_no_confident_hit(service, query: str) 
     assert result.facets == {}
 
 
+@pytest.mark.parametrize("query", ["です", "どう", "a", "何をしている", "こんにちは"])
+def test_a_query_without_a_topic_has_no_confident_hit(service, query: str) -> None:
+    # Particles, greetings and light words only: before, each showed 6–10 confident hits.
+    result = service.search(query, k=20, with_facets=True)
+    assert result.hits, "the ranking still offers candidates"
+    assert result.topicless
+    assert not result.answers
+    assert result.matched == 0
+
+
+@pytest.mark.parametrize("query", ["看護師不足", "足りない", "nurse", "テスト"])
+def test_one_word_that_says_what_is_asked_is_a_topic(service, query: str) -> None:
+    assert not service.search(query).topicless
+
+
 def test_a_topic_the_table_never_mentions_is_explained_by_its_unknown_words(service) -> None:
     result = service.search("認知症の高齢者の見守り")
     assert not result.answers

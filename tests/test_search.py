@@ -382,6 +382,13 @@ def test_plain_output_names_the_words_no_cell_writes(run_kb, built_index: Settin
     assert "出てこない言葉" not in plain.stderr
 
 
+def test_plain_output_says_when_a_query_has_no_topic(run_kb, built_index: Settings) -> None:
+    done = run_kb("search", "です", corpus=built_index.corpus_dir, index=built_index.index_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "該当する記載は見つかりませんでした。\n"
+    assert "「です」には、何について探すかを表す言葉が入っていません" in done.stderr
+
+
 def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index: Settings) -> None:
     runs = [
         run_kb(

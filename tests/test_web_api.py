@@ -567,6 +567,18 @@ def test_words_no_cell_writes_are_named_beside_the_hits(client, service):
         assert not html(client.get("/search", params={"q": q})).find_all("p", cls="unknown-words")
 
 
+def test_a_query_without_a_topic_is_told_so(client):
+    page = html(client.get("/search", params={"q": "どう"}))
+    said = page.find("section", cls="no-match")
+    assert said is not None and answer_ids(page) == []
+    assert (
+        "「どう」には、何について探すかを表す言葉が入っていません。"
+        in said.find("p", cls="no-topic").text
+    )
+    for q in (NURSE, NONSENSE):
+        assert not html(client.get("/search", params={"q": q})).find_all("p", cls="no-topic")
+
+
 def test_no_match_with_filters_suggests_removing_them(client):
     page = html(client.get("/search", params={"q": NONSENSE, "field": "challenge"}))
     said = page.find("section", cls="no-match")

@@ -361,6 +361,8 @@ def search(
             log(
                 f"{quoted}は、表のどの記載にも出てこない言葉です（その言葉について書かれた記載はありません）"
             )
+        if result.topicless:
+            log(f"「{query}」には、何について探すかを表す言葉が入っていません")
     if not answers:
         click.echo(NO_MATCH)
         widen = "（絞り込みを外すと見つかるかもしれません）" if filters else ""

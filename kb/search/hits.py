@@ -86,6 +86,12 @@ class SearchResult:
         return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []
 
     @property
+    def topicless(self) -> bool:
+        """True for a query with no word that says what it is about (see
+        :attr:`kb.search.judge.QueryEvidence.topical`): the user is told so."""
+        return self.judgement is not None and not self.judgement.evidence.topical
+
+    @property
     def browsing(self) -> bool:
         """True for a listing by filters alone, without a query."""
         return not self.query.strip()

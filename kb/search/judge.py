@@ -188,6 +188,13 @@ class QueryEvidence:
         """In the order of :data:`FEATURES`."""
         return [self.uncovered_weight, self.best_share, self.margin, self.similarity]
 
+    @property
+    def topical(self) -> bool:
+        """Whether the query has a word that says what it is about. One made only of
+        particles, greetings and light words (です, どう, 何をしている, "a") asks about
+        nothing, so nothing can answer it, however close its embedding lands."""
+        return bool(self.content)
+
 
 FEATURES = ("uncovered_weight", "best_share", "margin", "similarity")
 
@@ -206,7 +213,10 @@ class Calibration:
     some_share: float = 0.0  # "some of the query's words": more than this share, or any
 
     def answerable(self, evidence: QueryEvidence) -> float:
-        """Probability that the table answers the query."""
+        """Probability that the table answers the query (none for a query without a
+        topic, see :attr:`QueryEvidence.topical`)."""
+        if not evidence.topical:
+            return 0.0
         z = self.bias + float(np.dot(self.weights, evidence.features()))
         return 1.0 / (1.0 + math.exp(-z))
 
