@@ -260,6 +260,10 @@ def content_nouns(tokens: Sequence[Token]) -> list[int]:
 _FUNCTION_LIKE = (("数詞",), ("助動詞語幹",))
 # 何日, 何人, 何歳, 何回: "how many …", a question's word, not its topic.
 _HOW_MANY = "何"
+# How a request is put, not what it is about: 教えてください, お願いします, について (に・つい・て
+# to Sudachi), よろしく. Counted only in a query without nouns, where verbs speak.
+_ASKING = frozenset(["教える", "下さる", "願う", "つく", "宜しく"])
+_AFFIXES = (("接頭辞",), ("接尾辞",))  # the お of お願い: no topic of its own
 # A word inside a longer one after these says the opposite: 不登校 is not 登校, 未就学 not 就学.
 _NEGATIONS = frozenset("不未非無")
 
@@ -272,6 +276,12 @@ def _content(tokens: Sequence[Token], nouns_only: bool) -> list[int]:
         if token.pos[1:2] in _FUNCTION_LIKE or token.pos[2:3] == ("副詞可能",):
             continue
         if token.surface.startswith(_HOW_MANY) and token.pos[:1] == ("名詞",):
+            continue
+        if not nouns_only and (
+            token.terms[0] in _ASKING
+            or token.pos[1:2] == ("非自立可能",)
+            or token.pos[:1] in _AFFIXES
+        ):
             continue
         folded = normalised(token.surface).strip()
         if (nouns_only and len(folded) < 2) or all(w in _ENGLISH_STOP for w in folded.split()):
