@@ -255,6 +255,16 @@ def test_empty_query_returns_no_hits(client, q):
     assert client.get("/api/search").json() == {"query": "", "hits": []}
 
 
+def test_an_empty_query_with_filters_lists_their_cells_as_the_cli_and_page_do(client, service):
+    listed = client.get("/api/search", params={"field": "challenge", "k": 50}).json()["hits"]
+    expected = service.browse(service.filters(fields=["challenge"]), limit=50).hits
+    assert [h["id"] for h in listed] == [h.chunk.id for h in expected]
+    assert listed and {h["field"] for h in listed} == {"challenge"}
+    store = service.index.store
+    challenges = [c for c in store.get(range(len(store))) if c.field == "challenge"]
+    assert len(listed) == min(50, len(challenges))
+
+
 # --- cells, organisations, status -------------------------------------------------------------
 
 

@@ -122,14 +122,19 @@ async def api_search(request: Request) -> Response:
             categories=params.getlist("category"),
             years=parse_years(params.getlist("year")),
         )
-        result = run(q, k=k, mode=mode, filters=filters) if q.strip() else None
+        if q.strip():
+            result = run(q, k=k, mode=mode, filters=filters)
+        else:  # as `kb search ""` and the page: the cells of the filters, if any
+            result = service.browse(filters, limit=k) if filters else None
     except FilterError as exc:
         raise _unprocessable(exc) from exc
     hits = result.hits if result else []
     # A response of its own skips FastAPI's per-field re-encoding of plain dicts (a few ms).
     return Answer(
         {"query": q, "hits": [h.as_dict() for h in hits]},
-        headers={"Server-Timing": server_timing(result.timings, embedded_ms)} if result else None,
+        headers={"Server-Timing": server_timing(result.timings, embedded_ms)}
+        if result and result.timings
+        else None,
     )
 
 
