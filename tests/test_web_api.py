@@ -616,6 +616,19 @@ def test_every_hit_shape_says_whether_kb_is_confident(client, service):
         assert found and all(isinstance(h["confident"], bool) for h in found), find
 
 
+def test_related_refuses_another_fields_cell_as_kb_related_does(client, run_kb, built_index):
+    progress = FUKUSHI_1_CHALLENGE.replace("-challenge", "-progress")
+    response = client.get(f"/api/cells/{progress}/related")
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["path", "cell_id"]
+    assert "「進捗」の欄です" in detail["msg"] and FUKUSHI_1_CHALLENGE in detail["msg"]
+    cli = run_kb("related", progress, corpus=built_index.corpus_dir, index=built_index.index_dir)
+    assert cli.returncode == 1 and cli.stderr.strip() == f"エラー: {detail['msg']}"
+    # Similar cells take any field.
+    assert client.get(f"/api/cells/{progress}/similar").status_code == 200
+
+
 def test_browsing_by_filter_without_a_query(client, cells):
     page = html(client.get("/search", params={"field": "challenge"}))
     challenges = [c.id for c in cells if c.field == Field.challenge]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import click
 
 from kb.core.errors import CellNotFound, KbError
-from kb.core.fields import Field
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
 
@@ -604,12 +603,9 @@ def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
     """
     service = _service(settings)
     try:
-        cell = service.cell(cell_id)
+        hits = service.related_to_challenge(cell_id, k)
     except CellNotFound as exc:
         raise _with_hint(exc) from None
-    if cell.chunk.field != Field.challenge:
-        raise KbError(_not_a_challenge(cell))
-    hits = service.related(cell_id, k)
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
@@ -621,17 +617,6 @@ def related(settings: Settings, cell_id: str, k: int, as_json: bool) -> None:
     styled = sys.stdout.isatty()
     for n, hit in enumerate(answers, start=1):
         click.echo("\n".join(_hit_lines(n, hit, styled)) + "\n")
-
-
-def _not_a_challenge(cell) -> str:
-    """What kb related expects, said for a cell of another field (with the challenge cell
-    of the same item when it has one)."""
-    chunk = cell.chunk
-    said = f"セル {chunk.id} は「{chunk.field.ja}」の欄です。kb related には課題の欄のセルを指定してください"
-    challenge = next((c for c in cell.column.filled if c.field == Field.challenge), None)
-    if challenge is None:
-        return f"{said}（この項目には課題の記載がありません）"
-    return f"{said}（この項目の課題は {challenge.id}）"
 
 
 # --- the secretariat's commands (accounts, tokens, history) -----------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.core.errors import CellNotFound, KbError
+from kb.core.errors import CellNotFound, FilterError, KbError
 from kb.core.fields import Field
 from kb.core.memo import Memo
 from kb.core.model import Chunk
@@ -332,6 +332,15 @@ class SearchService:
         hits = hits_at(index.store, self.analyzer, ranking.order[:k], ranking.scores, marks)
         return self._judge_pairs(index, chunk, hits)
 
+    def related_to_challenge(self, chunk_id: str, k: int = 5) -> list[Hit]:
+        """:meth:`related` for a challenge cell, as ``kb related`` and the API ask it; a cell
+        of another field is refused (FilterError on ``cell_id``) with the challenge cell of
+        its item to ask about instead. CellNotFound if there is no such cell."""
+        cell = self.cell(chunk_id)
+        if cell.chunk.field != Field.challenge:
+            raise FilterError(_not_a_challenge(cell), "cell_id")
+        return self.related(chunk_id, k)
+
     def _judge_pairs(self, index: LoadedIndex, source: Chunk, hits: list[Hit]) -> list[Hit]:
         """Flag as confident the hits that share what makes ``source`` specific and stand
         out in meaning from other organisations' cells (see :data:`PAIR_SHARE`)."""
@@ -351,6 +360,20 @@ class SearchService:
         for hit, share, standout in zip(hits, shares, standouts(mine, population), strict=True):
             hit.confident = share >= PAIR_SHARE and standout >= PAIR_STANDOUT
         return hits
+
+
+def _not_a_challenge(cell: Hit) -> str:
+    """What "who else tackled this" expects, said for a cell of another field, with the
+    challenge cell of the same item when it has one."""
+    chunk = cell.chunk
+    said = (
+        f"セル {chunk.id} は「{chunk.field.ja}」の欄です。"
+        "他の団体の取組みは、課題の欄のセルを指定して探してください"
+    )
+    challenge = next((c for c in cell.column.filled if c.field == Field.challenge), None)
+    if challenge is None:
+        return f"{said}（この項目には課題の記載がありません）"
+    return f"{said}（この項目の課題は {challenge.id}）"
 
 
 def _shared(vector: np.ndarray) -> np.ndarray:

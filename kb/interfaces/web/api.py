@@ -90,9 +90,9 @@ class Answer(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _unprocessable(exc: FilterError) -> HTTPException:
+def _unprocessable(exc: FilterError, where: str = "query") -> HTTPException:
     return HTTPException(
-        422, detail=[{"loc": ["query", exc.param], "msg": str(exc), "type": "value_error"}]
+        422, detail=[{"loc": [where, exc.param], "msg": str(exc), "type": "value_error"}]
     )
 
 
@@ -168,17 +168,21 @@ def api_similar(
 def api_related(
     request: Request, cell_id: str, k: int = Query(5, description=f"件数（1〜{MAX_K}）")
 ) -> list[dict]:
-    return _hits_about(request, cell_id, SearchService.related, k)
+    return _hits_about(request, cell_id, SearchService.related_to_challenge, k)
 
 
 def _hits_about(request: Request, cell_id: str, find: Callable, k: int) -> list[dict]:
-    """``find(service, cell_id, k)`` (similar or related cells) as JSON; 404 if no such cell."""
+    """``find(service, cell_id, k)`` (similar or related cells) as JSON; 404 if no such cell,
+    422 for a bad ``k`` or a cell ``find`` does not take."""
+    cell_or_404(request, cell_id)
     try:
         check_k(k)
     except FilterError as exc:
         raise _unprocessable(exc) from exc
-    cell_or_404(request, cell_id)
-    return [h.as_dict() for h in find(service_of(request), cell_id, k)]
+    try:
+        return [h.as_dict() for h in find(service_of(request), cell_id, k)]
+    except FilterError as exc:
+        raise _unprocessable(exc, "path") from exc
 
 
 @router.get("/status", summary="読み込んでいる索引（作成日時・セル数・埋め込みモデル）")
