@@ -393,6 +393,31 @@ def test_cell_page_of_an_earlier_year_shows_this_years_plan_then_next_years_prog
     assert years[0].attrs.get("aria-current") == "true" and "2018年度" in years[1].text
 
 
+def _linked_cells(document) -> set[str]:
+    hrefs = (a.attrs["href"] for a in document.find_all("a"))
+    return {h.removeprefix("/cells/") for h in hrefs if h.startswith("/cells/")}
+
+
+def test_table_page_shows_one_year_on_request(client, two_year_service) -> None:
+    every = page_of(client, "/table")
+    store = two_year_service.index.store
+    cells = store.get(range(len(store)))
+    assert _linked_cells(every) == {c.id for c in cells}
+    years = {a.attrs["href"] for a in every.find("nav", cls="view-toggle").find_all("a")}
+    assert years == {"/table?year=2018", "/table?year=2017", "/table"}
+    for year in (2017, 2018):
+        one = page_of(client, f"/table?year={year}")
+        assert _linked_cells(one) == {c.id for c in cells if c.year == year}
+        (current,) = [
+            a for a in one.find("nav", cls="view-toggle").find_all("a") if "aria-current" in a.attrs
+        ]
+        assert current.text == f"{year}年度"
+    bad = client.get("/table", params={"year": "来年"})
+    assert bad.status_code == 422 and "年度は数字で指定してください" in bad.text
+    missing = client.get("/table", params={"year": "1999"})
+    assert missing.status_code == 404 and "1999年度の表はありません" in missing.text
+
+
 def test_cell_page_of_a_single_year_item_says_so(client) -> None:
     section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
     assert "この項目は2018年度の表にだけあります" in section.text

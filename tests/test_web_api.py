@@ -596,6 +596,16 @@ def test_no_match_with_filters_suggests_removing_them(client):
     assert answer_ids(page) == []
 
 
+def test_no_match_within_filters_says_so_and_suggests_other_words(client, service):
+    q, org = "ショートステイ", "厚木医師会"
+    assert not service.search(q, filters=service.filters(organisations=[org])).answers
+    said = html(client.get("/search", params={"q": q, "org": org})).find("section", cls="no-match")
+    assert "絞り込んだセルには、当てはまる内容は書かれていないようです" in said.text
+    assert "表のどのセルにも" not in said.text
+    suggestion = next(li.text for li in said.find_all("li") if "別の言い方" in li.text)
+    assert f"「{q}」" not in suggestion  # never the query itself as the other wording
+
+
 def test_weak_hits_never_mix_in_among_the_answers(client, service):
     for q in (NURSE, "人手が足りない", "ゴルフ場", "nurse shortage"):
         result = service.search(q, k=20)

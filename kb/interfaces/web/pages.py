@@ -189,9 +189,20 @@ def organisation_page(request: Request, name: str) -> HTMLResponse:
 
 
 @router.get("/table", response_class=HTMLResponse)
-def table_page(request: Request) -> HTMLResponse:
-    grids = browse.grids(service_of(request).index.store.all_columns)
-    return render(request, "table.html", grids=grids)
+def table_page(request: Request, year: str = "") -> HTMLResponse:
+    """The original grids, every year or the one ``year`` picks (a link per year above)."""
+    store = service_of(request).index.store
+    context: dict = {"years": sorted(store.values["year"], reverse=True), "year": None}
+    try:
+        picked = parse_years([year] if year.strip() else [])
+    except FilterError as exc:
+        return render(request, "table.html", status=422, error=str(exc), grids=[], **context)
+    context["year"] = picked[0] if picked else None
+    columns = [v for v in store.all_columns if context["year"] in (None, v.year)]
+    if not columns:
+        error = f"{context['year']}年度の表はありません"
+        return render(request, "table.html", status=404, error=error, grids=[], **context)
+    return render(request, "table.html", grids=browse.grids(columns), **context)
 
 
 @router.get("/help", response_class=HTMLResponse)
