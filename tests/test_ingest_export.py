@@ -18,7 +18,7 @@ import yaml
 from conftest import CORPUS, tree_digest
 
 from kb.core.fields import FIELDS, Field
-from kb.core.model import Table
+from kb.core.model import MAX_CELL_CHARS, Table
 from kb.corpus.tables import Corpus, load_table
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
@@ -447,6 +447,35 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "すべてのセルが空です",
         None,
     ),
+    (
+        # Past the csv module's own field limit (131,072): once a raw _csv.Error traceback.
+        "csv-cell-past-the-csv-limit",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 7, 2, "進" * 140_000)),
+        f"セルが長すぎます（140,000文字。1つのセルは{MAX_CELL_CHARS:,}文字までです）",
+        "7行目、C列",
+    ),
+    (
+        "csv-cell-past-the-cell-limit",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 8, 1, "課" * (MAX_CELL_CHARS + 1))),
+        f"セルが長すぎます（{MAX_CELL_CHARS + 1:,}文字。",
+        "8行目、B列",
+    ),
+    (
+        "xlsx-cell-past-the-cell-limit",
+        "wide.xlsx",
+        xlsx_bytes(edited(WIDE, 6, 2, "項" * 6000)),
+        "セルが長すぎます（6,000文字。",
+        "6行目、C列",
+    ),
+    (
+        "long-cell-past-the-cell-limit",
+        "long.csv",
+        csv_bytes(edited(LONG, 3, 5, "課" * 6000)),
+        "セルが長すぎます（6,000文字。",
+        "3行目、F列",
+    ),
     ("unsupported-extension", "wide.txt", csv_bytes(WIDE), "対応していない形式です", None),
     ("not-really-xlsx", "wide.xlsx", csv_bytes(WIDE), "Excel ファイルとして開けません", None),
     ("no-table", "wide.csv", csv_bytes([["メモ", "来週に送ります"]]), "表が見つかりません", None),
@@ -499,6 +528,14 @@ def test_bad_input_is_refused_with_one_clear_error_and_the_corpus_unchanged(
     assert lines[0].startswith(f"エラー: {where}: "), lines[0]
     assert message in lines[0]
     assert after == before
+
+
+def test_a_cell_of_exactly_the_limit_is_read(invoke_kb, empty_corpus: Path, tmp_path: Path) -> None:
+    """The limit is the cell editor's: a cell of MAX_CELL_CHARS characters still goes in."""
+    sheet = tmp_path / "wide.csv"
+    sheet.write_bytes(csv_bytes(edited(WIDE, 8, 1, "課" * MAX_CELL_CHARS)))
+    assert_ok(invoke_kb("ingest", sheet, corpus=empty_corpus))
+    assert only_table(empty_corpus).columns[0].text(Field.challenge) == "課" * MAX_CELL_CHARS
 
 
 def test_a_missing_file_is_refused(run_kb, corpus_copy: Path, tmp_path: Path, digest) -> None:
