@@ -22,6 +22,7 @@ from kb.core.model import MAX_CELL_CHARS, Table
 from kb.corpus.tables import Corpus, load_table
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
+FY2018_TABLE = Path(__file__).resolve().parent / "data" / "2018-atsugi.yaml"
 COUNCIL = "厚木地域小児等在宅医療連絡会議"
 
 
@@ -307,6 +308,64 @@ def test_small_shift_jis_sheet_with_half_width_kana(
     assert table.columns[0].text(Field.challenge) == "医療的ケア児の受け入れ先が足りない。"
     assert_ok(invoke_kb("ingest", utf8, "--replace", corpus=empty_corpus))
     assert only_table(empty_corpus) == table
+
+
+@pytest.fixture
+def two_tables(corpus_copy: Path) -> Path:
+    """The corpus with the invented FY2018 table beside FY2017."""
+    shutil.copy(FY2018_TABLE, corpus_copy / "tables")
+    return corpus_copy
+
+
+def test_export_table_writes_only_that_table_in_every_format(
+    invoke_kb, two_tables: Path, tmp_path: Path
+) -> None:
+    jsonl = invoke_kb("export", "--table", "2018-atsugi", corpus=two_tables)
+    assert_ok(jsonl)
+    ids = [json.loads(line)["id"] for line in jsonl.stdout.splitlines()]
+    fy2018 = load_table(FY2018_TABLE)
+    assert ids == [c.id for c in Corpus.load(two_tables).chunks if c.year == 2018]
+    assert ids and len(ids) < len(Corpus.load(two_tables).chunks)
+    sheet = tmp_path / "long.csv"
+    assert_ok(
+        invoke_kb(
+            "export", "--table", "2018-atsugi", "--layout", "long", "-o", sheet, corpus=two_tables
+        )
+    )
+    years = {row[0] for row in csv.reader(io.StringIO(sheet.read_text(encoding="utf-8-sig")))}
+    assert years == {"年度", str(fy2018.year)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--table", "nope"),
+            "--table「nope」という表はありません（あるもの: 2017-atsugi、2018-atsugi）",
+        ),
+        (
+            ("--table", "nope", "--format", "csv", "-o", "{out}.csv"),
+            "--table「nope」という表はありません（あるもの: 2017-atsugi、2018-atsugi）",
+        ),
+        (("--format", "xlsx"), "xlsx に書き出すときは -o で出力ファイルを指定してください"),
+        (
+            ("-o", "{out}.xlsx"),
+            "表が複数あります。横長の表（--layout wide）は1つずつ書き出すので、--table で"
+            "選んでください（2017-atsugi、2018-atsugi）",
+        ),
+        (("-o", "{out}.txt"), "-o の拡張子「.txt」には書き出せません"),
+    ],
+    ids=["unknown-table", "unknown-table-csv", "xlsx-without-o", "wide-of-two-tables", "txt"],
+)
+def test_export_mistakes_are_one_japanese_line_and_exit_1(
+    run_kb, two_tables: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    out = tmp_path / "out"
+    result = run_kb("export", *(a.format(out=out) for a in args), corpus=two_tables)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"エラー: {message}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not list(tmp_path.glob("out*"))
 
 
 # --- bad input -------------------------------------------------------------------------
