@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -550,7 +551,14 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "1行目",
     ),
     ("unsupported-extension", "wide.txt", csv_bytes(WIDE), "対応していない形式です", None),
-    ("not-really-xlsx", "wide.xlsx", csv_bytes(WIDE), "Excel ファイルとして開けません", None),
+    (
+        "not-really-xlsx",
+        "wide.xlsx",
+        csv_bytes(WIDE),
+        "Excel ファイルとして開けません。中身が Excel（.xlsx）の形式ではありません"
+        "（別の種類のファイルの名前を .xlsx に変えたものかもしれません）",
+        None,
+    ),
     ("no-table", "wide.csv", csv_bytes([["メモ", "来週に送ります"]]), "表が見つかりません", None),
 ]
 
@@ -600,6 +608,10 @@ def test_bad_input_is_refused_with_one_clear_error_and_the_corpus_unchanged(
     where = f"{path}（{spot}）" if spot else str(path)
     assert lines[0].startswith(f"エラー: {where}: "), lines[0]
     assert message in lines[0]
+    # No library's English in the line, such as 「（File is not a zip file）」.
+    assert not re.search(r"[A-Za-z]+ [a-z]+ [a-z]+", lines[0].removeprefix(f"エラー: {where}")), (
+        lines[0]
+    )
     assert after == before
 
 

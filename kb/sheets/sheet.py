@@ -113,8 +113,19 @@ def _read_xlsx(path: Path) -> list[Sheet]:
     try:
         # data_only: formulas are never evaluated, the value Excel saved is read instead.
         book = openpyxl.load_workbook(path, data_only=True, keep_links=False)
-    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise InputError(f"Excel ファイルとして開けません（{exc}）", file=str(path)) from exc
+    except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
+        # Not a zip, or a zip without a workbook's parts: the library's English says which.
+        raise InputError(
+            "Excel ファイルとして開けません。中身が Excel（.xlsx）の形式ではありません"
+            "（別の種類のファイルの名前を .xlsx に変えたものかもしれません）",
+            file=str(path),
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            "Excel ファイルとして開けません。ファイルが壊れているか、読めない内容があります。"
+            "Excel で開いて保存し直してください",
+            file=str(path),
+        ) from exc
     sheets = []
     for ws in book.worksheets:
         rows = [[_clean(cell) for cell in row] for row in ws.iter_rows(values_only=True)]
