@@ -20,6 +20,7 @@ from kb.core.errors import CellNotFound, KbError
 from kb.core.fields import Field
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
+from kb.interfaces.usage import KbGroup, fail
 
 if TYPE_CHECKING:
     from kb.corpus.history import ItemTimeline
@@ -33,11 +34,9 @@ def _fail_cleanly(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except KbError as exc:
-            click.echo(f"エラー: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc))
         except OSError as exc:  # a full disk, a read-only folder, a missing file
-            click.echo(f"エラー: ファイルの読み書きに失敗しました（{exc}）", err=True)
-            sys.exit(1)
+            fail(f"ファイルの読み書きに失敗しました（{exc}）")
 
     return wrapper
 
@@ -50,7 +49,7 @@ def _dump(data: object) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="kb", cls=KbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """kb: 小児等在宅医療連絡会議の取組み進捗状況を検索するナレッジベース"""
 
