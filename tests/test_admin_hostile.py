@@ -22,6 +22,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from kb.admin.uploads import MAX_UPLOAD_BYTES
+from kb.core.model import MAX_CELL_CHARS
 
 CONTENT_TYPES = (
     b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
@@ -254,6 +255,22 @@ def test_unknown_row_label_names_file_row_and_column(client, token):
     assert (
         error.startswith(f"sjis.csv（{row + 1}行目、A列）")
         and "不明な行見出し「よくわからない行」" in error
+    )
+
+
+@pytest.mark.parametrize("length", [MAX_CELL_CHARS + 1, 140_000])
+def test_a_too_long_cell_names_file_row_column_and_the_limit(client, token, length):
+    """The cell editor's limit holds for uploads too; past the csv module's own limit
+    (131,072) the upload was once refused as an unreadable Excel file."""
+    rows = _fy2018_rows()
+    row = next(i for i, r in enumerate(rows) if r and r[0].startswith("(２)"))
+    rows[row][2] = "進" * length
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    error = _refused(_upload(client, out.getvalue().encode(), "long.csv", token))
+    assert error == (
+        f"long.csv（{row + 1}行目、C列）: セルが長すぎます（{length:,}文字。"
+        f"1つのセルは{MAX_CELL_CHARS:,}文字までです）"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,11 @@ import yaml
 from conftest import CORPUS, tree_digest
 
 from kb.core.fields import FIELDS, Field
-from kb.core.model import Table
+from kb.core.model import MAX_CELL_CHARS, Table
 from kb.corpus.tables import Corpus, load_table
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
+FY2018_TABLE = Path(__file__).resolve().parent / "data" / "2018-atsugi.yaml"
 COUNCIL = "厚木地域小児等在宅医療連絡会議"
 
 
@@ -309,6 +311,64 @@ def test_small_shift_jis_sheet_with_half_width_kana(
     assert only_table(empty_corpus) == table
 
 
+@pytest.fixture
+def two_tables(corpus_copy: Path) -> Path:
+    """The corpus with the invented FY2018 table beside FY2017."""
+    shutil.copy(FY2018_TABLE, corpus_copy / "tables")
+    return corpus_copy
+
+
+def test_export_table_writes_only_that_table_in_every_format(
+    invoke_kb, two_tables: Path, tmp_path: Path
+) -> None:
+    jsonl = invoke_kb("export", "--table", "2018-atsugi", corpus=two_tables)
+    assert_ok(jsonl)
+    ids = [json.loads(line)["id"] for line in jsonl.stdout.splitlines()]
+    fy2018 = load_table(FY2018_TABLE)
+    assert ids == [c.id for c in Corpus.load(two_tables).chunks if c.year == 2018]
+    assert ids and len(ids) < len(Corpus.load(two_tables).chunks)
+    sheet = tmp_path / "long.csv"
+    assert_ok(
+        invoke_kb(
+            "export", "--table", "2018-atsugi", "--layout", "long", "-o", sheet, corpus=two_tables
+        )
+    )
+    years = {row[0] for row in csv.reader(io.StringIO(sheet.read_text(encoding="utf-8-sig")))}
+    assert years == {"年度", str(fy2018.year)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--table", "nope"),
+            "--table「nope」という表はありません（あるもの: 2017-atsugi、2018-atsugi）",
+        ),
+        (
+            ("--table", "nope", "--format", "csv", "-o", "{out}.csv"),
+            "--table「nope」という表はありません（あるもの: 2017-atsugi、2018-atsugi）",
+        ),
+        (("--format", "xlsx"), "xlsx に書き出すときは -o で出力ファイルを指定してください"),
+        (
+            ("-o", "{out}.xlsx"),
+            "表が複数あります。横長の表（--layout wide）は1つずつ書き出すので、--table で"
+            "選んでください（2017-atsugi、2018-atsugi）",
+        ),
+        (("-o", "{out}.txt"), "-o の拡張子「.txt」には書き出せません"),
+    ],
+    ids=["unknown-table", "unknown-table-csv", "xlsx-without-o", "wide-of-two-tables", "txt"],
+)
+def test_export_mistakes_are_one_japanese_line_and_exit_1(
+    run_kb, two_tables: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    out = tmp_path / "out"
+    result = run_kb("export", *(a.format(out=out) for a in args), corpus=two_tables)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"エラー: {message}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not list(tmp_path.glob("out*"))
+
+
 # --- bad input -------------------------------------------------------------------------
 
 WIDE = [
@@ -447,8 +507,58 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "すべてのセルが空です",
         None,
     ),
+    (
+        # Past the csv module's own field limit (131,072): once a raw _csv.Error traceback.
+        "csv-cell-past-the-csv-limit",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 7, 2, "進" * 140_000)),
+        f"セルが長すぎます（140,000文字。1つのセルは{MAX_CELL_CHARS:,}文字までです）",
+        "7行目、C列",
+    ),
+    (
+        "csv-cell-past-the-cell-limit",
+        "wide.csv",
+        csv_bytes(edited(WIDE, 8, 1, "課" * (MAX_CELL_CHARS + 1))),
+        f"セルが長すぎます（{MAX_CELL_CHARS + 1:,}文字。",
+        "8行目、B列",
+    ),
+    (
+        "xlsx-cell-past-the-cell-limit",
+        "wide.xlsx",
+        xlsx_bytes(edited(WIDE, 6, 2, "項" * 6000)),
+        "セルが長すぎます（6,000文字。",
+        "6行目、C列",
+    ),
+    (
+        "long-cell-past-the-cell-limit",
+        "long.csv",
+        csv_bytes(edited(LONG, 3, 5, "課" * 6000)),
+        "セルが長すぎます（6,000文字。",
+        "3行目、F列",
+    ),
+    (
+        "long-without-its-text-column",
+        "long.csv",
+        csv_bytes([row[:5] for row in LONG]),
+        "縦長の表の見出しに「内容」の列がありません（団体名・欄・内容 の列が必要です）",
+        "1行目",
+    ),
+    (
+        "long-without-field-and-text",
+        "long.csv",
+        csv_bytes([row[:4] for row in LONG]),
+        "縦長の表の見出しに「欄」「内容」の列がありません",
+        "1行目",
+    ),
     ("unsupported-extension", "wide.txt", csv_bytes(WIDE), "対応していない形式です", None),
-    ("not-really-xlsx", "wide.xlsx", csv_bytes(WIDE), "Excel ファイルとして開けません", None),
+    (
+        "not-really-xlsx",
+        "wide.xlsx",
+        csv_bytes(WIDE),
+        "Excel ファイルとして開けません。中身が Excel（.xlsx）の形式ではありません"
+        "（別の種類のファイルの名前を .xlsx に変えたものかもしれません）",
+        None,
+    ),
     ("no-table", "wide.csv", csv_bytes([["メモ", "来週に送ります"]]), "表が見つかりません", None),
 ]
 
@@ -498,7 +608,19 @@ def test_bad_input_is_refused_with_one_clear_error_and_the_corpus_unchanged(
     where = f"{path}（{spot}）" if spot else str(path)
     assert lines[0].startswith(f"エラー: {where}: "), lines[0]
     assert message in lines[0]
+    # No library's English in the line, such as 「（File is not a zip file）」.
+    assert not re.search(r"[A-Za-z]+ [a-z]+ [a-z]+", lines[0].removeprefix(f"エラー: {where}")), (
+        lines[0]
+    )
     assert after == before
+
+
+def test_a_cell_of_exactly_the_limit_is_read(invoke_kb, empty_corpus: Path, tmp_path: Path) -> None:
+    """The limit is the cell editor's: a cell of MAX_CELL_CHARS characters still goes in."""
+    sheet = tmp_path / "wide.csv"
+    sheet.write_bytes(csv_bytes(edited(WIDE, 8, 1, "課" * MAX_CELL_CHARS)))
+    assert_ok(invoke_kb("ingest", sheet, corpus=empty_corpus))
+    assert only_table(empty_corpus).columns[0].text(Field.challenge) == "課" * MAX_CELL_CHARS
 
 
 def test_a_missing_file_is_refused(run_kb, corpus_copy: Path, tmp_path: Path, digest) -> None:

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass
 
 from kb.core.errors import InputError
 from kb.core.fields import Field
-from kb.core.model import Chunk, Table, chunks_of
+from kb.core.model import MAX_CELL_CHARS, Chunk, Table, chunks_of
 from kb.corpus.tables import Corpus, table_from_dict, table_to_dict
 
-MAX_CELL_CHARS = 5000
 # C0/C1 controls other than tab and line breaks: pasted by accident, invisible in a page.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

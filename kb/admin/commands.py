@@ -21,7 +21,11 @@ from kb.core.settings import Settings
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    return click.prompt("パスワード", hide_input=True, confirmation_prompt="もう一度", err=True)
+    # Asked twice by hand: click's own confirmation answers a mismatch in English.
+    password = click.prompt("パスワード", hide_input=True, err=True)
+    if click.prompt("もう一度", hide_input=True, err=True) != password:
+        raise KbError("2回入力したパスワードが一致しません。もう一度登録し直してください")
+    return password
 
 
 def _echo_json(data: object) -> None:

@@ -230,7 +230,7 @@ def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Tab
         except Exception as exc:  # openpyxl on a malformed workbook: anything can come out
             print(f"kb: upload {name!r} unreadable: {exc!r}", file=sys.stderr)
             raise InputError(
-                "Excel ファイルとして読めません（壊れているか、対応していない内容があります）",
+                f"{'Excel ファイル' if kind == '.xlsx' else 'CSV'}として読めません（壊れているか、対応していない内容があります）",
                 file=name,
             ) from None
     if not _COUNCIL_ID.fullmatch(table.council_id):

@@ -24,6 +24,10 @@ def item_label(item_nos: tuple[int, ...] | list[int], item_title: str) -> str:
 # Key of a reviewer's note on the column as a whole (other notes are keyed by field name).
 NOTE_COLUMN = "column"
 
+# The longest text a cell may hold, in characters: the cell editor, `kb ingest` and uploaded
+# sheets all refuse more (the longest cell of a council table so far is under 300).
+MAX_CELL_CHARS = 5000
+
 
 class _ItemFacts:
     """What a column, a chunk and a column view say alike about their item and its writer

@@ -19,6 +19,7 @@ import click
 from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
+from kb.interfaces.usage import KbGroup, fail
 
 if TYPE_CHECKING:
     from kb.corpus.history import ItemTimeline
@@ -32,11 +33,9 @@ def _fail_cleanly(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except KbError as exc:
-            click.echo(f"エラー: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc))
         except OSError as exc:  # a full disk, a read-only folder, a missing file
-            click.echo(f"エラー: ファイルの読み書きに失敗しました（{exc}）", err=True)
-            sys.exit(1)
+            fail(f"ファイルの読み書きに失敗しました（{exc}）")
 
     return wrapper
 
@@ -49,7 +48,7 @@ def _dump(data: object) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="kb", cls=KbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """kb: 小児等在宅医療連絡会議の取組み進捗状況を検索するナレッジベース"""
 
@@ -157,28 +156,37 @@ def export(
     from kb.sheets.sheet import Sheet, write_csv, write_xlsx
 
     loaded = Corpus.load(settings.corpus_dir)
+    chosen = _chosen_tables(loaded, table_slug)
     fmt = fmt or (output.suffix.lstrip(".").lower() if output else "jsonl")
     if fmt == "jsonl":
-        lines = "\n".join(ex.jsonl_lines(loaded)) + "\n"
+        lines = "\n".join(ex.jsonl_lines(chosen)) + "\n"
         if output:
             output.write_text(lines, encoding="utf-8")
         else:
             click.echo(lines, nl=False)
         return
-    if output is None:
-        raise click.UsageError("xlsx と csv は -o で出力ファイルを指定してください")
     if fmt not in ("xlsx", "csv"):
-        raise click.BadParameter(
-            f"「{fmt}」には書き出せません（xlsx・csv・jsonl）", param_hint="--format"
+        raise KbError(
+            f"-o の拡張子「.{fmt}」には書き出せません。.xlsx・.csv・.jsonl のどれかにするか、"
+            "--format で形式を指定してください"
         )
+    if output is None:
+        raise KbError(f"{fmt} に書き出すときは -o で出力ファイルを指定してください")
     if layout == "long":
-        rows = ex.long_rows(_select(loaded, table_slug, allow_all=True))
+        rows = ex.long_rows(chosen)
         if fmt == "xlsx":
             write_xlsx(output, [Sheet(name="セル一覧", rows=rows)])
         else:
             write_csv(output, rows)
     else:
-        (table,) = _select(loaded, table_slug, allow_all=False)
+        if not chosen:
+            raise KbError("書き出す表がありません。先に kb ingest で表を取り込んでください")
+        if len(chosen) > 1:
+            raise KbError(
+                "表が複数あります。横長の表（--layout wide）は1つずつ書き出すので、--table で"
+                f"選んでください（{_slugs(loaded)}）"
+            )
+        (table,) = chosen
         if fmt == "xlsx":
             write_xlsx(output, ex.wide_sheets(table))
         else:
@@ -186,21 +194,18 @@ def export(
     log(f"書き出しました → {output}")
 
 
-def _select(loaded: Corpus, slug: str | None, allow_all: bool) -> list:
-    if slug:
-        chosen = [t for t in loaded.tables if t.slug == slug]
-        if not chosen:
-            raise click.BadParameter(
-                f"「{slug}」という表はありません（あるもの: {', '.join(t.slug for t in loaded.tables)}）",
-                param_hint="--table",
-            )
-        return chosen
-    if allow_all or len(loaded.tables) == 1:
+def _chosen_tables(loaded: Corpus, slug: str | None) -> list:
+    """The table ``--table`` names (KbError for one the corpus lacks), or every table."""
+    if slug is None:
         return loaded.tables
-    raise click.BadParameter(
-        f"表が複数あります。--table で選んでください（{', '.join(t.slug for t in loaded.tables)}）",
-        param_hint="--table",
-    )
+    chosen = [t for t in loaded.tables if t.slug == slug]
+    if not chosen:
+        raise KbError(f"--table「{slug}」という表はありません（あるもの: {_slugs(loaded)}）")
+    return chosen
+
+
+def _slugs(loaded: Corpus) -> str:
+    return "、".join(t.slug for t in loaded.tables) or "なし"
 
 
 # --- index and search ------------------------------------------------------------------

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from itertools import groupby
 
 from kb.core.fields import FIELDS
-from kb.core.model import NOTE_COLUMN, Column, Table
-from kb.corpus.tables import Corpus
+from kb.core.model import NOTE_COLUMN, Column, Table, chunks_of
 from kb.sheets.layout import (
     EXTRA_ROWS,
     LONG_COLUMNS,
@@ -116,7 +115,8 @@ def long_rows(tables: list[Table]) -> list[list[str]]:
     return rows
 
 
-def jsonl_lines(corpus: Corpus) -> Iterator[str]:
-    """One JSON object per non-empty cell, in corpus order."""
-    for chunk in corpus.chunks:
-        yield json.dumps(chunk.as_dict(), ensure_ascii=False)
+def jsonl_lines(tables: list[Table]) -> Iterator[str]:
+    """One JSON object per non-empty cell of ``tables``, in their order."""
+    for table in tables:
+        for chunk in chunks_of(table):
+            yield json.dumps(chunk.as_dict(), ensure_ascii=False)

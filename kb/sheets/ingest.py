@@ -27,6 +27,7 @@ from kb.corpus.history import broken_links
 from kb.corpus.tables import Corpus, save_table, table_path
 from kb.sheets.layout import (
     EXTRA_ROWS,
+    LONG_COLUMNS,
     META_ROWS,
     guess_item,
     long_header,
@@ -217,17 +218,32 @@ def _read_wide(sheets: list[Sheet], file: str) -> tuple[TableMeta, list[_Draft]]
 # --- long layout -----------------------------------------------------------------------
 
 
-def _long_columns(sheet: Sheet) -> tuple[int, dict[str, int]] | None:
-    """The header row and its attribute → column index, if the sheet is in long layout."""
+LONG_REQUIRED = ("organisation", "field", "text")
+
+
+def _long_columns(sheet: Sheet, file: str) -> tuple[int, dict[str, int]] | None:
+    """The header row and its attribute → column index, if the sheet is in long layout.
+
+    A first row naming two or more long-layout columns is a long header (a wide sheet's
+    first row names at most one: 団体名 or a metadata label), so one that lacks a required
+    column is refused naming it, rather than read as no table at all."""
     header = next((r for r, row in enumerate(sheet.rows) if any(row)), None)
     if header is None:
         return None
     columns = {
         long_header(name): c for c, name in enumerate(sheet.rows[header]) if long_header(name)
     }
-    if {"organisation", "field", "text"} <= columns.keys():
-        return header, columns  # type: ignore[return-value]
-    return None
+    if len(columns) < 2:
+        return None
+    missing = [LONG_COLUMNS[attr][0] for attr in LONG_REQUIRED if attr not in columns]
+    if missing:
+        raise InputError(
+            f"縦長の表の見出しに「{'」「'.join(missing)}」の列がありません"
+            f"（{'・'.join(LONG_COLUMNS[a][0] for a in LONG_REQUIRED)} の列が必要です）",
+            file=file,
+            row=header + 1,
+        )
+    return header, columns  # type: ignore[return-value]
 
 
 def _read_long(
@@ -413,7 +429,7 @@ def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Ta
     """Parse a spreadsheet into a Table without touching the corpus."""
     file = str(path)
     sheets = read_sheets(path)
-    long = _long_columns(sheets[0])
+    long = _long_columns(sheets[0], file)
     if long:
         meta, drafts = _read_long(sheets[0], *long, file)
     else:

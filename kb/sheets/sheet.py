@@ -19,6 +19,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
 from kb.core.errors import InputError
+from kb.core.model import MAX_CELL_CHARS
 
 SUPPORTED = (".xlsx", ".csv")
 # Japanese offices save CSV as UTF-8 (often with a BOM, Excel's "CSV UTF-8") or as
@@ -63,6 +64,7 @@ def read_sheets(path: Path) -> list[Sheet]:
     if path.stat().st_size == 0:
         raise InputError("ファイルが空です", file=str(path))
     sheets = _read_csv(path) if suffix == ".csv" else _read_xlsx(path)
+    _check_cell_lengths(sheets, str(path))
     if not any(any(cell for cell in row) for sheet in sheets for row in sheet.rows):
         raise InputError("ファイルに表がありません（すべてのセルが空です）", file=str(path))
     return sheets
@@ -82,16 +84,48 @@ def _decode(path: Path) -> str:
 
 def _read_csv(path: Path) -> list[Sheet]:
     text = _decode(path)
+    # The csv module refuses a field past its limit (128 KiB) without saying where; its limit
+    # guards memory when a file is streamed, but the whole text is in memory already, so let
+    # a cell be as long as the text and name a too-long cell in _check_cell_lengths instead.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     rows = [[_clean(cell) for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
     return [Sheet(name=path.name, rows=rows)]
+
+
+def _check_cell_lengths(sheets: list[Sheet], file: str) -> None:
+    """Refuse the first cell longer than MAX_CELL_CHARS, naming its row and column (and its
+    sheet, in a workbook of several)."""
+    for sheet in sheets:
+        for r, row in enumerate(sheet.rows):
+            for c, cell in enumerate(row):
+                if len(cell) > MAX_CELL_CHARS:
+                    where = f"シート「{sheet.name}」の" if len(sheets) > 1 else ""
+                    raise InputError(
+                        f"{where}セルが長すぎます（{len(cell):,}文字。"
+                        f"1つのセルは{MAX_CELL_CHARS:,}文字までです）",
+                        file=file,
+                        row=r + 1,
+                        column=column_letter(c),
+                    )
 
 
 def _read_xlsx(path: Path) -> list[Sheet]:
     try:
         # data_only: formulas are never evaluated, the value Excel saved is read instead.
         book = openpyxl.load_workbook(path, data_only=True, keep_links=False)
-    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise InputError(f"Excel ファイルとして開けません（{exc}）", file=str(path)) from exc
+    except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
+        # Not a zip, or a zip without a workbook's parts: the library's English says which.
+        raise InputError(
+            "Excel ファイルとして開けません。中身が Excel（.xlsx）の形式ではありません"
+            "（別の種類のファイルの名前を .xlsx に変えたものかもしれません）",
+            file=str(path),
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            "Excel ファイルとして開けません。ファイルが壊れているか、読めない内容があります。"
+            "Excel で開いて保存し直してください",
+            file=str(path),
+        ) from exc
     sheets = []
     for ws in book.worksheets:
         rows = [[_clean(cell) for cell in row] for row in ws.iter_rows(values_only=True)]
