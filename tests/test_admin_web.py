@@ -246,6 +246,67 @@ def test_preview_of_a_changed_sheet_shows_before_and_after(client, settings, tok
     )
 
 
+def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
+    client, settings, token, digest
+):
+    corpus_before = digest(settings.corpus_dir)
+    wrong = _upload(client, FY2018_XLSX.read_bytes(), "2018.xlsx", token, year="2017").json()
+    assert wrong["table"] == "2017-atsugi" and wrong["file_year"] == 2018
+    assert wrong["needs_confirmation"] is True
+    assert wrong["year_warning"] == (
+        "ファイルには平成30年度（2018年度）と書かれていますが、2017年度として取り込もうとしています"
+    )
+    assert wrong["replaces"] == "2017-atsugi"
+    assert wrong["replace_notice"] == (
+        f"既存の表（2017年度 厚木地域小児等在宅医療連絡会議）を置き換えます："
+        f"追加 {wrong['added']}・変更 {wrong['changed']}・削除 {wrong['removed']} セル"
+    )
+    apply = f"/api/admin/tables/{wrong['id']}/apply"
+    refused = client.post(apply, headers=token)
+    assert refused.status_code == 422 and "confirm_year" in refused.json()["error"]
+    assert "平成30年度（2018年度）" in refused.json()["error"]
+    assert client.post(apply, headers=token, json={"confirm_year": "yes"}).status_code == 422
+    assert digest(settings.corpus_dir) == corpus_before
+    confirmed = client.post(apply, headers=token, json={"confirm_year": True})
+    assert confirmed.status_code == 202 and confirmed.json()["table"] == "2017-atsugi"
+    assert wait_job(client, confirmed.json()["job"]["id"], token)["state"] == "done"
+    # The year the file states, or no year at all: nothing to confirm, a new table.
+    right = _upload(client, FY2018_XLSX.read_bytes(), "2018.xlsx", token, year="2018").json()
+    assert right["file_year"] == 2018 and right["year_warning"] is None
+    assert right["needs_confirmation"] is False and right["replaces"] is None
+    assert right["replace_notice"] is None
+
+
+def test_preview_page_warns_of_the_year_and_the_replaced_table(client, settings):
+    sign_in(client)
+    csrf = session_csrf(client)
+    page = client.post(
+        "/admin/upload",
+        data={"csrf": csrf, "year": "2017"},
+        files={"file": ("2018.xlsx", FY2018_XLSX.read_bytes())},
+    )
+    assert page.status_code == 200
+    assert (
+        "ファイルには平成30年度（2018年度）と書かれていますが、2017年度として取り込もうとしています"
+        in page.text
+    )
+    assert "既存の表（2017年度 厚木地域小児等在宅医療連絡会議）を置き換えます" in page.text
+    assert 'name="confirm_year"' in page.text
+    action = page.text.split('action="/admin/uploads/')[1].split('"')[0]
+    before = (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes()
+    unticked = client.post(f"/admin/uploads/{action}", data={"csrf": csrf})
+    assert unticked.status_code == 422 and "確認の欄" in unticked.text
+    assert 'href="/admin/upload"' in unticked.text
+    assert (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes() == before
+    ticked = client.post(
+        f"/admin/uploads/{action}",
+        data={"csrf": csrf, "confirm_year": "1"},
+        follow_redirects=False,
+    )
+    assert ticked.status_code == 303
+    assert wait_job(client, ticked.headers["location"].rsplit("/", 1)[1])["state"] == "done"
+
+
 def test_upload_page_shows_errors_with_file_row_and_column(client):
     sign_in(client)
     csrf = session_csrf(client)

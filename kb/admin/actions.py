@@ -12,7 +12,7 @@ from kb.admin.access import Denied, Who, admin_of, check_csrf, form_text, read_f
 from kb.admin.audit import Conflict
 from kb.admin.changes import edited_table
 from kb.admin.jobs import Job
-from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, display_name
+from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, Unconfirmed, display_name
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus, table_text
 from kb.sheets.ingest import TableMeta
@@ -63,9 +63,15 @@ def start_build(request: Request, entry: dict, reason: str, who: Who) -> Job:
     return admin_of(request).builder.submit(f"{reason} {entry['table']}", who.user)
 
 
-async def apply_preview(request: Request, who: Who, preview_id: str) -> tuple[dict, Job]:
+async def apply_preview(
+    request: Request, who: Who, preview_id: str, confirm_year: bool
+) -> tuple[dict, Job]:
     try:
-        entry = await run_in_threadpool(admin_of(request).previews.apply, preview_id, who.user)
+        entry = await run_in_threadpool(
+            admin_of(request).previews.apply, preview_id, who.user, confirm_year
+        )
+    except Unconfirmed as exc:
+        raise Denied(422, str(exc)) from None
     except KeyError:
         raise Denied(
             404, "この確認画面は期限切れか、既に反映されています。もう一度アップロードしてください"

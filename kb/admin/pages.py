@@ -165,8 +165,9 @@ async def upload(request: Request) -> Response:
 @router.post("/admin/uploads/{preview_id}/apply")
 async def apply_upload(request: Request, preview_id: str) -> Response:
     who = require(request)
-    check_csrf(request, who, await read_form(request))
-    _, job = await apply_preview(request, who, preview_id)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    _, job = await apply_preview(request, who, preview_id, bool(form_text(form, "confirm_year")))
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
 
