@@ -13,8 +13,10 @@ from kb.admin.access import Denied, admin_of, check_csrf, require
 from kb.admin.actions import (
     HISTORY_SHOWN,
     apply_preview,
+    base_of,
     cell_change,
     checked_upload,
+    remove_table,
     restore_version,
     save_cell,
 )
@@ -89,9 +91,21 @@ def api_versions(request: Request, slug: str) -> Response:
 
 @router.post("/api/admin/tables/{slug}/versions/{version}/restore")
 async def api_restore(request: Request, slug: str, version: str) -> Response:
+    """Optional JSON body ``{"base": "<SHA-256 of the table when confirmed>" | null}``:
+    409 if the table has changed since."""
     who = require(request)
     check_csrf(request, who)
-    return _accepted(*await restore_version(request, who, slug, version))
+    base = base_of((await _json_body(request)).get("base", False))
+    return _accepted(*await restore_version(request, who, slug, version, base))
+
+
+@router.post("/api/admin/tables/{slug}/remove")
+async def api_remove(request: Request, slug: str) -> Response:
+    """Remove a table (undo its first upload); optional ``{"base": …}`` as for restore."""
+    who = require(request)
+    check_csrf(request, who)
+    base = base_of((await _json_body(request)).get("base", False))
+    return _accepted(*await remove_table(request, who, slug, base))
 
 
 @router.post("/api/admin/cells/{cell_id}")
