@@ -434,6 +434,9 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert wait_job(client, applied.json()["job"]["id"], token)["state"] == "done"
     cell = wrong["cells"][0]["id"]
     assert client.get(f"/api/cells/{cell}").status_code == 200
+    timeline = f"/api/cells/{cell.replace('1999-', '2017-', 1)}/history"
+    years = lambda: [y["year"] for y in client.get(timeline).json()["years"]]  # noqa: E731
+    assert years() == [1999, 2017]  # the mistake shows in the item's years
     table_file = settings.corpus_dir / "tables" / "1999-atsugi.yaml"
     kept = table_file.read_bytes()
 
@@ -460,6 +463,7 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert not table_file.exists()
     assert client.get(f"/api/cells/{cell}").status_code == 404
     assert client.get("/api/status").json()["chunks"] == before["chunks"]
+    assert years() == [2017]
     removal = client.get("/api/admin/history").json()[0]
     assert removal["action"] == "remove" and removal["user"] == USER
     assert removal["removed"] == wrong["added"] and removal["after_version"] is None

@@ -258,7 +258,8 @@ def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Upl
 def _stated_year(path: Path, given: TableMeta) -> int | None:
     """The year the sheet at ``path`` states (its 年度 row or column, else its title), as
     ``kb ingest`` would read it without ``--year``; None when it states none. Read again
-    without the corpus: only the year is wanted, not the links of a table of that year."""
+    without the corpus: only the year is wanted, not the links of a table of that year;
+    a placeholder council lets a sheet without a 会議 row be read for its year alone."""
     try:
         return read_table(path, TableMeta(council=given.council or "?")).year
     except InputError:
