@@ -27,6 +27,7 @@ from admin_helpers import (
 from fastapi.routing import APIRoute
 
 from kb.admin.accounts import Accounts
+from kb.admin.jobs import build_lock
 from kb.admin.routes import ROUTERS
 from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
 from kb.corpus.tables import Corpus, load_table, table_text
@@ -502,12 +503,18 @@ def test_remove_api_is_guarded(client, settings, token):
     assert stale.status_code == 409 and (tables / "2018-atsugi.yaml").exists()
     assert client.post("/api/admin/tables/1999-nowhere/remove", headers=token).status_code == 404
     base = client.get("/api/admin/tables/2018-atsugi/versions", headers=token).json()[0]["sha256"]
-    removed = client.post(
-        "/api/admin/tables/2018-atsugi/remove", headers=token, json={"base": base}
-    )
-    assert removed.status_code == 202 and removed.json()["removed"] == preview["added"]
+    cell = preview["cells"][0]["id"]
+    with build_lock(settings):  # the rebuild waits: the live index still has the table
+        removed = client.post(
+            "/api/admin/tables/2018-atsugi/remove", headers=token, json={"base": base}
+        )
+        assert removed.status_code == 202 and removed.json()["removed"] == preview["added"]
+        assert not (tables / "2018-atsugi.yaml").exists()
+        assert client.get(f"/api/cells/{cell}").status_code == 200
+        hits = client.get("/api/search", params={"q": preview["cells"][0]["after"][:30]}).json()
+        assert cell in [h["id"] for h in hits["hits"]]
     assert wait_job(client, removed.json()["job"]["id"], token)["state"] == "done"
-    assert not (tables / "2018-atsugi.yaml").exists()
+    assert client.get(f"/api/cells/{cell}").status_code == 404
     again = client.post("/api/admin/tables/2018-atsugi/remove", headers=token)
     assert again.status_code == 404
 
