@@ -2,8 +2,9 @@
 the real ``kb serve`` over a private copy of the session index.
 
 Sign in, upload the invented FY2018 sheet, read the preview, apply it, watch the build's
-progress, find a new cell by searching; then fix the wording of that cell and undo the fix
-from the history page. Screenshots go to tests/artifacts/ (git-ignored).
+progress, find a new cell by searching; then fix the wording of that cell, undo the fix
+from the history page (through its confirmation page) and undo the upload itself, which
+removes the table. Screenshots go to tests/artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -121,12 +122,31 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     expect(latest.locator("h2")).to_contain_text("セルの修正")
     screenshot(page, "admin-history.png")
     latest.get_by_role("button", name="この変更の前に戻す").click()
+    # Nothing changes before the confirmation page's own button is pressed.
+    expect(page.locator("h1")).to_contain_text("に戻しますか")
+    expect(page.locator("tr.change-changed")).to_have_count(1)
+    assert page.request.get(f"/api/cells/{cell_id}").json()["text"] == fixed
+    screenshot(page, "admin-undo-confirm.png")
+    page.get_by_role("button", name="この版に戻す").click()
     _wait_for_build(page, "admin-undo-progress.png")
     assert page.request.get(f"/api/cells/{cell_id}").json()["text"] == original
     page.goto(f"/cells/{cell_id}")
     expect(page.locator(".column-row.current dd")).to_contain_text(original.splitlines()[0])
     page.goto("/admin/history")
     expect(page.locator("article.history-entry").first.locator("h2")).to_contain_text("元に戻す")
+
+    # The year's first upload is undone too: the table is removed, after a confirmation.
+    first = page.locator("article.history-entry", has_text="アップロード：2018-atsugi")
+    first.get_by_role("button", name="この変更の前に戻す").click()
+    expect(page.locator("h1")).to_contain_text("を消しますか")
+    expect(page.locator("tr.change-removed")).to_have_count(added)
+    page.get_by_role("button", name="この表を消す").click()
+    _wait_for_build(page, "admin-remove-progress.png")
+    assert page.request.get(f"/api/cells/{cell_id}").status == 404
+    page.goto("/admin/history")
+    expect(page.locator("article.history-entry").first.locator("h2")).to_contain_text(
+        "表を消す：2018-atsugi"
+    )
 
     # Signing out ends the session.
     page.get_by_role("button", name="ログアウト").click()

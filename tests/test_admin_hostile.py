@@ -16,7 +16,7 @@ import zlib
 
 import openpyxl
 import pytest
-from admin_helpers import FY2018_CSV, FY2018_XLSX
+from admin_helpers import FY2018_CSV, FY2018_XLSX, sign_in
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -307,6 +307,12 @@ def test_oversize_bodies_are_refused_unread_stated_or_chunked(client, token):
     client.post("/admin/login")  # any page; the upload page answers in HTML:
     page = client.post("/admin/upload", files={"file": ("big.csv", big)})
     assert page.status_code == 413 and "10 MB まで" in page.text
+    # An admin error: a way back to the upload form, not the public search box.
+    sign_in(client)
+    page = client.post("/admin/upload", files={"file": ("big.csv", big)})
+    assert page.status_code == 413 and "10 MB まで" in page.text
+    assert '<a href="/admin/upload" class="back-link">表のアップロードに戻る</a>' in page.text
+    assert 'role="search"' not in page.text and "ログアウト" in page.text
     # A chunked body states no length: the bytes that arrive are counted instead (that the
     # rest is never read is shown over a real socket in test_body_limit.py).
     chunks = iter([b"--x\r\n", *[b"x" * 1024 * 1024] * 11])

@@ -13,6 +13,7 @@ import stat
 import threading
 
 from admin_helpers import (
+    DATA,
     FY2018_CSV,
     FY2018_XLSX,
     PASSWORD,
@@ -26,9 +27,10 @@ from admin_helpers import (
 from fastapi.routing import APIRoute
 
 from kb.admin.accounts import Accounts
+from kb.admin.jobs import build_lock
 from kb.admin.routes import ROUTERS
 from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
-from kb.corpus.tables import Corpus, table_text
+from kb.corpus.tables import Corpus, load_table, table_text
 from kb.sheets.export import wide_csv_rows
 from kb.sheets.sheet import csv_text
 
@@ -246,6 +248,67 @@ def test_preview_of_a_changed_sheet_shows_before_and_after(client, settings, tok
     )
 
 
+def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
+    client, settings, token, digest
+):
+    corpus_before = digest(settings.corpus_dir)
+    wrong = _upload(client, FY2018_XLSX.read_bytes(), "2018.xlsx", token, year="2017").json()
+    assert wrong["table"] == "2017-atsugi" and wrong["file_year"] == 2018
+    assert wrong["needs_confirmation"] is True
+    assert wrong["year_warning"] == (
+        "ファイルには平成30年度（2018年度）と書かれていますが、2017年度として取り込もうとしています"
+    )
+    assert wrong["replaces"] == "2017-atsugi"
+    assert wrong["replace_notice"] == (
+        f"既存の表（2017年度 厚木地域小児等在宅医療連絡会議）を置き換えます："
+        f"追加 {wrong['added']}・変更 {wrong['changed']}・削除 {wrong['removed']} セル"
+    )
+    apply = f"/api/admin/tables/{wrong['id']}/apply"
+    refused = client.post(apply, headers=token)
+    assert refused.status_code == 422 and "confirm_year" in refused.json()["error"]
+    assert "平成30年度（2018年度）" in refused.json()["error"]
+    assert client.post(apply, headers=token, json={"confirm_year": "yes"}).status_code == 422
+    assert digest(settings.corpus_dir) == corpus_before
+    confirmed = client.post(apply, headers=token, json={"confirm_year": True})
+    assert confirmed.status_code == 202 and confirmed.json()["table"] == "2017-atsugi"
+    assert wait_job(client, confirmed.json()["job"]["id"], token)["state"] == "done"
+    # The year the file states, or no year at all: nothing to confirm, a new table.
+    right = _upload(client, FY2018_XLSX.read_bytes(), "2018.xlsx", token, year="2018").json()
+    assert right["file_year"] == 2018 and right["year_warning"] is None
+    assert right["needs_confirmation"] is False and right["replaces"] is None
+    assert right["replace_notice"] is None
+
+
+def test_preview_page_warns_of_the_year_and_the_replaced_table(client, settings):
+    sign_in(client)
+    csrf = session_csrf(client)
+    page = client.post(
+        "/admin/upload",
+        data={"csrf": csrf, "year": "2017"},
+        files={"file": ("2018.xlsx", FY2018_XLSX.read_bytes())},
+    )
+    assert page.status_code == 200
+    assert (
+        "ファイルには平成30年度（2018年度）と書かれていますが、2017年度として取り込もうとしています"
+        in page.text
+    )
+    assert "既存の表（2017年度 厚木地域小児等在宅医療連絡会議）を置き換えます" in page.text
+    assert 'name="confirm_year"' in page.text
+    action = page.text.split('action="/admin/uploads/')[1].split('"')[0]
+    before = (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes()
+    unticked = client.post(f"/admin/uploads/{action}", data={"csrf": csrf})
+    assert unticked.status_code == 422 and "確認の欄" in unticked.text
+    assert 'href="/admin/upload"' in unticked.text
+    assert (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes() == before
+    ticked = client.post(
+        f"/admin/uploads/{action}",
+        data={"csrf": csrf, "confirm_year": "1"},
+        follow_redirects=False,
+    )
+    assert ticked.status_code == 303
+    assert wait_job(client, ticked.headers["location"].rsplit("/", 1)[1])["state"] == "done"
+
+
 def test_upload_page_shows_errors_with_file_row_and_column(client):
     sign_in(client)
     csrf = session_csrf(client)
@@ -334,9 +397,22 @@ def test_fix_a_cell_then_undo_it(client, settings):
     history = client.get("/admin/history")
     assert "セルの修正" in history.text and "この変更の前に戻す" in history.text
     version = history.text.split('name="version" value="')[1].split('"')[0]
-    undo = client.post(
+    # Undoing asks first: a post without the confirmation page's base only leads there.
+    unconfirmed = client.post(
         "/admin/tables/2017-atsugi/restore",
         data={"csrf": csrf, "version": version},
+        follow_redirects=False,
+    )
+    confirm_url = f"/admin/tables/2017-atsugi/restore?version={version}"
+    assert unconfirmed.status_code == 303 and unconfirmed.headers["location"] == confirm_url
+    assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
+    confirm = client.get(confirm_url)
+    assert confirm.status_code == 200 and "この版に戻す" in confirm.text
+    assert "変更 <strong>1</strong> セル" in confirm.text and "看護の人材" in confirm.text
+    base = confirm.text.split('name="base" value="')[1].split('"')[0]
+    undo = client.post(
+        "/admin/tables/2017-atsugi/restore",
+        data={"csrf": csrf, "version": version, "base": base},
         follow_redirects=False,
     )
     assert undo.status_code == 303
@@ -344,6 +420,103 @@ def test_fix_a_cell_then_undo_it(client, settings):
     assert client.get(f"/api/cells/{CELL}").json()["text"] == original
     actions = [e["action"] for e in client.get("/api/admin/history").json()]
     assert actions == ["restore", "edit"]
+
+
+def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token):
+    """The FY2017 sheet uploaded as 1999 by mistake: undone from the history page (with a
+    confirmation), its versions kept, the removal logged and itself undoable."""
+    before = client.get("/api/status").json()
+    rows = wide_csv_rows(Corpus.load(settings.corpus_dir).tables[0])
+    wrong = _upload(client, csv_text(rows).encode(), "2017.csv", token, year="1999").json()
+    assert wrong["table"] == "1999-atsugi" and wrong["year_warning"]
+    applied = client.post(
+        f"/api/admin/tables/{wrong['id']}/apply", headers=token, json={"confirm_year": True}
+    )
+    assert wait_job(client, applied.json()["job"]["id"], token)["state"] == "done"
+    cell = wrong["cells"][0]["id"]
+    assert client.get(f"/api/cells/{cell}").status_code == 200
+    timeline = f"/api/cells/{cell.replace('1999-', '2017-', 1)}/history"
+    years = lambda: [y["year"] for y in client.get(timeline).json()["years"]]  # noqa: E731
+    assert years() == [1999, 2017]  # the mistake shows in the item's years
+    table_file = settings.corpus_dir / "tables" / "1999-atsugi.yaml"
+    kept = table_file.read_bytes()
+
+    sign_in(client)
+    csrf = session_csrf(client)
+    history = client.get("/admin/history").text
+    assert 'action="/admin/tables/1999-atsugi/remove"' in history
+    confirm = client.get("/admin/tables/1999-atsugi/remove")
+    assert confirm.status_code == 200 and "この表を消す" in confirm.text
+    assert f"削除 <strong>{wrong['added']}</strong> セル" in confirm.text
+    base = confirm.text.split('name="base" value="')[1].split('"')[0]
+    path = "/admin/tables/1999-atsugi/remove"
+    assert client.post(path, data={"base": base}).status_code == 403  # no CSRF token
+    stale = client.post(path, data={"csrf": csrf, "base": "0" * 64})
+    assert stale.status_code == 409 and "別の更新" in stale.text
+    assert 'href="/admin/history"' in stale.text
+    asks = client.post(path, data={"csrf": csrf}, follow_redirects=False)
+    assert asks.status_code == 303 and asks.headers["location"] == path
+    assert table_file.exists()
+    done = client.post(path, data={"csrf": csrf, "base": base}, follow_redirects=False)
+    assert done.status_code == 303
+    assert wait_job(client, done.headers["location"].rsplit("/", 1)[1])["state"] == "done"
+
+    assert not table_file.exists()
+    assert client.get(f"/api/cells/{cell}").status_code == 404
+    assert client.get("/api/status").json()["chunks"] == before["chunks"]
+    assert years() == [2017]
+    removal = client.get("/api/admin/history").json()[0]
+    assert removal["action"] == "remove" and removal["user"] == USER
+    assert removal["removed"] == wrong["added"] and removal["after_version"] is None
+    versions = client.get("/api/admin/tables/1999-atsugi/versions").json()
+    assert removal["before_version"] in [v["version"] for v in versions]
+    assert (settings.admin_dir / "versions" / "1999-atsugi").exists()
+    # The removal is itself undone like any change.
+    assert "表を消す：1999-atsugi" in client.get("/admin/history").text
+    back = client.post(
+        f"/api/admin/tables/1999-atsugi/versions/{removal['before_version']}/restore",
+        headers=token,
+        json={"base": None},
+    )
+    assert back.status_code == 202
+    assert wait_job(client, back.json()["job"]["id"], token)["state"] == "done"
+    assert table_file.read_bytes() == kept
+    assert client.get(f"/api/cells/{cell}").status_code == 200
+
+
+def test_remove_api_is_guarded(client, settings, token):
+    tables = settings.corpus_dir / "tables"
+    fy2018 = csv_text(wide_csv_rows(load_table(DATA / "2018-atsugi.yaml"))).encode()
+    preview = _upload(client, fy2018, "2018.csv", token).json()  # with its 継続元 row
+    applied = client.post(f"/api/admin/tables/{preview['id']}/apply", headers=token)
+    assert wait_job(client, applied.json()["job"]["id"], token)["state"] == "done"
+    assert client.post("/api/admin/tables/2018-atsugi/remove").status_code == 401
+    sign_in(client)
+    assert client.post("/api/admin/tables/2018-atsugi/remove").status_code == 403
+    # FY2018 continues items of FY2017: removing FY2017 would break it, so it is refused.
+    linked = client.post("/api/admin/tables/2017-atsugi/remove", headers=token)
+    assert linked.status_code == 409 and "2018-atsugi" in linked.json()["error"]
+    assert "消せません" in linked.json()["error"] and (tables / "2017-atsugi.yaml").exists()
+    stale = client.post(
+        "/api/admin/tables/2018-atsugi/remove", headers=token, json={"base": "0" * 64}
+    )
+    assert stale.status_code == 409 and (tables / "2018-atsugi.yaml").exists()
+    assert client.post("/api/admin/tables/1999-nowhere/remove", headers=token).status_code == 404
+    base = client.get("/api/admin/tables/2018-atsugi/versions", headers=token).json()[0]["sha256"]
+    cell = preview["cells"][0]["id"]
+    with build_lock(settings):  # the rebuild waits: the live index still has the table
+        removed = client.post(
+            "/api/admin/tables/2018-atsugi/remove", headers=token, json={"base": base}
+        )
+        assert removed.status_code == 202 and removed.json()["removed"] == preview["added"]
+        assert not (tables / "2018-atsugi.yaml").exists()
+        assert client.get(f"/api/cells/{cell}").status_code == 200
+        hits = client.get("/api/search", params={"q": preview["cells"][0]["after"][:30]}).json()
+        assert cell in [h["id"] for h in hits["hits"]]
+    assert wait_job(client, removed.json()["job"]["id"], token)["state"] == "done"
+    assert client.get(f"/api/cells/{cell}").status_code == 404
+    again = client.post("/api/admin/tables/2018-atsugi/remove", headers=token)
+    assert again.status_code == 404
 
 
 def test_restore_and_history_commands(settings, token, client):

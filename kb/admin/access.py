@@ -120,6 +120,24 @@ async def denied(request: Request, exc: Denied) -> Response:
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
     if exc.status == 401:
         return RedirectResponse(f"{SIGN_IN}?next={quote(request.url.path)}", status_code=303)
+    return error_page(request, exc.message, exc.status)
+
+
+_BACK = (
+    (("/admin/upload",), ("/admin/upload", "表のアップロードに戻る")),
+    (("/admin/tables/", "/admin/history"), ("/admin/history", "変更の履歴に戻る")),
+)
+
+
+def error_page(request: Request, message: str, status: int, hint: str = "") -> Response:
+    """An admin page's refusal: the admin layout, the message and a link back to the page
+    the action started from (the upload form for uploads), never the public search page."""
+    path = request.url.path
+    back = next(
+        (link for prefixes, link in _BACK if path.startswith(prefixes)),
+        ("/admin", "事務局トップに戻る"),
+    )
+    context = {"who": who_is(request), "message": message, "hint": hint, "back": back}
     return admin_of(request).templates.TemplateResponse(
-        request, "error.html", {"message": exc.message, "hint": " "}, status_code=exc.status
+        request, "admin/error.html", context, status_code=status
     )

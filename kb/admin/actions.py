@@ -12,7 +12,7 @@ from kb.admin.access import Denied, Who, admin_of, check_csrf, form_text, read_f
 from kb.admin.audit import Conflict
 from kb.admin.changes import edited_table
 from kb.admin.jobs import Job
-from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, display_name
+from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, Unconfirmed, display_name
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus, table_text
 from kb.sheets.ingest import TableMeta
@@ -63,9 +63,15 @@ def start_build(request: Request, entry: dict, reason: str, who: Who) -> Job:
     return admin_of(request).builder.submit(f"{reason} {entry['table']}", who.user)
 
 
-async def apply_preview(request: Request, who: Who, preview_id: str) -> tuple[dict, Job]:
+async def apply_preview(
+    request: Request, who: Who, preview_id: str, confirm_year: bool
+) -> tuple[dict, Job]:
     try:
-        entry = await run_in_threadpool(admin_of(request).previews.apply, preview_id, who.user)
+        entry = await run_in_threadpool(
+            admin_of(request).previews.apply, preview_id, who.user, confirm_year
+        )
+    except Unconfirmed as exc:
+        raise Denied(422, str(exc)) from None
     except KeyError:
         raise Denied(
             404, "この確認画面は期限切れか、既に反映されています。もう一度アップロードしてください"
@@ -111,9 +117,42 @@ async def save_cell(
     return entry, start_build(request, entry, f"修正 {cell_id}", who)
 
 
-async def restore_version(request: Request, who: Who, slug: str, version: str) -> tuple[dict, Job]:
+async def restore_version(
+    request: Request, who: Who, slug: str, version: str, base: str | bool | None = False
+) -> tuple[dict, Job]:
+    """Put a kept version back; ``base``: the table's SHA-256 when the change was confirmed
+    (None: it did not exist; False: no check), 409 if it has changed since."""
+    history = admin_of(request).history
+    entry = await _changed(lambda: history.restore(slug, version, who.user, base))
+    return entry, start_build(request, entry, "復元", who)
+
+
+async def remove_table(
+    request: Request, who: Who, slug: str, base: str | bool | None = False
+) -> tuple[dict, Job]:
+    """Take a table out (what undoes its first upload), then rebuild; ``base`` as above."""
+    history = admin_of(request).history
+    entry = await _changed(lambda: history.remove(slug, who.user, base))
+    return entry, start_build(request, entry, "削除", who)
+
+
+async def _changed(change) -> dict:
+    """Run a change to a table in the thread pool: Denied 409 if the table moved on or
+    the change would break another table, 404 for an unknown table or version."""
     try:
-        entry = await run_in_threadpool(admin_of(request).history.restore, slug, version, who.user)
+        return await run_in_threadpool(change)
+    except Conflict as exc:
+        raise Denied(409, str(exc)) from None
     except KbError as exc:
         raise Denied(404, str(exc)) from None
-    return entry, start_build(request, entry, "復元", who)
+
+
+ABSENT = "absent"  # a form's base for a table that does not exist
+
+
+def base_of(value: object) -> str | bool | None:
+    """A confirmed base from a form field or JSON: its SHA-256, None for "the table did not
+    exist" (``absent`` / JSON null), False when not given."""
+    if value is None or value == ABSENT:
+        return None
+    return value if isinstance(value, str) and value else False

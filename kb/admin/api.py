@@ -3,6 +3,8 @@ are ``{"error": "<one Japanese line>"}``."""
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -11,8 +13,10 @@ from kb.admin.access import Denied, admin_of, check_csrf, require
 from kb.admin.actions import (
     HISTORY_SHOWN,
     apply_preview,
+    base_of,
     cell_change,
     checked_upload,
+    remove_table,
     restore_version,
     save_cell,
 )
@@ -28,6 +32,20 @@ def _accepted(entry: dict, job: Job) -> JSONResponse:
     return JSONResponse({**summary, "job": job.as_dict()}, status_code=202)
 
 
+async def _json_body(request: Request) -> dict:
+    """The request's JSON object; {} for an empty body; Denied 422 for anything else."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Denied(422, "本文は JSON のオブジェクト（{…}）にしてください")
+    return body
+
+
 @router.post("/api/admin/tables")
 async def api_upload(request: Request) -> Response:
     _, preview, (status, error) = await checked_upload(request)
@@ -38,9 +56,13 @@ async def api_upload(request: Request) -> Response:
 
 @router.post("/api/admin/tables/{preview_id}/apply")
 async def api_apply(request: Request, preview_id: str) -> Response:
+    """Optional JSON body ``{"confirm_year": true}``: needed when the preview says the
+    file states another year (``needs_confirmation``)."""
     who = require(request)
     check_csrf(request, who)
-    return _accepted(*await apply_preview(request, who, preview_id))
+    body = await _json_body(request)
+    confirm = body.get("confirm_year") is True
+    return _accepted(*await apply_preview(request, who, preview_id, confirm))
 
 
 @router.get("/api/admin/jobs/{job_id}")
@@ -69,9 +91,21 @@ def api_versions(request: Request, slug: str) -> Response:
 
 @router.post("/api/admin/tables/{slug}/versions/{version}/restore")
 async def api_restore(request: Request, slug: str, version: str) -> Response:
+    """Optional JSON body ``{"base": "<SHA-256 of the table when confirmed>" | null}``:
+    409 if the table has changed since."""
     who = require(request)
     check_csrf(request, who)
-    return _accepted(*await restore_version(request, who, slug, version))
+    base = base_of((await _json_body(request)).get("base", False))
+    return _accepted(*await restore_version(request, who, slug, version, base))
+
+
+@router.post("/api/admin/tables/{slug}/remove")
+async def api_remove(request: Request, slug: str) -> Response:
+    """Remove a table (undo its first upload); optional ``{"base": …}`` as for restore."""
+    who = require(request)
+    check_csrf(request, who)
+    base = base_of((await _json_body(request)).get("base", False))
+    return _accepted(*await remove_table(request, who, slug, base))
 
 
 @router.post("/api/admin/cells/{cell_id}")

@@ -1,7 +1,7 @@
 """The audit log and the versions of each table, under the admin folder.
 
 ``audit.jsonl``                 one JSON object per change, appended, never rewritten:
-                                who, when, what (upload, edit, restore), which table, the
+                                who, when, what (upload, edit, restore, remove), which table, the
                                 uploaded file's name and SHA-256, before/after of each cell
 ``versions/<table>/<id>.yaml``  every state a table file has had, byte for byte
 
@@ -27,13 +27,22 @@ from kb.admin.storage import append_private, locked, write_private
 from kb.core.errors import InputError, KbError
 from kb.core.model import Table
 from kb.core.yamlio import write_atomically
-from kb.corpus.tables import TABLES_DIR, load_table, table_from_dict
+from kb.corpus.history import broken_links
+from kb.corpus.tables import TABLES_DIR, Corpus, load_table, table_from_dict
 
 AUDIT_FILE = "audit.jsonl"
 VERSIONS_DIR = "versions"
 LOCK_FILE = ".changes.lock"
 SLUG = re.compile(r"[0-9]{4}-[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 VERSION = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}")
+
+
+# What to do after a Conflict, by the action that met it.
+_RETRY = {
+    "upload": "もう一度アップロードして、変更点を確かめてください",
+    "edit": "セルの画面を開き直して、もう一度修正してください",
+    "restore": "変更の履歴を開き直して、もう一度確かめてください",
+}
 
 
 class Conflict(KbError):
@@ -102,11 +111,20 @@ class History:
             raise KbError(f"表 {slug} に版「{version}」はありません（kb restore {slug} --list）")
         return path.read_bytes()
 
+    def current(self, slug: str) -> Table | None:
+        """The table as it is in the corpus now (None if there is none)."""
+        path = self.table_file(slug)
+        return load_table(path) if path.exists() else None
+
+    def version_table(self, slug: str, version: str) -> Table:
+        """A kept version, read as a table (KbError if there is no such version)."""
+        return _parse(self.version_text(slug, version), slug)
+
     # --- changing -----------------------------------------------------------------------
 
     def write(
         self,
-        new_text: bytes,
+        new_text: bytes | None,
         slug: str,
         *,
         user: str,
@@ -114,25 +132,32 @@ class History:
         expected_base: str | bool | None = False,
         extra: dict | None = None,
     ) -> dict:
-        """Make ``new_text`` (a corpus table file) the table ``slug``, keep both versions and
-        append the audit entry, which is returned.
+        """Make ``new_text`` (a corpus table file) the table ``slug`` — or, for None, remove
+        the table — keep both versions and append the audit entry, which is returned.
 
         ``expected_base`` is the SHA-256 of the file the change was prepared against (None:
         the table did not exist); if the file is different now, :class:`Conflict` is raised
         and nothing changes. ``False`` skips the check (a restore chooses its target)."""
-        new = _parse(new_text, slug)
+        new = _parse(new_text, slug) if new_text is not None else None
         target = self.table_file(slug)
         with locked(self.admin_dir / LOCK_FILE):
             old_text = target.read_bytes() if target.exists() else None
             if expected_base is not False and (old_text and sha256(old_text)) != expected_base:
                 raise Conflict(
                     f"表 {slug} は、確認の画面を出した後に別の更新で変わりました。"
-                    "もう一度アップロードして、変更点を確かめてください"
+                    + _RETRY.get(action, _RETRY["restore"])
                 )
+            if old_text is None and new_text is None:
+                raise KbError(f"表 {slug} はありません（既に消されています）")
+            if new_text is None:
+                self._check_removable(slug)
             old = load_table(target) if old_text is not None else None
             before = self._keep(slug, old_text) if old_text is not None else None
-            write_atomically(target, new_text.decode("utf-8"))
-            after = self._keep(slug, new_text)
+            if new_text is None:
+                target.unlink()  # its last state is kept above; undone by a restore
+            else:
+                write_atomically(target, new_text.decode("utf-8"))
+            after = self._keep(slug, new_text) if new_text is not None else None
             changes = diff(old, new)
             entry = {
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,15 +173,36 @@ class History:
             append_private(self.log_path, json.dumps(entry, ensure_ascii=False) + "\n")
         return entry
 
-    def restore(self, slug: str, version: str, user: str) -> dict:
+    def _check_removable(self, slug: str) -> None:
+        """Conflict if a later table of the council continues items of ``slug`` (removing
+        it would leave their 継続元 pointing at nothing, and the corpus unloadable)."""
+        rest = [t for t in Corpus.load(self.corpus_dir).tables if t.slug != slug]
+        problems = broken_links(rest)
+        if problems:
+            table, column, message = problems[0]
+            raise Conflict(
+                f"表 {slug} は消せません。{table.year}年度の表（{table.slug}）の列 "
+                f"{column.key} がその項目を引き継いでいます（消すと: {message}）"
+            )
+
+    def restore(
+        self, slug: str, version: str, user: str, expected_base: str | bool | None = False
+    ) -> dict:
         """Make a kept version the table again (itself a change, logged and undoable)."""
         return self.write(
             self.version_text(slug, version),
             slug,
             user=user,
             action="restore",
+            expected_base=expected_base,
             extra={"restored": version},
         )
+
+    def remove(self, slug: str, user: str, expected_base: str | bool | None = False) -> dict:
+        """Take the table out of the corpus: what undoes its first upload. Its versions stay
+        kept, the log records it (every cell "removed"), and restoring the entry's
+        ``before_version`` puts it back."""
+        return self.write(None, slug, user=user, action="remove", expected_base=expected_base)
 
     # --- reading the log ----------------------------------------------------------------
 

@@ -37,7 +37,7 @@ def _history_lines(entry: dict) -> list[str]:
     counts = f"追加 {entry['added']}・変更 {entry['changed']}・削除 {entry['removed']}"
     lines = [
         head,
-        f"    {counts}  版 {entry['before_version'] or '（新規）'} → {entry['after_version']}",
+        f"    {counts}  版 {entry['before_version'] or '（新規）'} → {entry['after_version'] or '（表を削除）'}",
     ]
     if entry.get("file"):
         lines.append(f"    ファイル {entry['file']}  sha256 {entry['sha256']}")

@@ -5,6 +5,7 @@ Content-Security-Policy holds; the build page refreshes itself with a meta refre
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,16 +23,19 @@ from kb.admin.access import (
     who_is,
 )
 from kb.admin.actions import (
+    ABSENT,
     HISTORY_SHOWN,
     apply_preview,
+    base_of,
     checked_upload,
     corpus_cell,
+    remove_table,
     restore_version,
     save_cell,
 )
 from kb.admin.changes import counts, diff, edited_table
 from kb.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE, new_token, same_token
-from kb.core.errors import InputError
+from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus
 
 JAPAN = timezone(timedelta(hours=9), "JST")  # no tz database needed; Japan has no DST
@@ -165,8 +169,9 @@ async def upload(request: Request) -> Response:
 @router.post("/admin/uploads/{preview_id}/apply")
 async def apply_upload(request: Request, preview_id: str) -> Response:
     who = require(request)
-    check_csrf(request, who, await read_form(request))
-    _, job = await apply_preview(request, who, preview_id)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    _, job = await apply_preview(request, who, preview_id, bool(form_text(form, "confirm_year")))
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
 
@@ -230,10 +235,67 @@ def history_page(request: Request) -> Response:
     )
 
 
+def _confirm_page(request: Request, who: Who, slug: str, version: str | None) -> Response:
+    """What restoring ``version`` (None: removing the table) would change, with the form
+    that does it; the form carries the table's SHA-256 now, so a change made in between
+    is refused (409) rather than undone unseen."""
+    history = admin_of(request).history
+    try:
+        current = history.current(slug)
+        target = history.version_table(slug, version) if version else None
+    except KbError as exc:
+        raise Denied(404, str(exc)) from None
+    if current is None and target is None:
+        raise Denied(404, f"表 {slug} はありません（既に消されています）")
+    changes = diff(current, target)
+    return _page(
+        request,
+        "confirm.html",
+        who,
+        slug=slug,
+        version=version,
+        table=current or target,
+        changes=changes,
+        summary=counts(changes),
+        base=history.base(slug) or ABSENT,
+    )
+
+
+@router.get("/admin/tables/{slug}/restore")
+def restore_confirm(request: Request, slug: str) -> Response:
+    who = require(request)
+    version = request.query_params.get("version", "")
+    if not version:
+        raise Denied(404, "戻す版（version）を指定してください")
+    return _confirm_page(request, who, slug, version)
+
+
+@router.get("/admin/tables/{slug}/remove")
+def remove_confirm(request: Request, slug: str) -> Response:
+    return _confirm_page(request, require(request), slug, None)
+
+
 @router.post("/admin/tables/{slug}/restore")
 async def restore_page(request: Request, slug: str) -> Response:
     who = require(request)
     form = await read_form(request)
     check_csrf(request, who, form)
-    _, job = await restore_version(request, who, slug, form_text(form, "version"))
+    version, base = form_text(form, "version"), base_of(form_text(form, "base"))
+    if base is False:  # not sent from the confirmation page: show it first
+        return RedirectResponse(
+            f"/admin/tables/{quote(slug)}/restore?version={quote(version)}", status_code=303
+        )
+    _, job = await restore_version(request, who, slug, version, base)
+    return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
+
+
+@router.post("/admin/tables/{slug}/remove")
+async def remove_page(request: Request, slug: str) -> Response:
+    who = require(request)
+    form = await read_form(request)
+    check_csrf(request, who, form)
+    base = base_of(form_text(form, "base"))
+    if base is False:
+        return RedirectResponse(f"/admin/tables/{quote(slug)}/remove", status_code=303)
+    _, job = await remove_table(request, who, slug, base)
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)

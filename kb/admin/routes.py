@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from kb.admin import api, pages
-from kb.admin.access import Admin, Denied, admin_of, denied
+from kb.admin.access import Admin, Denied, denied, error_page
 from kb.admin.accounts import Accounts
 from kb.admin.audit import History
 from kb.admin.jobs import Builder
@@ -60,16 +60,11 @@ def body_limit(path: str) -> int | None:
 
 
 def too_large(request: Request) -> Response | None:
-    """The admin answer to an upload over the limit (JSON for the API, the error page
-    otherwise); None for other routes."""
+    """The admin answer to an upload over the limit (JSON for the API, the admin error page
+    with a link back to the upload form otherwise); None for other routes."""
     path = request.url.path
     if path not in UPLOAD_PATHS:
         return None
     if path.startswith("/api/"):
         return JSONResponse({"error": too_large_message()}, status_code=413)
-    return admin_of(request).templates.TemplateResponse(
-        request,
-        "error.html",
-        {"message": too_large_message(), "hint": "表の部分だけを保存し直してください。"},
-        status_code=413,
-    )
+    return error_page(request, too_large_message(), 413, "表の部分だけを保存し直してください。")

@@ -44,7 +44,9 @@ from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
 from kb.core.model import Table
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
-from kb.sheets.ingest import TableMeta, read_table
+
+# The era pattern ingest reads years with (kb/sheets has no public name for it), not a copy.
+from kb.sheets.ingest import _ERA_YEAR, TableMeta, parse_year, read_table
 from kb.sheets.sheet import CSV_ENCODINGS
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -213,7 +215,17 @@ def _check_grid(xml: bytes, name: str) -> None:
 # --- reading the sheet -----------------------------------------------------------------
 
 
-def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Table:
+@dataclass
+class Upload:
+    """An uploaded sheet's table, and the year the file itself states (None if it states
+    none): the form's year wins over it, so a preview must say when the two differ."""
+
+    table: Table
+    file_year: int | None
+    title: str
+
+
+def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Upload:
     """The table in an uploaded sheet, read and validated as ``kb ingest`` does; errors
     name the upload by ``name`` (its display name), never by a server path."""
     kind = sniff(data, name)
@@ -222,6 +234,7 @@ def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Tab
         path.write_bytes(data)
         try:
             table = read_table(path, given, corpus)
+            file_year = _stated_year(path, given) if given.year is not None else table.year
         except InputError as exc:
             problem = exc.problem.replace(str(path), name)
             raise InputError(problem, file=name, row=exc.row, column=exc.column) from None
@@ -238,7 +251,27 @@ def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Tab
             f"会議ID「{table.council_id}」は使えません。英数字と - _ で40文字までにしてください",
             file=name,
         )
-    return table_from_dict(table_to_dict(table), name)  # the corpus's own checks too
+    checked = table_from_dict(table_to_dict(table), name)  # the corpus's own checks too
+    return Upload(checked, file_year, table.source.title)
+
+
+def _stated_year(path: Path, given: TableMeta) -> int | None:
+    """The year the sheet at ``path`` states (its 年度 row or column, else its title), as
+    ``kb ingest`` would read it without ``--year``; None when it states none. Read again
+    without the corpus: only the year is wanted, not the links of a table of that year;
+    a placeholder council lets a sheet without a 会議 row be read for its year alone."""
+    try:
+        return read_table(path, TableMeta(council=given.council or "?")).year
+    except InputError:
+        return None
+
+
+def year_in_words(year: int, title: str) -> str:
+    """平成30年度（2018年度） when the title names ``year`` in an era, else 2018年度."""
+    era = _ERA_YEAR.search(unicodedata.normalize("NFKC", title))
+    if era and parse_year(era.group(0)) == year:
+        return f"{era.group(0).replace(' ', '')}（{year}年度）"
+    return f"{year}年度"
 
 
 # --- previews waiting to be applied ----------------------------------------------------
@@ -255,6 +288,31 @@ class Preview:
     sha256: str
     base: str | None  # SHA-256 of the table file it was compared with (None: new table)
     user: str
+    file_year: int | None = None  # the year the file itself states
+    title: str = ""  # the file's title, to name its year as it does (平成30年度)
+    replaces: Table | None = None  # the table of the same council and year it replaces
+
+    @property
+    def year_warning(self) -> str | None:
+        """One Japanese line when the form's year overrides a different year the file
+        states (applying then needs ``confirm_year``); None otherwise."""
+        if self.file_year is None or self.file_year == self.table.year:
+            return None
+        return (
+            f"ファイルには{year_in_words(self.file_year, self.title)}と書かれていますが、"
+            f"{self.table.year}年度として取り込もうとしています"
+        )
+
+    @property
+    def replace_notice(self) -> str | None:
+        """「既存の表（2017年度 …）を置き換えます」 with the counts, for a table that exists."""
+        if self.replaces is None:
+            return None
+        n = counts(self.changes)
+        return (
+            f"既存の表（{self.replaces.year}年度 {self.replaces.council}）を置き換えます："
+            f"追加 {n['added']}・変更 {n['changed']}・削除 {n['removed']} セル"
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -266,7 +324,16 @@ class Preview:
             "sha256": self.sha256,
             **counts(self.changes),
             "cells": [c.as_dict() for c in self.changes],
+            "file_year": self.file_year,
+            "year_warning": self.year_warning,
+            "needs_confirmation": self.year_warning is not None,
+            "replaces": self.replaces.slug if self.replaces else None,
+            "replace_notice": self.replace_notice,
         }
+
+
+class Unconfirmed(KbError):
+    """Applying a preview whose year differs from the file's without ``confirm_year``."""
 
 
 class Previews:
@@ -279,7 +346,8 @@ class Previews:
     def create(
         self, data: bytes, name: str, given: TableMeta, corpus: Corpus, user: str
     ) -> Preview:
-        table = read_upload(data, name, given, corpus)
+        upload = read_upload(data, name, given, corpus)
+        table = upload.table
         base = self.history.base(table.slug)
         current = next((t for t in corpus.tables if t.slug == table.slug), None)
         preview = Preview(
@@ -290,6 +358,9 @@ class Previews:
             sha256=sha256(data),
             base=base,
             user=user,
+            file_year=upload.file_year,
+            title=upload.title,
+            replaces=current,
         )
         self._forget_old()
         record = {
@@ -297,6 +368,7 @@ class Previews:
             "file": name,
             "sha256": preview.sha256,
             "base": base,
+            "year_warning": preview.year_warning,
             "user": user,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -305,13 +377,19 @@ class Previews:
         )
         return preview
 
-    def apply(self, preview_id: str, user: str) -> dict:
+    def apply(self, preview_id: str, user: str, confirm_year: bool = False) -> dict:
         """Write the previewed table into the corpus (KeyError if there is no such
-        preview); returns the audit entry."""
+        preview; :class:`Unconfirmed` if the file states another year and ``confirm_year``
+        is not given); returns the audit entry."""
         path = self.folder / f"{preview_id}.json"
         if not _PENDING_ID.fullmatch(preview_id) or not path.exists():
             raise KeyError(preview_id)
         record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("year_warning") and not confirm_year:
+            raise Unconfirmed(
+                f"{record['year_warning']}。この年度で正しいことを確かめたうえで、"
+                "確認の欄（confirm_year）に印を付けて反映してください"
+            )
         table = table_from_dict(record["table"], record["file"])
         entry = self.history.write(
             table_text(table).encode("utf-8"),
