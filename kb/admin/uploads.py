@@ -46,7 +46,7 @@ from kb.core.model import Table
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
 
 # The era pattern ingest reads years with (kb/sheets has no public name for it), not a copy.
-from kb.sheets.ingest import _ERA_YEAR, TableMeta, parse_year, read_table
+from kb.sheets.ingest import TableMeta, read_table, year_in_words
 from kb.sheets.sheet import CSV_ENCODINGS
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -264,14 +264,6 @@ def _stated_year(path: Path, given: TableMeta) -> int | None:
         return read_table(path, TableMeta(council=given.council or "?")).year
     except InputError:
         return None
-
-
-def year_in_words(year: int, title: str) -> str:
-    """平成30年度（2018年度） when the title names ``year`` in an era, else 2018年度."""
-    era = _ERA_YEAR.search(unicodedata.normalize("NFKC", title))
-    if era and parse_year(era.group(0)) == year:
-        return f"{era.group(0).replace(' ', '')}（{year}年度）"
-    return f"{year}年度"
 
 
 # --- previews waiting to be applied ----------------------------------------------------

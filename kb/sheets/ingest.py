@@ -72,6 +72,14 @@ def parse_year(text: str) -> int | None:
     return int(western.group(1)) if western else None
 
 
+def year_in_words(year: int, title: str) -> str:
+    """平成30年度（2018年度） when the title names ``year`` in an era, else 2018年度."""
+    era = _ERA_YEAR.search(unicodedata.normalize("NFKC", title))
+    if era and parse_year(era.group(0)) == year:
+        return f"{era.group(0).replace(' ', '')}（{year}年度）"
+    return f"{year}年度"
+
+
 @dataclass
 class _Draft:
     """A column being assembled from a sheet, with where its parts came from."""
