@@ -581,6 +581,7 @@ def test_a_query_without_a_topic_is_told_so(client):
     page = html(client.get("/search", params={"q": "どう"}))
     said = page.find("section", cls="no-match")
     assert said is not None and answer_ids(page) == []
+    assert not page.find_all("details", cls="weak")  # no cell is nearer than another
     assert (
         "「どう」には、何について探すかを表す言葉が入っていません。"
         in said.find("p", cls="no-topic").text
