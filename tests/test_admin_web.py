@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import threading
+from datetime import datetime, timedelta, timezone
 
 from admin_helpers import (
     DATA,
@@ -75,8 +76,13 @@ def test_user_and_token_commands(tmp_path, empty_corpus):
     assert "8文字以上" in run("user", "add", "ito", "--password-stdin", stdin="short\n").stderr
     prompted = run("user", "add", "ito", stdin="ito-password-1\nito-password-1\n")
     assert prompted.exit_code == 0, prompted.output
-    assert [u["name"] for u in json.loads(run("user", "list", "--json").stdout)] == ["ito", "sato"]
+    listed = json.loads(run("user", "list", "--json").stdout)
+    assert [u["name"] for u in listed] == ["ito", "sato"]
+    # Plain output in Japan time, as the admin pages show it; JSON keeps the ISO time.
+    japan = datetime.fromisoformat(listed[0]["created"]).astimezone(timezone(timedelta(hours=9)))
+    assert f"ito\t登録 {japan:%Y年%m月%d日 %H:%M}\t" in run("user", "list").stdout
     token = run("token", "create", "sato").stdout.strip()
+    assert "作成 " + f"{japan:%Y年}" in run("token", "list").stdout
     accounts = Accounts(tmp_path / "admin")
     assert accounts.user_for_token(token) == "sato"
     assert run("token", "revoke", token).exit_code == 0

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -35,6 +35,17 @@ VERSIONS_DIR = "versions"
 LOCK_FILE = ".changes.lock"
 SLUG = re.compile(r"[0-9]{4}-[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 VERSION = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}")
+
+
+JAPAN = timezone(timedelta(hours=9), "JST")  # no tz database needed; Japan has no DST
+
+
+def local_time(stamp: str | None) -> str:
+    """An ISO time from the log, a job or an account as office staff read it: Japan time,
+    to the minute (the pages and the commands' plain output; JSON keeps the ISO time)."""
+    if not stamp:
+        return ""
+    return datetime.fromisoformat(stamp).astimezone(JAPAN).strftime("%Y年%m月%d日 %H:%M")
 
 
 # What to do after a Conflict, by the action that met it.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import click
 
 from kb.admin.accounts import Accounts
-from kb.admin.audit import History
+from kb.admin.audit import History, local_time
 from kb.core.errors import KbError
 from kb.core.settings import Settings
 
@@ -33,7 +33,7 @@ def _echo_json(data: object) -> None:
 
 
 def _history_lines(entry: dict) -> list[str]:
-    head = f"{entry['at']}  {entry['user']}  {entry['action']}  {entry['table']}"
+    head = f"{local_time(entry['at'])}  {entry['user']}  {entry['action']}  {entry['table']}"
     counts = f"追加 {entry['added']}・変更 {entry['changed']}・削除 {entry['removed']}"
     lines = [
         head,
@@ -74,7 +74,7 @@ def register(main: click.Group, pass_settings: Callable, fail_cleanly: Callable)
         if not users:
             click.echo("利用者はまだいません（kb user add 名前 で登録します）", err=True)
         for u in users:
-            click.echo(f"{u['name']}\t登録 {u['created']}\tトークン {u['tokens']}件")
+            click.echo(f"{u['name']}\t登録 {local_time(u['created'])}\tトークン {u['tokens']}件")
 
     @user.command("remove")
     @click.argument("name")
@@ -104,7 +104,7 @@ def register(main: click.Group, pass_settings: Callable, fail_cleanly: Callable)
     def token_list(settings: Settings) -> None:
         """トークンの一覧（ID と利用者。トークンそのものは保存していません）。"""
         for t in Accounts(settings.admin_dir).tokens():
-            click.echo(f"{t['id']}\t{t['user']}\t作成 {t['created']}")
+            click.echo(f"{t['id']}\t{t['user']}\t作成 {local_time(t['created'])}")
 
     @token.command("revoke")
     @click.argument("token_or_id")

@@ -4,7 +4,6 @@ Content-Security-Policy holds; the build page refreshes itself with a meta refre
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -38,16 +37,7 @@ from kb.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE, new_token, same_toke
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus
 
-JAPAN = timezone(timedelta(hours=9), "JST")  # no tz database needed; Japan has no DST
-
 router = APIRouter(include_in_schema=False)
-
-
-def local_time(stamp: str | None) -> str:
-    """An ISO time from the log or a job as office staff read it: Japan time, to the minute."""
-    if not stamp:
-        return ""
-    return datetime.fromisoformat(stamp).astimezone(JAPAN).strftime("%Y年%m月%d日 %H:%M")
 
 
 def _page(

@@ -11,9 +11,8 @@ from fastapi.templating import Jinja2Templates
 from kb.admin import api, pages
 from kb.admin.access import Admin, Denied, denied, error_page
 from kb.admin.accounts import Accounts
-from kb.admin.audit import History
+from kb.admin.audit import History, local_time
 from kb.admin.jobs import Builder
-from kb.admin.pages import local_time
 from kb.admin.sessions import Sessions, Throttle
 from kb.admin.uploads import MAX_UPLOAD_BYTES, Previews, too_large_message
 from kb.core.settings import Settings
