@@ -13,6 +13,7 @@ import stat
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from admin_helpers import (
     DATA,
     FY2018_CSV,
@@ -389,7 +390,8 @@ def test_fix_a_cell_then_undo_it(client, settings):
     assert empty.status_code == 422 and "空にはできません" in empty.text
     preview = client.post(f"/admin/cells/{CELL}/preview", data={"csrf": csrf, "text": fixed})
     assert preview.status_code == 200 and "この修正を保存する" in preview.text
-    assert "看護の人材" in preview.text
+    # The change itself is marked in the cell's texts: one character inserted.
+    assert "看護<ins>の</ins>人材" in preview.text and "<del>" not in preview.text
     base = preview.text.split('name="base" value="')[1].split('"')[0]
     saved = client.post(
         f"/admin/cells/{CELL}",
@@ -414,7 +416,9 @@ def test_fix_a_cell_then_undo_it(client, settings):
     assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
     confirm = client.get(confirm_url)
     assert confirm.status_code == 200 and "この版に戻す" in confirm.text
-    assert "変更 <strong>1</strong> セル" in confirm.text and "看護の人材" in confirm.text
+    assert (
+        "変更 <strong>1</strong> セル" in confirm.text and "看護<del>の</del>人材" in confirm.text
+    )
     base = confirm.text.split('name="base" value="')[1].split('"')[0]
     undo = client.post(
         "/admin/tables/2017-atsugi/restore",
@@ -557,3 +561,24 @@ def test_restore_and_history_commands(settings, token, client):
         main, ["restore", "2017-atsugi", "20990101T000000000000Z-00000000"], env=env
     )
     assert missing.exit_code == 1 and "版" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("看護人材の不足", "看護職員の不足"),
+        ("<script>a</script>", "<script>b</script>"),
+        ("", "新しい"),
+    ],
+)
+def test_a_changed_cell_marks_what_changed_and_stays_escaped(before: str, after: str) -> None:
+    from kb.admin.changes import changed_pieces
+    from kb.admin.pages import marked_change
+
+    old, new = changed_pieces(before, after)
+    assert "".join(p for p, _ in old) == before and "".join(p for p, _ in new) == after
+    kept = [p for p, changed in old if not changed]
+    assert kept == [p for p, changed in new if not changed]  # the same text left unmarked
+    html_old, html_new = marked_change(before, after)
+    assert "<script>" not in html_old + html_new
+    assert ("<ins>" in html_new) == any(changed for _, changed in new)

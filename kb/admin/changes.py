@@ -7,6 +7,7 @@ stable across versions) and is what previews show and the audit log records.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -33,6 +34,25 @@ class CellChange:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# (text, whether it differs from the other version) pieces of one side of a change.
+Pieces = list[tuple[str, bool]]
+
+
+def changed_pieces(before: str, after: str) -> tuple[Pieces, Pieces]:
+    """``before`` and ``after`` cut into pieces, those that differ from the other text
+    marked, character by character: what a preview shows struck out and inserted, so an
+    edit of one word in a long cell is seen at a glance."""
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    old: Pieces = []
+    new: Pieces = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if i2 > i1:
+            old.append((before[i1:i2], tag != "equal"))
+        if j2 > j1:
+            new.append((after[j1:j2], tag != "equal"))
+    return old, new
 
 
 def _shown(chunk: Chunk) -> tuple:

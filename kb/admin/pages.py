@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from kb.admin.access import (
     SIGN_IN,
@@ -32,12 +33,20 @@ from kb.admin.actions import (
     restore_version,
     save_cell,
 )
-from kb.admin.changes import counts, diff, edited_table
+from kb.admin.changes import changed_pieces, counts, diff, edited_table
 from kb.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE, new_token, same_token
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus
+from kb.search.highlight import as_html
 
 router = APIRouter(include_in_schema=False)
+
+
+def marked_change(before: str, after: str) -> tuple[Markup, Markup]:
+    """The two texts of a changed cell as HTML: escaped, what was removed in ``<del>`` and
+    what was written in ``<ins>`` (:func:`kb.admin.changes.changed_pieces`)."""
+    old, new = changed_pieces(before, after)
+    return as_html(old, "del"), as_html(new, "ins")
 
 
 def _page(

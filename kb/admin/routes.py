@@ -29,6 +29,7 @@ def mount_admin(app: FastAPI, templates: Jinja2Templates, settings: Settings) ->
     ``sessions`` for ones with a fake clock.)"""
     history = History(settings.admin_dir, settings.corpus_dir)
     templates.env.filters["local_time"] = local_time
+    templates.env.globals["marked_change"] = pages.marked_change
     app.state.admin = Admin(
         settings=settings,
         templates=templates,

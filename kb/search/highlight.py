@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from markupsafe import Markup, escape
+
 from kb.retrieval.analysis import Analyzer
 
 # A term found in more than this share of the cells says little about any one of them.
@@ -79,3 +81,10 @@ def pieces(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
     if last < len(text):
         out.append((text[last:], False))
     return out
+
+
+def as_html(marked: Iterable[tuple[str, bool]], tag: str = "mark") -> Markup:
+    """(piece, marked) pairs as HTML: every piece escaped, the marked ones inside ``tag``
+    (``<mark>`` for matched words; ``<del>``/``<ins>`` for a change), line breaks kept."""
+    html = "".join(f"<{tag}>{escape(p)}</{tag}>" if on else str(escape(p)) for p, on in marked)
+    return Markup(html.replace("\n", "<br>"))

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from kb.apps.themes import (
     DEFAULT_FIELDS,
@@ -38,7 +38,7 @@ from kb.interfaces.web.deps import (
     timeline_or_404,
 )
 from kb.search.fold import fold_years, item_history, search_folded
-from kb.search.highlight import pieces
+from kb.search.highlight import as_html, pieces
 from kb.search.service import FACET_DEPTH
 from kb.search.validation import MAX_QUERY_CHARS, check_query, parse_count, parse_k, parse_years
 
@@ -63,11 +63,7 @@ router = APIRouter(include_in_schema=False)
 
 def highlight(text: str, terms: list[str]) -> Markup:
     """Escape first, then mark matched terms and keep line breaks."""
-    html = "".join(
-        f"<mark>{escape(p)}</mark>" if matched else str(escape(p))
-        for p, matched in pieces(text, terms)
-    )
-    return Markup(html.replace("\n", "<br>"))
+    return as_html(pieces(text, terms))
 
 
 def toggled_url(request: Request, name: str, value: object) -> str:
