@@ -8,6 +8,7 @@ from conftest import REPO
 
 from kb.apps import calibrate as cal
 from kb.apps.evaluate import load_queries
+from kb.core.errors import KbError
 from kb.core.fields import Field
 from kb.search.judge import (
     FALLBACK,
@@ -193,6 +194,13 @@ def judged_queries(service) -> list[cal.Sample]:
     chunks = store.get(range(len(store)))
     queries = [q for path in EVAL_FILES for q in load_queries(path, chunks)]
     return cal.collect(service, queries)
+
+
+@pytest.mark.parametrize("answerable", [True, False])
+def test_fitting_on_one_kind_of_query_only_is_a_clear_error(judged_queries, answerable) -> None:
+    one_kind = [s for s in judged_queries if bool(s.query.grades) == answerable]
+    with pytest.raises(KbError, match="両方が要ります"):
+        cal.fit(one_kind)
 
 
 def test_the_judgement_holds_on_queries_it_was_not_fitted_on(judged_queries) -> None:

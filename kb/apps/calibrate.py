@@ -22,6 +22,7 @@ from itertools import product
 import numpy as np
 
 from kb.apps.evaluate import EvalQuery, ndcg
+from kb.core.errors import KbError
 from kb.search.judge import Calibration, Judgement, confident_hits
 from kb.search.service import SearchService
 
@@ -54,9 +55,16 @@ def collect(service: SearchService, queries: Sequence[EvalQuery], k: int = 10) -
 
 
 def fit(samples: Sequence[Sample], target: float = TARGET_ANSWERED) -> Calibration:
-    """The calibration that best separates answerable from unanswerable ``samples``."""
+    """The calibration that best separates answerable from unanswerable ``samples``;
+    KbError when they lack either kind (there is nothing to separate)."""
     features = np.array([s.judgement.evidence.features() for s in samples])
     answerable = np.array([bool(s.query.grades) for s in samples])
+    if answerable.all() or not answerable.any():
+        raise KbError(
+            "判定を合わせるには、正解つきの質問と、表に答えがない質問（relevant: のないもの）の"
+            f"両方が要ります（正解つき {int(answerable.sum())}件・答えなし "
+            f"{int((~answerable).sum())}件）"
+        )
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
     coef, intercept = _logistic((features - mean) / scale, answerable)

@@ -392,6 +392,7 @@ def search(
 @click.option(
     "--split",
     default=None,
+    type=click.Choice(["tune", "heldout"]),
     help="split: で分けたファイルから、この半分（tune / heldout）の質問だけを使う",
 )
 @click.option("--json", "as_json", is_flag=True, help="質問ごとの数値も含めて JSON で出力する")
@@ -427,6 +428,7 @@ def evaluate(
     "--split",
     default="tune",
     show_default=True,
+    type=click.Choice(["tune", "heldout", "all"]),
     help="この半分の質問だけで合わせる（all: 両方。split: のない質問はファイルごと使う）",
 )
 @pass_settings
