@@ -387,6 +387,7 @@ def test_plain_output_says_when_a_query_has_no_topic(run_kb, built_index: Settin
     assert done.returncode == 0, done.stderr
     assert done.stdout == "該当する記載は見つかりませんでした。\n"
     assert "「です」には、何について探すかを表す言葉が入っていません" in done.stderr
+    assert "--json" not in done.stderr  # no weak candidates to look at: none is nearer
 
 
 def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index: Settings) -> None:

@@ -588,6 +588,16 @@ def test_a_query_without_a_topic_is_told_so(client):
     )
     for q in (NURSE, NONSENSE):
         assert not html(client.get("/search", params={"q": q})).find_all("p", cls="no-topic")
+    # Removing filters cannot help a query without a topic: not suggested.
+    filtered = html(client.get("/search", params={"q": "どう", "field": "challenge"}))
+    assert "絞り込みを外す" not in filtered.find("section", cls="no-match").text
+
+
+def test_keyboard_users_can_skip_the_facets_to_the_results(client):
+    page = html(client.get("/search", params={"q": NURSE}))
+    skip = page.find("a", cls="skip-link", href="#results")
+    assert skip is not None and "検索結果へ移動" in skip.text
+    assert page.find("section", id="results").find("h2", id="results-title")
 
 
 def test_no_match_with_filters_suggests_removing_them(client):

@@ -369,6 +369,9 @@ def search(
             log(f"「{query}」には、何について探すかを表す言葉が入っていません")
     if not answers:
         click.echo(NO_MATCH)
+        if result.topicless:
+            log("困りごとや取組みを表す言葉（例：看護師不足、ショートステイ）で探してください")
+            return
         widen = "（絞り込みを外すと見つかるかもしれません）" if filters else ""
         log(f"別の言い方で探してみてください{widen}。関連が薄い候補は --json で確かめられます")
         return
