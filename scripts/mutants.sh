@@ -59,6 +59,8 @@ bm25-tf-ignored|tf_array=tf.astype(bm25.dtype),|tf_array=np.ones_like(tf, dtype=
 themes-council-unnamed|rows_of[COUNCIL] = council|rows_of[COUNCIL] = []|tests/test_themes.py -k "council or hand_judged"
 unknown-words-unsaid|return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []|return []|tests/test_web_api.py tests/test_search.py -k "no_cell_writes"
 topicless-answered|if not evidence.topical:|if False:|tests/test_judge.py tests/test_web_api.py tests/test_search.py -k topic
+related-any-field|        if cell.chunk.field != Field.challenge:|        if False:|tests/test_web_api.py tests/test_themes.py -k "related"
+api-empty-query-lists-nothing|result = service.browse(filters, limit=k) if filters else None|result = None|tests/test_web_api.py -k "empty"
 EOF
 )
 
