@@ -19,7 +19,15 @@ from fastapi.testclient import TestClient
 from html_dom import parse
 
 from kb.apps import phrases
-from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, Agenda, build_agenda, render_markdown
+from kb.apps.themes import (
+    CSV_HEADER,
+    LABEL_SEPARATOR,
+    MEMBER_RELATED_ROW,
+    Agenda,
+    build_agenda,
+    csv_rows,
+    render_markdown,
+)
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.core.settings import Settings
@@ -278,6 +286,8 @@ def test_kb_themes_json_is_the_contract_and_matches_another_process(cli, agenda)
         assert theme["since"] == 2017
         for hit in theme["cells"] + theme["solutions"]:
             assert hit.keys() >= HIT_KEYS
+        for hit in theme["related"]:
+            assert hit["theme_member"] == (hit["organisation"] in theme["organisations"])
     assert "テーマ" in run.stderr
 
 
@@ -388,6 +398,46 @@ def test_related_finds_who_already_tackled_the_nurse_shortage(themes_service):
     top = [(h.chunk.organisation, h.chunk.field.value) for h in hits]
     assert (MOMIJI, "next_year") in top
     assert any(h.matched_terms for h in hits)
+
+
+def test_what_the_others_did_comes_from_agencies_outside_the_theme_first(agenda):
+    """「ほかの団体がすでにしていること」 is what a secretariat reads as the others' work: a
+    member's cell of another item (もみじ's item 6 in the stations' theme) comes only after
+    every agency outside the theme."""
+    checked = [t for t in agenda.shared if t.related]
+    assert checked
+    for theme in checked:
+        members = [theme.is_member(h) for h in theme.related]
+        assert members == sorted(members), (theme.label, [h.chunk.id for h in theme.related])
+    (stations,) = [t for t in agenda.shared if FUTABA in t.organisations]
+    assert MOMIJI not in {h.chunk.organisation for h in stations.related}
+
+
+def test_a_members_own_related_cell_is_labelled_as_such(themes_service):
+    """When only the theme's own agencies wrote about it elsewhere, their cells still help,
+    but the agenda says whose they are (Markdown, CSV, JSON)."""
+    stations = {FUTABA, MOMIJI}
+
+    def members_only(cell_id: str, k: int) -> list:
+        return [h for h in themes_service.related(cell_id, 40) if h.chunk.organisation in stations]
+
+    result = build_agenda(
+        themes_service.index.store,
+        themes_service.analyzer,
+        themes_service.passage_vectors,
+        related=members_only,
+    )
+    (theme,) = [t for t in result.shared if FUTABA in t.organisations]
+    assert theme.related, "no member cell outside the theme's columns: nothing checked"
+    (section,) = [x for x in render_markdown(result).split("\n## ") if FUTABA in x.split("\n")[2]]
+    for hit in theme.related:
+        (line,) = [x for x in section.splitlines() if x.endswith(f"（{hit.chunk.id}）")]
+        assert f"］{hit.chunk.organisation}（このテーマの団体・" in line
+    number = str(result.themes.index(theme) + 1)
+    kinds = {row[-1]: row[5] for row in csv_rows(result)[1:] if row[0] == number}
+    assert all(kinds[h.chunk.id] == MEMBER_RELATED_ROW for h in theme.related)
+    (document,) = [t for t in result.as_dict()["themes"] if FUTABA in t["organisations"]]
+    assert all(r["theme_member"] for r in document["related"])
 
 
 def test_kb_related_json(cli):

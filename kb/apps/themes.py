@@ -105,6 +105,10 @@ class Theme:
         """Raised by two or more agencies (not two sheets of one agency)."""
         return len(self.agencies) >= 2
 
+    def is_member(self, hit: Hit) -> bool:
+        """Whether ``hit`` is a cell of one of the theme's own agencies."""
+        return hit.chunk.agency in self.agencies
+
     def as_dict(self) -> dict:
         return {
             "label": self.label,
@@ -116,7 +120,7 @@ class Theme:
             "cells": [h.as_dict() for h in self.cells],
             "progress": [h.as_dict() for h in self.progress],
             "solutions": [h.as_dict() for h in self.solutions],
-            "related": [h.as_dict() for h in self.related],
+            "related": [{**h.as_dict(), "theme_member": self.is_member(h)} for h in self.related],
         }
 
 
@@ -316,15 +320,19 @@ def _theme(
 
 def _related(related: Related, theme: Theme) -> list[Hit]:
     """What other agencies wrote about the theme's central challenge, in its year or
-    before, outside the theme's own columns (those are listed already)."""
+    before, outside the theme's own columns (those are listed already). Agencies outside
+    the theme come first, in related's order: "the others" are what a secretariat asks
+    for; a member's cell of another item only fills the list (and is labelled so)."""
     central = theme.cells[0].chunk
     if central.field != Field.challenge:
         return []
     columns = {h.chunk.column_id for h in theme.cells}
-    hits = related(central.id, RELATED * 3)
-    return [h for h in hits if h.chunk.column_id not in columns and h.chunk.year <= central.year][
-        :RELATED
+    hits = [
+        h
+        for h in related(central.id, RELATED * 3)
+        if h.chunk.column_id not in columns and h.chunk.year <= central.year
     ]
+    return sorted(hits, key=theme.is_member)[:RELATED]
 
 
 def _question(solutions: list[Hit]) -> Question | None:
@@ -373,9 +381,17 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _source(chunk: Chunk) -> str:
-    label = chunk.item_label
-    return f"{chunk.organisation}（{label}）" if label else chunk.organisation
+def _source(chunk: Chunk, notes: Sequence[str] = ()) -> str:
+    """The organisation, with ``notes`` and the item in one bracket (never two)."""
+    inside = [*notes, *([chunk.item_label] if chunk.item_label else [])]
+    return f"{chunk.organisation}（{'・'.join(inside)}）" if inside else chunk.organisation
+
+
+def related_notes(agenda: Agenda, theme: Theme, hit: Hit) -> list[str]:
+    """What a reader must know about a related cell that the heading "what the others did"
+    does not say: an earlier year's table (2017年度), one of the theme's own agencies."""
+    notes = [f"{hit.chunk.year}年度"] if hit.chunk.year < agenda.year else []
+    return notes + (["このテーマの団体"] if theme.is_member(hit) else [])
 
 
 def _where(chunk: Chunk) -> str:
@@ -423,8 +439,8 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
         lines += [
             "- ほかの団体がすでにしていること:",
             *(
-                f"  - ［{h.chunk.field.ja}］{_source(h.chunk)}: {_one_line(h.chunk.text)}"
-                f"（{h.chunk.id}）"
+                f"  - ［{h.chunk.field.ja}］{_source(h.chunk, related_notes(agenda, theme, h))}:"
+                f" {_one_line(h.chunk.text)}（{h.chunk.id}）"
                 for h in theme.related
             ),
         ]
@@ -516,6 +532,9 @@ CSV_HEADER = [
 
 
 QUESTION_ROW = "話し合いたいこと（案）"
+RELATED_ROW = "ほかの団体の取組み"
+# A related cell of one of the theme's own agencies (another item of theirs).
+MEMBER_RELATED_ROW = "テーマの団体の別の項目の取組み"
 
 
 def csv_rows(agenda: Agenda) -> list[list[str]]:
@@ -529,9 +548,11 @@ def csv_rows(agenda: Agenda) -> list[list[str]]:
                 ("テーマのセル", theme.cells),
                 ("進捗", theme.progress),
                 ("解決策・来年度", theme.solutions),
-                ("ほかの団体の取組み", theme.related),
             )
             for hit in hits
+        ] + [
+            (MEMBER_RELATED_ROW if theme.is_member(h) else RELATED_ROW, h.chunk, h.chunk.text)
+            for h in theme.related
         ]
         if theme.question:
             entries.append((QUESTION_ROW, theme.question.cell, theme.question.text))

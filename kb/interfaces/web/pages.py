@@ -24,6 +24,7 @@ from kb.apps.themes import (
     Agenda,
     continuity,
     continuity_note,
+    related_notes,
     render_csv,
     render_markdown,
 )
@@ -95,6 +96,7 @@ def templates() -> Jinja2Templates:
         facet_depth=FACET_DEPTH,
         continuity=continuity,
         continuity_note=continuity_note,
+        related_notes=related_notes,
         single_note=SINGLE_NOTE,
     )
     return loaded
