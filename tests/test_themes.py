@@ -303,7 +303,7 @@ def test_kb_themes_markdown_is_a_draft_agenda(cli, agenda):
         assert f"\n## {number}. {theme.label}\n\n- {len(theme.agencies)}団体: " in shared_part
     assert "2017年度より前の表がないため" in run.stdout
     for theme in agenda.single:
-        assert f"**{theme.label}**（{theme.organisations[0]}" in single_part
+        assert f"\n- **{theme.label}**: {theme.organisations[0]}\n" in single_part
     # Every challenge once, with its source: organisation, page and cell id.
     for cell in theme_ids(agenda):
         (line,) = [x for x in run.stdout.splitlines() if x.endswith(f"・{cell}）")]

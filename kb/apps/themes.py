@@ -459,8 +459,11 @@ def _question_text(question: Question) -> str:
 def _single_markdown(theme: Theme, agenda: Agenda) -> list[str]:
     """A single-agency theme: its cells, and what its agency asks of the others, if any
     (one agency's request can still become an agenda item)."""
+    status = continuity(agenda, theme)
     lines = [
-        f"- **{theme.label}**（{_with_status(agenda, theme, theme.organisations[0])}）",
+        # Not in brackets: 継続（2017年度から） and names like …「まめの木」（厚木市福祉総務課）
+        # have their own, and brackets inside brackets read badly.
+        f"- **{theme.label}**: {theme.organisations[0]}{f'・{status}' if status else ''}",
         *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
     ]
     if theme.question:
