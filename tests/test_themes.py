@@ -26,6 +26,7 @@ from kb.apps.themes import (
     Agenda,
     build_agenda,
     csv_rows,
+    question_source,
     render_markdown,
 )
 from kb.core.errors import FilterError
@@ -310,10 +311,14 @@ def test_kb_themes_markdown_is_a_draft_agenda(cli, agenda):
         assert "ページ" in line
     questions = [x for x in shared_part.splitlines() if x.startswith("- 会議で話し合いたいこと")]
     assert len(questions) == len(agenda.shared)
-    solutions = {h.chunk.id: h.chunk.text for t in agenda.themes for h in t.solutions}
     for theme in agenda.themes:
-        if theme.question:  # a sentence of one of the theme's own solution cells
-            assert theme.question.text in solutions[theme.question.cell.id]
+        if theme.question:  # a sentence of one of the theme's own solution or challenge cells
+            own = {h.chunk.id: h.chunk.text for h in theme.solutions + theme.cells}
+            assert theme.question.text in own[theme.question.cell.id]
+            assert (
+                f"（{theme.question.cell.organisation}の{theme.question.cell.field.ja}欄より"
+                in (run.stdout)
+            )
     assert any(t.question for t in agenda.shared)
     # One agency's request to the others is shown under its single-agency theme too.
     asked = [t for t in agenda.single if t.question]
@@ -332,6 +337,37 @@ def test_a_question_that_points_back_comes_with_the_sentence_before_it(agenda):
     for other in agenda.themes:
         if other.question:
             assert not other.question.text.startswith(("その", "それ", "この", "そこ"))
+
+
+def test_the_question_asks_the_table_before_asking_someone_to_act(agenda):
+    """The nurse-workforce theme: 厚木医師会 asks 教育委員会 and 神奈川県 to act (school buses),
+    厚木市障がい福祉課① asks the members to tell what they could do together; the meeting can
+    answer the latter. Whom the cell addresses (its first line) comes with the quote."""
+    (theme,) = [t for t in agenda.themes if FUKUSHI_1_CHALLENGE in theme_ids_of(t)]
+    question = theme.question
+    assert question is not None
+    assert question.cell.id == "2017-atsugi-c13-solution"
+    assert "教えていただきたい" in question.text
+    assert question.addressee.startswith("医療機関、訪問看護事業所")
+    assert question.as_dict()["addressee"] == question.addressee
+    assert f"（厚木市障がい福祉課①の解決策欄より・{question.addressee}あて）" in render_markdown(
+        agenda
+    )
+    for other in agenda.themes:  # an addressee line is never the question itself
+        if other.question and other.question.addressee:
+            assert other.question.addressee not in other.question.text
+
+
+def test_a_challenge_that_is_a_question_is_the_question_when_no_solution_asks_one(agenda):
+    """The council's own running: no solution cell asks anything, but 神奈川県医療課's
+    challenge is itself a question (30年度以降の運営体制をどのようにするとよいか)."""
+    (theme,) = [t for t in agenda.themes if "2017-atsugi-c01-challenge" in theme_ids_of(t)]
+    question = theme.question
+    assert question is not None
+    assert question.cell.id == "2017-atsugi-c01-challenge"
+    assert question.text.endswith("運営体制をどのようにするとよいか。")
+    assert question.as_dict()["field"] == "challenge"
+    assert "（神奈川県医療課の課題欄より）" in render_markdown(agenda)
 
 
 @pytest.mark.parametrize(
@@ -525,6 +561,9 @@ def test_themes_page_and_downloads(client, agenda):
     assert asked
     for theme in asked:
         assert f"「{theme.question.text}」" in single_part
+    for theme in agenda.themes:  # where each question comes from, and whom it addresses
+        if theme.question:
+            assert f">{question_source(theme.question)}</a>）" in page.text
     assert "<script" not in page.text and "style=" not in page.text
 
     markdown = client.get("/themes.md")

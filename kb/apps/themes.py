@@ -56,12 +56,21 @@ JOIN = 1.25
 LINKAGE = "average"
 # What other agencies did about a shared theme: this many of their cells.
 RELATED = 3
-# Sentences of a solution cell that ask something of the others (話し合いたいこと):
-# asking outright first (教えていただきたい, ご協力), then saying what one wants (〜したい).
+# Sentences of a solution cell that ask something of the others (話し合いたいこと): asking
+# the table to tell, join or help (教えていただきたい, ご意見, 一緒に, ご協力) first, as the
+# meeting can answer those; then asking someone to act (検討していただきたい); then saying
+# what one wants (〜したい).
 _REQUESTS = (
-    re.compile(r"ほしい|欲しい|いただ|頂|教えて|ありがた|お願い|協力"),
+    re.compile(r"教えて|意見|伺|一緒に|協力|加わ"),
+    re.compile(r"ほしい|欲しい|いただ|頂|ありがた|お願い"),
     re.compile(r"たい"),
 )
+# A challenge sentence that is itself a question (どのようにするとよいか。): the question for
+# the meeting when no solution cell asks one.
+_ASKS = re.compile(r"(どのよう|どう|何|いつ|どこ|誰|だれ)[^。？?]*[か？?][。]?$")
+# A first line that only names whom the cell is addressed to (教育委員会、神奈川県 /
+# 医療機関、訪問看護事業所など。): names and separators, no sentence (no kana but など).
+_ADDRESSEE = re.compile(r"[^\u3041-\u309f]+(など)?。?")
 _SENTENCE_END = re.compile(r"(?<=[。？！?!])")
 # A sentence that starts like this refers to the one before it (その際は、それには …).
 _POINTS_BACK = re.compile(r"(その|それ|この|これ(?!まで)|そこ|そう)")
@@ -69,13 +78,21 @@ _POINTS_BACK = re.compile(r"(その|それ|この|これ(?!まで)|そこ|そう
 
 @dataclass
 class Question:
-    """One open question for the meeting: a sentence of a solution cell."""
+    """One open question for the meeting: a sentence of a solution cell (or, when none
+    asks anything, a challenge that is a question), and whom its cell addresses."""
 
     text: str
     cell: Chunk
+    addressee: str = ""
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "cell": self.cell.id, "organisation": self.cell.organisation}
+        return {
+            "text": self.text,
+            "cell": self.cell.id,
+            "organisation": self.cell.organisation,
+            "field": self.cell.field.value,
+            "addressee": self.addressee or None,
+        }
 
 
 @dataclass
@@ -314,7 +331,7 @@ def _theme(
         progress=[h for h in of_columns((Field.progress,)) if h.chunk.id not in members_ids],
         related=[],
         since=since,
-        question=_question(solutions),
+        question=_question(solutions) or _asked(cells),
     )
 
 
@@ -341,16 +358,39 @@ def _question(solutions: list[Hit]) -> Question | None:
     None when no solution cell does either. A sentence that points back (その際は …) comes
     with the sentence before it on its line: alone it does not say what it asks for."""
     sentences = [
-        (hit.chunk, sentence)
+        (hit.chunk, addressee, sentence)
         for hit in solutions
         if hit.chunk.field == Field.solution and not is_empty(hit.chunk.text)
-        for line in hit.chunk.text.splitlines()
+        for addressee, lines in [_addressed(hit.chunk.text)]
+        for line in lines
         for sentence in _sentences(line)
     ]
     for request in _REQUESTS:
-        for cell, sentence in sentences:
+        for cell, addressee, sentence in sentences:
             if request.search(sentence):
-                return Question(text=sentence, cell=cell)
+                return Question(text=sentence, cell=cell, addressee=addressee)
+    return None
+
+
+def _addressed(text: str) -> tuple[str, list[str]]:
+    """(whom a solution cell addresses, its other lines): a first line that only names
+    organisations, followed by what is asked of them; ("", every line) otherwise."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and _ADDRESSEE.fullmatch(lines[0]):
+        return lines[0].rstrip("。"), lines[1:]
+    return "", lines
+
+
+def _asked(cells: list[Hit]) -> Question | None:
+    """The first sentence of the theme's challenge cells (closest first) that is itself a
+    question (…をどのようにするとよいか。), or None."""
+    for hit in cells:
+        if hit.chunk.field != Field.challenge:
+            continue
+        for line in hit.chunk.text.splitlines():
+            for sentence in _sentences(line):
+                if _ASKS.search(sentence):
+                    return Question(text=sentence, cell=hit.chunk)
     return None
 
 
@@ -452,8 +492,16 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
     return [*lines, f"- 会議で話し合いたいこと（案）: {question}"]
 
 
+def question_source(question: Question) -> str:
+    """Where a question comes from and whom it addresses:
+    厚木医師会の解決策欄より・教育委員会、神奈川県あて."""
+    cell = question.cell
+    to = f"・{question.addressee}あて" if question.addressee else ""
+    return f"{cell.organisation}の{cell.field.ja}欄より{to}"
+
+
 def _question_text(question: Question) -> str:
-    return f"「{question.text}」（{question.cell.organisation}の解決策欄より）"
+    return f"「{question.text}」（{question_source(question)}）"
 
 
 def _single_markdown(theme: Theme, agenda: Agenda) -> list[str]:
