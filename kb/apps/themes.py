@@ -18,8 +18,10 @@ chosen fields (default: the challenges) into themes:
 * **Since** (:mod:`kb.apps.continuity`): the first year the theme's problem was written,
   judged on the same similarity against every earlier year's cells of the same fields.
 * **For the meeting**: the progress, solution and next-year cells of the theme's columns,
-  what other agencies did about its central cell (``related``, SearchService.related), and
-  one open question, a request taken from the theme's solution cells (話し合いたいこと).
+  what other agencies did about its central cell (``related``, SearchService.related;
+  agencies outside the theme first), and one open question, a request taken from the
+  theme's solution cells (話し合いたいこと) or, when none asks anything, a challenge that is
+  itself a question.
 
 Everything is deterministic: the same index and settings give the same agenda.
 """
