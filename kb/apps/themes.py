@@ -18,8 +18,10 @@ chosen fields (default: the challenges) into themes:
 * **Since** (:mod:`kb.apps.continuity`): the first year the theme's problem was written,
   judged on the same similarity against every earlier year's cells of the same fields.
 * **For the meeting**: the progress, solution and next-year cells of the theme's columns,
-  what other agencies did about its central cell (``related``, SearchService.related), and
-  one open question, a request taken from the theme's solution cells (話し合いたいこと).
+  what other agencies did about its central cell (``related``, SearchService.related;
+  agencies outside the theme first), and one open question, a request taken from the
+  theme's solution cells (話し合いたいこと) or, when none asks anything, a challenge that is
+  itself a question.
 
 Everything is deterministic: the same index and settings give the same agenda.
 """
@@ -56,12 +58,21 @@ JOIN = 1.25
 LINKAGE = "average"
 # What other agencies did about a shared theme: this many of their cells.
 RELATED = 3
-# Sentences of a solution cell that ask something of the others (話し合いたいこと):
-# asking outright first (教えていただきたい, ご協力), then saying what one wants (〜したい).
+# Sentences of a solution cell that ask something of the others (話し合いたいこと): asking
+# the table to tell, join or help (教えていただきたい, ご意見, 一緒に, ご協力) first, as the
+# meeting can answer those; then asking someone to act (検討していただきたい); then saying
+# what one wants (〜したい).
 _REQUESTS = (
-    re.compile(r"ほしい|欲しい|いただ|頂|教えて|ありがた|お願い|協力"),
+    re.compile(r"教えて|意見|伺|一緒に|協力|加わ"),
+    re.compile(r"ほしい|欲しい|いただ|頂|ありがた|お願い"),
     re.compile(r"たい"),
 )
+# A challenge sentence that is itself a question (どのようにするとよいか。): the question for
+# the meeting when no solution cell asks one.
+_ASKS = re.compile(r"(どのよう|どう|何|いつ|どこ|誰|だれ)[^。？?]*[か？?][。]?$")
+# A first line that only names whom the cell is addressed to (教育委員会、神奈川県 /
+# 医療機関、訪問看護事業所など。): names and separators, no sentence (no kana but など).
+_ADDRESSEE = re.compile(r"[^\u3041-\u309f]+(など)?。?")
 _SENTENCE_END = re.compile(r"(?<=[。？！?!])")
 # A sentence that starts like this refers to the one before it (その際は、それには …).
 _POINTS_BACK = re.compile(r"(その|それ|この|これ(?!まで)|そこ|そう)")
@@ -69,13 +80,21 @@ _POINTS_BACK = re.compile(r"(その|それ|この|これ(?!まで)|そこ|そう
 
 @dataclass
 class Question:
-    """One open question for the meeting: a sentence of a solution cell."""
+    """One open question for the meeting: a sentence of a solution cell (or, when none
+    asks anything, a challenge that is a question), and whom its cell addresses."""
 
     text: str
     cell: Chunk
+    addressee: str = ""
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "cell": self.cell.id, "organisation": self.cell.organisation}
+        return {
+            "text": self.text,
+            "cell": self.cell.id,
+            "organisation": self.cell.organisation,
+            "field": self.cell.field.value,
+            "addressee": self.addressee or None,
+        }
 
 
 @dataclass
@@ -105,6 +124,10 @@ class Theme:
         """Raised by two or more agencies (not two sheets of one agency)."""
         return len(self.agencies) >= 2
 
+    def is_member(self, hit: Hit) -> bool:
+        """Whether ``hit`` is a cell of one of the theme's own agencies."""
+        return hit.chunk.agency in self.agencies
+
     def as_dict(self) -> dict:
         return {
             "label": self.label,
@@ -116,7 +139,7 @@ class Theme:
             "cells": [h.as_dict() for h in self.cells],
             "progress": [h.as_dict() for h in self.progress],
             "solutions": [h.as_dict() for h in self.solutions],
-            "related": [h.as_dict() for h in self.related],
+            "related": [{**h.as_dict(), "theme_member": self.is_member(h)} for h in self.related],
         }
 
 
@@ -310,21 +333,25 @@ def _theme(
         progress=[h for h in of_columns((Field.progress,)) if h.chunk.id not in members_ids],
         related=[],
         since=since,
-        question=_question(solutions),
+        question=_question(solutions) or _asked(cells),
     )
 
 
 def _related(related: Related, theme: Theme) -> list[Hit]:
     """What other agencies wrote about the theme's central challenge, in its year or
-    before, outside the theme's own columns (those are listed already)."""
+    before, outside the theme's own columns (those are listed already). Agencies outside
+    the theme come first, in related's order: "the others" are what a secretariat asks
+    for; a member's cell of another item only fills the list (and is labelled so)."""
     central = theme.cells[0].chunk
     if central.field != Field.challenge:
         return []
     columns = {h.chunk.column_id for h in theme.cells}
-    hits = related(central.id, RELATED * 3)
-    return [h for h in hits if h.chunk.column_id not in columns and h.chunk.year <= central.year][
-        :RELATED
+    hits = [
+        h
+        for h in related(central.id, RELATED * 3)
+        if h.chunk.column_id not in columns and h.chunk.year <= central.year
     ]
+    return sorted(hits, key=theme.is_member)[:RELATED]
 
 
 def _question(solutions: list[Hit]) -> Question | None:
@@ -333,16 +360,39 @@ def _question(solutions: list[Hit]) -> Question | None:
     None when no solution cell does either. A sentence that points back (その際は …) comes
     with the sentence before it on its line: alone it does not say what it asks for."""
     sentences = [
-        (hit.chunk, sentence)
+        (hit.chunk, addressee, sentence)
         for hit in solutions
         if hit.chunk.field == Field.solution and not is_empty(hit.chunk.text)
-        for line in hit.chunk.text.splitlines()
+        for addressee, lines in [_addressed(hit.chunk.text)]
+        for line in lines
         for sentence in _sentences(line)
     ]
     for request in _REQUESTS:
-        for cell, sentence in sentences:
+        for cell, addressee, sentence in sentences:
             if request.search(sentence):
-                return Question(text=sentence, cell=cell)
+                return Question(text=sentence, cell=cell, addressee=addressee)
+    return None
+
+
+def _addressed(text: str) -> tuple[str, list[str]]:
+    """(whom a solution cell addresses, its other lines): a first line that only names
+    organisations, followed by what is asked of them; ("", every line) otherwise."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and _ADDRESSEE.fullmatch(lines[0]):
+        return lines[0].rstrip("。"), lines[1:]
+    return "", lines
+
+
+def _asked(cells: list[Hit]) -> Question | None:
+    """The first sentence of the theme's challenge cells (closest first) that is itself a
+    question (…をどのようにするとよいか。), or None."""
+    for hit in cells:
+        if hit.chunk.field != Field.challenge:
+            continue
+        for line in hit.chunk.text.splitlines():
+            for sentence in _sentences(line):
+                if _ASKS.search(sentence):
+                    return Question(text=sentence, cell=hit.chunk)
     return None
 
 
@@ -373,9 +423,17 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _source(chunk: Chunk) -> str:
-    label = chunk.item_label
-    return f"{chunk.organisation}（{label}）" if label else chunk.organisation
+def _source(chunk: Chunk, notes: Sequence[str] = ()) -> str:
+    """The organisation, with ``notes`` and the item in one bracket (never two)."""
+    inside = [*notes, *([chunk.item_label] if chunk.item_label else [])]
+    return f"{chunk.organisation}（{'・'.join(inside)}）" if inside else chunk.organisation
+
+
+def related_notes(agenda: Agenda, theme: Theme, hit: Hit) -> list[str]:
+    """What a reader must know about a related cell that the heading "what the others did"
+    does not say: an earlier year's table (2017年度), one of the theme's own agencies."""
+    notes = [f"{hit.chunk.year}年度"] if hit.chunk.year < agenda.year else []
+    return notes + (["このテーマの団体"] if theme.is_member(hit) else [])
 
 
 def _where(chunk: Chunk) -> str:
@@ -423,8 +481,8 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
         lines += [
             "- ほかの団体がすでにしていること:",
             *(
-                f"  - ［{h.chunk.field.ja}］{_source(h.chunk)}: {_one_line(h.chunk.text)}"
-                f"（{h.chunk.id}）"
+                f"  - ［{h.chunk.field.ja}］{_source(h.chunk, related_notes(agenda, theme, h))}:"
+                f" {_one_line(h.chunk.text)}（{h.chunk.id}）"
                 for h in theme.related
             ),
         ]
@@ -436,15 +494,26 @@ def _shared_markdown(number: int, theme: Theme, agenda: Agenda) -> list[str]:
     return [*lines, f"- 会議で話し合いたいこと（案）: {question}"]
 
 
+def question_source(question: Question) -> str:
+    """Where a question comes from and whom it addresses:
+    厚木医師会の解決策欄より・教育委員会、神奈川県あて."""
+    cell = question.cell
+    to = f"・{question.addressee}あて" if question.addressee else ""
+    return f"{cell.organisation}の{cell.field.ja}欄より{to}"
+
+
 def _question_text(question: Question) -> str:
-    return f"「{question.text}」（{question.cell.organisation}の解決策欄より）"
+    return f"「{question.text}」（{question_source(question)}）"
 
 
 def _single_markdown(theme: Theme, agenda: Agenda) -> list[str]:
     """A single-agency theme: its cells, and what its agency asks of the others, if any
     (one agency's request can still become an agenda item)."""
+    status = continuity(agenda, theme)
     lines = [
-        f"- **{theme.label}**（{_with_status(agenda, theme, theme.organisations[0])}）",
+        # Not in brackets: 継続（2017年度から） and names like …「まめの木」（厚木市福祉総務課）
+        # have their own, and brackets inside brackets read badly.
+        f"- **{theme.label}**: {theme.organisations[0]}{f'・{status}' if status else ''}",
         *(f"  - {_cell_line(h.chunk)}" for h in theme.cells),
     ]
     if theme.question:
@@ -516,6 +585,9 @@ CSV_HEADER = [
 
 
 QUESTION_ROW = "話し合いたいこと（案）"
+RELATED_ROW = "ほかの団体の取組み"
+# A related cell of one of the theme's own agencies (another item of theirs).
+MEMBER_RELATED_ROW = "テーマの団体の別の項目の取組み"
 
 
 def csv_rows(agenda: Agenda) -> list[list[str]]:
@@ -529,9 +601,11 @@ def csv_rows(agenda: Agenda) -> list[list[str]]:
                 ("テーマのセル", theme.cells),
                 ("進捗", theme.progress),
                 ("解決策・来年度", theme.solutions),
-                ("ほかの団体の取組み", theme.related),
             )
             for hit in hits
+        ] + [
+            (MEMBER_RELATED_ROW if theme.is_member(h) else RELATED_ROW, h.chunk, h.chunk.text)
+            for h in theme.related
         ]
         if theme.question:
             entries.append((QUESTION_ROW, theme.question.cell, theme.question.text))

@@ -24,6 +24,8 @@ from kb.apps.themes import (
     Agenda,
     continuity,
     continuity_note,
+    question_source,
+    related_notes,
     render_csv,
     render_markdown,
 )
@@ -95,6 +97,8 @@ def templates() -> Jinja2Templates:
         facet_depth=FACET_DEPTH,
         continuity=continuity,
         continuity_note=continuity_note,
+        related_notes=related_notes,
+        question_source=question_source,
         single_note=SINGLE_NOTE,
     )
     return loaded
