@@ -27,11 +27,13 @@ from admin_helpers import (
     wait_job,
 )
 from fastapi.routing import APIRoute
+from sheet_edits import council_sheet, without_column
 
 from kb.admin.accounts import Accounts
 from kb.admin.jobs import build_lock
 from kb.admin.routes import ROUTERS
 from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
+from kb.core.model import chunks_of
 from kb.corpus.tables import Corpus, load_table, table_text
 from kb.sheets.export import wide_csv_rows
 from kb.sheets.sheet import csv_text
@@ -253,6 +255,16 @@ def test_preview_of_a_changed_sheet_shows_before_and_after(client, settings, tok
     assert cell["before"] == old and cell["after"] == old.replace(
         "看護人材の不足", "看護職員の不足"
     )
+
+
+def test_a_council_sheet_without_a_column_removes_only_that_columns_cells(client, settings, token):
+    table = Corpus.load(settings.corpus_dir).tables[0]
+    rows = without_column(council_sheet(wide_csv_rows(table)), "神奈川県医療課")
+    body = _upload(client, csv_text(rows).encode("utf-8"), "平成29年度.csv", token).json()
+    gone = {c.id for c in chunks_of(table) if c.organisation == "神奈川県医療課"}
+    assert (body["added"], body["changed"], body["removed"]) == (0, 0, len(gone))
+    assert {c["id"] for c in body["cells"]} == gone
+    assert {c["organisation"] for c in body["cells"]} == {"神奈川県医療課"}
 
 
 def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
