@@ -695,6 +695,7 @@ def test_replacing_with_a_council_sheet_matches_columns_by_organisation_and_item
     # Every other column keeps its key and everything kb recorded that the sheet does not
     # state (reviewed titles and item numbers, notes), so only the dropped cells go.
     assert table.columns == [c for c in original.columns if c is not gone]
+    assert table.source == original.source  # the sheet has no 出典 row: kept, not dropped
     old_ids = {c.id for c in chunks_of(original)}
     new_ids = {c.id for c in chunks_of(table)}
     assert new_ids < old_ids

@@ -472,6 +472,9 @@ def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Ta
     council_id = meta.council_id or council_id_for(meta.council, corpus)
     slug = f"{int(meta.year)}-{council_id}"
     existing = next((t for t in corpus.tables if t.slug == slug), None) if corpus else None
+    if existing is not None:  # what the table records of its source, unless the sheet says
+        known = existing.source
+        meta = meta.fill(TableMeta(title=known.title, document=known.document, file=known.file))
     columns = assign_keys([_column(d, file) for d in drafts], [d.stated for d in drafts], existing)
     _check_duplicates(columns, drafts, file)
     table = Table(
