@@ -251,6 +251,7 @@ def test_preview_of_a_changed_sheet_shows_before_and_after(client, settings, tok
     rows = [[c.replace("看護人材の不足", "看護職員の不足") for c in row] for row in rows]
     body = _upload(client, csv_text(rows).encode("utf-8"), "2017.csv", token).json()
     assert (body["added"], body["changed"], body["removed"]) == (0, 1, 0)
+    assert body["unchanged"] is False
     (cell,) = body["cells"]
     assert cell["before"] == old and cell["after"] == old.replace(
         "看護人材の不足", "看護職員の不足"
@@ -265,6 +266,32 @@ def test_a_council_sheet_without_a_column_removes_only_that_columns_cells(client
     assert (body["added"], body["changed"], body["removed"]) == (0, 0, len(gone))
     assert {c["id"] for c in body["cells"]} == gone
     assert {c["organisation"] for c in body["cells"]} == {"神奈川県医療課"}
+
+
+@pytest.mark.parametrize("own_sheet", [False, True], ids=["export", "without-kb-rows"])
+def test_an_upload_of_the_table_as_it_is_offers_nothing_to_apply(
+    client, settings, token, digest, own_sheet
+):
+    table = Corpus.load(settings.corpus_dir).tables[0]
+    rows = council_sheet(wide_csv_rows(table)) if own_sheet else wide_csv_rows(table)
+    data = csv_text(rows).encode("utf-8")
+    corpus_before = digest(settings.corpus_dir)
+    body = _upload(client, data, "2017.csv", token).json()
+    assert (body["added"], body["changed"], body["removed"]) == (0, 0, 0)
+    assert body["unchanged"] is True
+    refused = client.post(f"/api/admin/tables/{body['id']}/apply", headers=token)
+    assert refused.status_code == 409
+    assert refused.json() == {"error": "今の表と同じ内容です。反映する必要はありません"}
+    assert client.get("/api/admin/history", headers=token).json() == []
+    assert client.get("/api/status").json()["updates"]["queued"] == 0
+    assert digest(settings.corpus_dir) == corpus_before
+    sign_in(client)
+    page = client.post(
+        "/admin/upload", data={"csrf": session_csrf(client)}, files={"file": ("2017.csv", data)}
+    )
+    assert page.status_code == 200
+    assert "今の表と同じ内容です。反映する必要はありません" in page.text
+    assert "この内容で反映する" not in page.text and "/apply" not in page.text
 
 
 def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(

@@ -12,7 +12,14 @@ from kb.admin.access import Denied, Who, admin_of, check_csrf, form_text, read_f
 from kb.admin.audit import Conflict
 from kb.admin.changes import edited_table
 from kb.admin.jobs import Job
-from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, Unconfirmed, display_name
+from kb.admin.uploads import (
+    MAX_UPLOAD_BYTES,
+    Preview,
+    TooLarge,
+    Unchanged,
+    Unconfirmed,
+    display_name,
+)
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus, table_text
 from kb.sheets.ingest import TableMeta
@@ -72,6 +79,8 @@ async def apply_preview(
         )
     except Unconfirmed as exc:
         raise Denied(422, str(exc)) from None
+    except Unchanged as exc:
+        raise Denied(409, str(exc)) from None
     except KeyError:
         raise Denied(
             404, "この確認画面は期限切れか、既に反映されています。もう一度アップロードしてください"
