@@ -136,7 +136,10 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     expect(page.locator("article.history-entry").first.locator("h2")).to_contain_text("元に戻す")
 
     # The year's first upload is undone too: the table is removed, after a confirmation.
-    first = page.locator("article.history-entry", has_text="アップロード：2018-atsugi")
+    first = page.locator(
+        "article.history-entry",
+        has_text="アップロード：2018年度 厚木地域小児等在宅医療連絡会議の表",
+    )
     first.get_by_role("button", name="この変更の前に戻す").click()
     expect(page.locator("h1")).to_contain_text("を消しますか")
     expect(page.locator("tr.change-removed")).to_have_count(added)
@@ -145,7 +148,7 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     assert page.request.get(f"/api/cells/{cell_id}").status == 404
     page.goto("/admin/history")
     expect(page.locator("article.history-entry").first.locator("h2")).to_contain_text(
-        "表を消す：2018-atsugi"
+        "表を消す：2018年度 厚木地域小児等在宅医療連絡会議の表"
     )
 
     # Signing out ends the session.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from admin_helpers import (
@@ -343,7 +344,8 @@ def test_preview_page_warns_of_the_year_and_the_replaced_table(client, settings)
     action = page.text.split('action="/admin/uploads/')[1].split('"')[0]
     before = (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes()
     unticked = client.post(f"/admin/uploads/{action}", data={"csrf": csrf})
-    assert unticked.status_code == 422 and "確認の欄" in unticked.text
+    assert unticked.status_code == 422 and "確認の欄に印を付けてください" in unticked.text
+    assert "confirm_year" not in unticked.text  # the API's field name is not the form's
     assert 'href="/admin/upload"' in unticked.text
     assert (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes() == before
     ticked = client.post(
@@ -415,6 +417,17 @@ def test_two_applies_at_once_are_serialised_and_neither_is_lost(client, settings
 # --- fixing a cell, history, undo ------------------------------------------------------------
 
 CELL = "2017-atsugi-c13-challenge"
+JST = timezone(timedelta(hours=9))
+
+
+def heading(html: str) -> str:
+    return re.search(r"<h1>(.*?)</h1>", html, re.S).group(1)
+
+
+def in_japan(version: str) -> str:
+    """A version id's leading UTC time as the pages show it: Japan time, to the minute."""
+    saved = datetime.strptime(version[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return saved.astimezone(JST).strftime("%Y年%m月%d日 %H:%M")
 
 
 def test_fix_a_cell_then_undo_it(client, settings):
@@ -441,8 +454,12 @@ def test_fix_a_cell_then_undo_it(client, settings):
     job = wait_job(client, saved.headers["location"].rsplit("/", 1)[1])
     assert job["state"] == "done" and job["embedded"] == 1  # only that cell embedded again
     assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
+    # The build and the log say which cell in words, not by its id.
+    fixed_cell = "セルの修正：厚木市障がい福祉課① 課題（2017年度）"
+    job_page = client.get(saved.headers["location"]).text
+    assert fixed_cell in job_page and CELL not in job_page
     history = client.get("/admin/history")
-    assert "セルの修正" in history.text and "この変更の前に戻す" in history.text
+    assert f"　{fixed_cell}</h2>" in history.text and "この変更の前に戻す" in history.text
     version = history.text.split('name="version" value="')[1].split('"')[0]
     # Undoing asks first: a post without the confirmation page's base only leads there.
     unconfirmed = client.post(
@@ -455,6 +472,9 @@ def test_fix_a_cell_then_undo_it(client, settings):
     assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
     confirm = client.get(confirm_url)
     assert confirm.status_code == 200 and "この版に戻す" in confirm.text
+    assert heading(confirm.text) == (
+        f"2017年度 厚木地域小児等在宅医療連絡会議の表を、{in_japan(version)} の版に戻しますか"
+    )
     assert (
         "変更 <strong>1</strong> セル" in confirm.text and "看護<del>の</del>人材" in confirm.text
     )
@@ -466,6 +486,10 @@ def test_fix_a_cell_then_undo_it(client, settings):
     )
     assert undo.status_code == 303
     assert wait_job(client, undo.headers["location"].rsplit("/", 1)[1])["state"] == "done"
+    assert (
+        f"元に戻す：2017年度 厚木地域小児等在宅医療連絡会議の表（{in_japan(version)} の版）"
+        in client.get(undo.headers["location"]).text
+    )
     assert client.get(f"/api/cells/{CELL}").json()["text"] == original
     actions = [e["action"] for e in client.get("/api/admin/history").json()]
     assert actions == ["restore", "edit"]
@@ -496,6 +520,7 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert 'action="/admin/tables/1999-atsugi/remove"' in history
     confirm = client.get("/admin/tables/1999-atsugi/remove")
     assert confirm.status_code == 200 and "この表を消す" in confirm.text
+    assert heading(confirm.text) == "1999年度 厚木地域小児等在宅医療連絡会議の表を消しますか"
     assert f"削除 <strong>{wrong['added']}</strong> セル" in confirm.text
     base = confirm.text.split('name="base" value="')[1].split('"')[0]
     path = "/admin/tables/1999-atsugi/remove"
@@ -521,7 +546,9 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert removal["before_version"] in [v["version"] for v in versions]
     assert (settings.admin_dir / "versions" / "1999-atsugi").exists()
     # The removal is itself undone like any change.
-    assert "表を消す：1999-atsugi" in client.get("/admin/history").text
+    assert (
+        "表を消す：1999年度 厚木地域小児等在宅医療連絡会議の表" in client.get("/admin/history").text
+    )
     back = client.post(
         f"/api/admin/tables/1999-atsugi/versions/{removal['before_version']}/restore",
         headers=token,

@@ -331,7 +331,8 @@ class Preview:
 
 
 class Unconfirmed(KbError):
-    """Applying a preview whose year differs from the file's without ``confirm_year``."""
+    """Applying a preview whose year differs from the file's without ``confirm_year``; its
+    message is the year warning (the caller says which box to tick)."""
 
 
 class Unchanged(KbError):
@@ -398,10 +399,7 @@ class Previews:
         ):  # (a table changed since the preview is a Conflict, below)
             raise Unchanged(UNCHANGED_MESSAGE)
         if record.get("year_warning") and not confirm_year:
-            raise Unconfirmed(
-                f"{record['year_warning']}。この年度で正しいことを確かめたうえで、"
-                "確認の欄（confirm_year）に印を付けて反映してください"
-            )
+            raise Unconfirmed(record["year_warning"])
         entry = self.history.write(
             table_text(table).encode("utf-8"),
             table.slug,
