@@ -611,7 +611,13 @@ def test_restore_and_history_commands(settings, token, client):
         "KB_ADMIN": str(settings.admin_dir),
     }
     log = CliRunner().invoke(main, ["history-log"], env=env)
-    assert log.exit_code == 0 and "edit" in log.stdout and USER in log.stdout
+    assert log.exit_code == 0 and f"  {USER}  セルの修正  2017-atsugi\n" in log.stdout
+    assert "edit" not in log.stdout  # the action in Japanese, as the history page says it
+    unknown = CliRunner().invoke(main, ["history-log", "--table", "nope"], env=env)
+    assert unknown.exit_code == 1 and unknown.stdout == ""
+    assert (
+        unknown.stderr == "エラー: --table「nope」という表はありません（あるもの: 2017-atsugi）\n"
+    )
     versions = (
         CliRunner().invoke(main, ["restore", "2017-atsugi", "--list"], env=env).stdout.split()
     )
