@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 BUILD_TIMEOUT_MS = 240_000
+NARROW = {"width": 375, "height": 812}  # the narrowest phone the pages are made for
 
 
 @pytest.fixture
@@ -56,6 +57,21 @@ def _wait_for_build(page: Page, shot: str) -> None:
     expect(shown).to_be_visible(timeout=BUILD_TIMEOUT_MS)  # the page refreshes itself
     screenshot(page, shot)  # the progress bar, unless the build was quicker than a refresh
     expect(page.locator(".job-done")).to_contain_text("反映しました", timeout=BUILD_TIMEOUT_MS)
+
+
+def assert_no_sideways_scroll(page: Page, paths: list[str]) -> None:
+    """At a 375 px phone's width none of ``paths`` scrolls sideways (the history's SHA-256
+    of an upload wraps inside its card); the viewport is put back afterwards."""
+    page.set_viewport_size(NARROW)
+    for path in paths:
+        page.goto(path)
+        widths = page.evaluate(
+            "[innerWidth, document.documentElement.scrollWidth, document.body.scrollWidth]"
+        )
+        assert widths[1] <= widths[0] and widths[2] <= widths[0], (path, widths)
+        if path == "/admin/history":
+            screenshot(page, "admin-history-phone.png")
+    page.set_viewport_size(DESKTOP)
 
 
 def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
@@ -111,6 +127,7 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     screenshot(page, "admin-cell-preview.png")
     page.get_by_role("button", name="この修正を保存する").click()
     _wait_for_build(page, "admin-cell-progress.png")
+    cell_job = page.url
     expect(page.locator(".job-done")).to_contain_text("新たに埋め込んだセル 1 件")
     assert page.request.get(f"/api/cells/{cell_id}").json()["text"] == fixed  # every line kept
     page.goto(f"/cells/{cell_id}")
@@ -121,6 +138,8 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     latest = page.locator("article.history-entry").first
     expect(latest.locator("h2")).to_contain_text("セルの修正")
     screenshot(page, "admin-history.png")
+    assert_no_sideways_scroll(page, ["/admin", "/admin/upload", "/admin/history", cell_job])
+    page.goto("/admin/history")
     latest.get_by_role("button", name="この変更の前に戻す").click()
     # Nothing changes before the confirmation page's own button is pressed.
     expect(page.locator("h1")).to_contain_text("に戻しますか")
@@ -136,7 +155,10 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     expect(page.locator("article.history-entry").first.locator("h2")).to_contain_text("元に戻す")
 
     # The year's first upload is undone too: the table is removed, after a confirmation.
-    first = page.locator("article.history-entry", has_text="アップロード：2018-atsugi")
+    first = page.locator(
+        "article.history-entry",
+        has_text="アップロード：2018年度 厚木地域小児等在宅医療連絡会議の表",
+    )
     first.get_by_role("button", name="この変更の前に戻す").click()
     expect(page.locator("h1")).to_contain_text("を消しますか")
     expect(page.locator("tr.change-removed")).to_have_count(added)
@@ -145,7 +167,7 @@ def test_upload_a_year_then_fix_a_cell_and_undo(page: Page):
     assert page.request.get(f"/api/cells/{cell_id}").status == 404
     page.goto("/admin/history")
     expect(page.locator("article.history-entry").first.locator("h2")).to_contain_text(
-        "表を消す：2018-atsugi"
+        "表を消す：2018年度 厚木地域小児等在宅医療連絡会議の表"
     )
 
     # Signing out ends the session.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from admin_helpers import (
@@ -27,11 +28,13 @@ from admin_helpers import (
     wait_job,
 )
 from fastapi.routing import APIRoute
+from sheet_edits import council_sheet, without_column
 
 from kb.admin.accounts import Accounts
 from kb.admin.jobs import build_lock
 from kb.admin.routes import ROUTERS
 from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
+from kb.core.model import chunks_of
 from kb.corpus.tables import Corpus, load_table, table_text
 from kb.sheets.export import wide_csv_rows
 from kb.sheets.sheet import csv_text
@@ -249,10 +252,47 @@ def test_preview_of_a_changed_sheet_shows_before_and_after(client, settings, tok
     rows = [[c.replace("看護人材の不足", "看護職員の不足") for c in row] for row in rows]
     body = _upload(client, csv_text(rows).encode("utf-8"), "2017.csv", token).json()
     assert (body["added"], body["changed"], body["removed"]) == (0, 1, 0)
+    assert body["unchanged"] is False
     (cell,) = body["cells"]
     assert cell["before"] == old and cell["after"] == old.replace(
         "看護人材の不足", "看護職員の不足"
     )
+
+
+def test_a_council_sheet_without_a_column_removes_only_that_columns_cells(client, settings, token):
+    table = Corpus.load(settings.corpus_dir).tables[0]
+    rows = without_column(council_sheet(wide_csv_rows(table)), "神奈川県医療課")
+    body = _upload(client, csv_text(rows).encode("utf-8"), "平成29年度.csv", token).json()
+    gone = {c.id for c in chunks_of(table) if c.organisation == "神奈川県医療課"}
+    assert (body["added"], body["changed"], body["removed"]) == (0, 0, len(gone))
+    assert {c["id"] for c in body["cells"]} == gone
+    assert {c["organisation"] for c in body["cells"]} == {"神奈川県医療課"}
+
+
+@pytest.mark.parametrize("own_sheet", [False, True], ids=["export", "without-kb-rows"])
+def test_an_upload_of_the_table_as_it_is_offers_nothing_to_apply(
+    client, settings, token, digest, own_sheet
+):
+    table = Corpus.load(settings.corpus_dir).tables[0]
+    rows = council_sheet(wide_csv_rows(table)) if own_sheet else wide_csv_rows(table)
+    data = csv_text(rows).encode("utf-8")
+    corpus_before = digest(settings.corpus_dir)
+    body = _upload(client, data, "2017.csv", token).json()
+    assert (body["added"], body["changed"], body["removed"]) == (0, 0, 0)
+    assert body["unchanged"] is True
+    refused = client.post(f"/api/admin/tables/{body['id']}/apply", headers=token)
+    assert refused.status_code == 409
+    assert refused.json() == {"error": "今の表と同じ内容です。反映する必要はありません"}
+    assert client.get("/api/admin/history", headers=token).json() == []
+    assert client.get("/api/status").json()["updates"]["queued"] == 0
+    assert digest(settings.corpus_dir) == corpus_before
+    sign_in(client)
+    page = client.post(
+        "/admin/upload", data={"csrf": session_csrf(client)}, files={"file": ("2017.csv", data)}
+    )
+    assert page.status_code == 200
+    assert "今の表と同じ内容です。反映する必要はありません" in page.text
+    assert "この内容で反映する" not in page.text and "/apply" not in page.text
 
 
 def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
@@ -304,7 +344,8 @@ def test_preview_page_warns_of_the_year_and_the_replaced_table(client, settings)
     action = page.text.split('action="/admin/uploads/')[1].split('"')[0]
     before = (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes()
     unticked = client.post(f"/admin/uploads/{action}", data={"csrf": csrf})
-    assert unticked.status_code == 422 and "確認の欄" in unticked.text
+    assert unticked.status_code == 422 and "確認の欄に印を付けてください" in unticked.text
+    assert "confirm_year" not in unticked.text  # the API's field name is not the form's
     assert 'href="/admin/upload"' in unticked.text
     assert (settings.corpus_dir / "tables" / "2017-atsugi.yaml").read_bytes() == before
     ticked = client.post(
@@ -376,6 +417,17 @@ def test_two_applies_at_once_are_serialised_and_neither_is_lost(client, settings
 # --- fixing a cell, history, undo ------------------------------------------------------------
 
 CELL = "2017-atsugi-c13-challenge"
+JST = timezone(timedelta(hours=9))
+
+
+def heading(html: str) -> str:
+    return re.search(r"<h1>(.*?)</h1>", html, re.S).group(1)
+
+
+def in_japan(version: str) -> str:
+    """A version id's leading UTC time as the pages show it: Japan time, to the minute."""
+    saved = datetime.strptime(version[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return saved.astimezone(JST).strftime("%Y年%m月%d日 %H:%M")
 
 
 def test_fix_a_cell_then_undo_it(client, settings):
@@ -402,8 +454,12 @@ def test_fix_a_cell_then_undo_it(client, settings):
     job = wait_job(client, saved.headers["location"].rsplit("/", 1)[1])
     assert job["state"] == "done" and job["embedded"] == 1  # only that cell embedded again
     assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
+    # The build and the log say which cell in words, not by its id.
+    fixed_cell = "セルの修正：厚木市障がい福祉課① 課題（2017年度）"
+    job_page = client.get(saved.headers["location"]).text
+    assert fixed_cell in job_page and CELL not in job_page
     history = client.get("/admin/history")
-    assert "セルの修正" in history.text and "この変更の前に戻す" in history.text
+    assert f"　{fixed_cell}</h2>" in history.text and "この変更の前に戻す" in history.text
     version = history.text.split('name="version" value="')[1].split('"')[0]
     # Undoing asks first: a post without the confirmation page's base only leads there.
     unconfirmed = client.post(
@@ -416,6 +472,9 @@ def test_fix_a_cell_then_undo_it(client, settings):
     assert client.get(f"/api/cells/{CELL}").json()["text"] == fixed
     confirm = client.get(confirm_url)
     assert confirm.status_code == 200 and "この版に戻す" in confirm.text
+    assert heading(confirm.text) == (
+        f"2017年度 厚木地域小児等在宅医療連絡会議の表を、{in_japan(version)} の版に戻しますか"
+    )
     assert (
         "変更 <strong>1</strong> セル" in confirm.text and "看護<del>の</del>人材" in confirm.text
     )
@@ -427,6 +486,10 @@ def test_fix_a_cell_then_undo_it(client, settings):
     )
     assert undo.status_code == 303
     assert wait_job(client, undo.headers["location"].rsplit("/", 1)[1])["state"] == "done"
+    assert (
+        f"元に戻す：2017年度 厚木地域小児等在宅医療連絡会議の表（{in_japan(version)} の版）"
+        in client.get(undo.headers["location"]).text
+    )
     assert client.get(f"/api/cells/{CELL}").json()["text"] == original
     actions = [e["action"] for e in client.get("/api/admin/history").json()]
     assert actions == ["restore", "edit"]
@@ -457,6 +520,7 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert 'action="/admin/tables/1999-atsugi/remove"' in history
     confirm = client.get("/admin/tables/1999-atsugi/remove")
     assert confirm.status_code == 200 and "この表を消す" in confirm.text
+    assert heading(confirm.text) == "1999年度 厚木地域小児等在宅医療連絡会議の表を消しますか"
     assert f"削除 <strong>{wrong['added']}</strong> セル" in confirm.text
     base = confirm.text.split('name="base" value="')[1].split('"')[0]
     path = "/admin/tables/1999-atsugi/remove"
@@ -482,7 +546,9 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert removal["before_version"] in [v["version"] for v in versions]
     assert (settings.admin_dir / "versions" / "1999-atsugi").exists()
     # The removal is itself undone like any change.
-    assert "表を消す：1999-atsugi" in client.get("/admin/history").text
+    assert (
+        "表を消す：1999年度 厚木地域小児等在宅医療連絡会議の表" in client.get("/admin/history").text
+    )
     back = client.post(
         f"/api/admin/tables/1999-atsugi/versions/{removal['before_version']}/restore",
         headers=token,
@@ -545,7 +611,13 @@ def test_restore_and_history_commands(settings, token, client):
         "KB_ADMIN": str(settings.admin_dir),
     }
     log = CliRunner().invoke(main, ["history-log"], env=env)
-    assert log.exit_code == 0 and "edit" in log.stdout and USER in log.stdout
+    assert log.exit_code == 0 and f"  {USER}  セルの修正  2017-atsugi\n" in log.stdout
+    assert "edit" not in log.stdout  # the action in Japanese, as the history page says it
+    unknown = CliRunner().invoke(main, ["history-log", "--table", "nope"], env=env)
+    assert unknown.exit_code == 1 and unknown.stdout == ""
+    assert (
+        unknown.stderr == "エラー: --table「nope」という表はありません（あるもの: 2017-atsugi）\n"
+    )
     versions = (
         CliRunner().invoke(main, ["restore", "2017-atsugi", "--list"], env=env).stdout.split()
     )

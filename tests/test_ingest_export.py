@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -17,10 +18,12 @@ import openpyxl
 import pytest
 import yaml
 from conftest import CORPUS, tree_digest
+from sheet_edits import council_sheet, with_column, without_column
 
 from kb.core.fields import FIELDS, Field
-from kb.core.model import MAX_CELL_CHARS, Table
+from kb.core.model import MAX_CELL_CHARS, Column, Source, Table, chunks_of
 from kb.corpus.tables import Corpus, load_table
+from kb.sheets.keys import assign_keys
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
 FY2018_TABLE = Path(__file__).resolve().parent / "data" / "2018-atsugi.yaml"
@@ -667,6 +670,99 @@ def test_ingesting_the_same_year_and_council_twice_needs_replace(
     assert c13.text(Field.challenge).startswith(new)
     c13.cells[Field.challenge] = c13.text(Field.challenge).replace(new, old)
     assert table == original
+
+
+def council_rows(exported: dict[str, Path]) -> list[list[str]]:
+    """The exported FY2017 wide CSV as a council keeps it: without kb's own rows (列キー …)."""
+    text = exported["wide.csv"].read_text(encoding="utf-8-sig")
+    return council_sheet(list(csv.reader(io.StringIO(text))))
+
+
+@pytest.mark.parametrize("dropped", ["神奈川県医療課", "厚木市障がい福祉課①"])
+def test_replacing_with_a_council_sheet_matches_columns_by_organisation_and_item(
+    invoke_kb,
+    exported: dict[str, Path],
+    corpus_copy: Path,
+    tmp_path: Path,
+    original: Table,
+    dropped: str,
+) -> None:
+    sheet = tmp_path / "council.csv"
+    write_csv(sheet, without_column(council_rows(exported), dropped))
+    assert_ok(invoke_kb("ingest", sheet, "--replace", corpus=corpus_copy))
+    table = only_table(corpus_copy)
+    (gone,) = [c for c in original.columns if c.organisation == dropped]
+    # Every other column keeps its key and everything kb recorded that the sheet does not
+    # state (reviewed titles and item numbers, notes), so only the dropped cells go.
+    assert table.columns == [c for c in original.columns if c is not gone]
+    assert table.source == original.source  # the sheet has no 出典 row: kept, not dropped
+    old_ids = {c.id for c in chunks_of(original)}
+    new_ids = {c.id for c in chunks_of(table)}
+    assert new_ids < old_ids
+    assert {i.split("-")[2] for i in old_ids - new_ids} == {gone.key}
+
+
+def test_a_column_inserted_and_a_title_renamed_keep_the_other_columns_keys(
+    invoke_kb,
+    exported: dict[str, Path],
+    corpus_copy: Path,
+    tmp_path: Path,
+    original: Table,
+) -> None:
+    old_item, new_item = (
+        "６　医療的ケアに対応できる施設の拡大",
+        "６　医療的ケアに対応できる事業所の拡大",
+    )
+    rows = [[new_item if c == old_item else c for c in r] for r in council_rows(exported)]
+    added = ["厚木市消防本部", "体制構築", "30　体制構築　救急搬送の連携", "救急隊と共有した。"]
+    rows = with_column(rows, "訪問看護ステーションもみじ", [*added, "－", "－", "連絡票を作る。"])
+    sheet = tmp_path / "council.csv"
+    write_csv(sheet, rows)
+    assert_ok(invoke_kb("ingest", sheet, "--replace", corpus=corpus_copy))
+    table = only_table(corpus_copy)
+    new = table.columns[4]
+    assert (new.key, new.organisation, new.item_nos, new.page) == ("c21", "厚木市消防本部", [30], 1)
+    assert new.item_title == "救急搬送の連携"
+    renamed = next(c for c in table.columns if c.key == "c06")
+    assert renamed.item_title == "医療的ケアに対応できる事業所の拡大"
+    assert renamed.text(Field.item) == new_item and renamed.item_nos == [6]
+    expected = [copy.deepcopy(c) for c in original.columns]
+    was = next(c for c in expected if c.key == "c06")
+    was.cells[Field.item], was.item_title = new_item, "医療的ケアに対応できる事業所の拡大"
+    assert [c for c in table.columns if c is not new] == expected
+
+
+def _column(key: str, organisation: str, nos: tuple[int, ...] = (), title: str = "") -> Column:
+    return Column(key=key, page=1, organisation=organisation, item_nos=list(nos), item_title=title)
+
+
+def test_keys_pair_by_numbers_then_title_then_order_within_an_organisation() -> None:
+    existing = Table(
+        year=2017,
+        council=COUNCIL,
+        council_id="atsugi",
+        source=Source(title="", document="", file=""),
+        columns=[
+            _column("c01", "A課", title="会議の開催"),
+            _column("c02", "A課", title="研修"),
+            _column("c03", "B課", nos=(8,)),
+            _column("c04", "B課", nos=(9,), title="連絡票"),
+            _column("c05", "C課", title="講演"),
+        ],
+    )
+    read = [
+        _column("", "A課", title="研修"),  # title: c02, though c01 comes first
+        _column("", "A課", title="会議の運営"),  # renamed, only A課 column left: c01
+        _column("", "B課", nos=(9,), title="連絡票の改訂"),  # number: c04
+        _column("", "B課", nos=(10,)),  # number 8 ≠ 10: a new item, not c03
+        _column("c05", "C課", title="講演"),  # keeps the key the sheet states
+        _column("", "D課"),  # new organisation
+    ]
+    keyed = assign_keys(read, [set()] * len(read), existing)
+    assert [c.key for c in keyed] == ["c02", "c01", "c04", "c06", "c05", "c07"]
+    # Without a table to replace, keys follow the sheet's order, as before.
+    fresh = assign_keys([_column("", "A課"), _column("", "B課")], [set(), set()], None)
+    assert [c.key for c in fresh] == ["c01", "c02"]
 
 
 # --- kb corpus -------------------------------------------------------------------------

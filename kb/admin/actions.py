@@ -12,7 +12,15 @@ from kb.admin.access import Denied, Who, admin_of, check_csrf, form_text, read_f
 from kb.admin.audit import Conflict
 from kb.admin.changes import edited_table
 from kb.admin.jobs import Job
-from kb.admin.uploads import MAX_UPLOAD_BYTES, Preview, TooLarge, Unconfirmed, display_name
+from kb.admin.uploads import (
+    MAX_UPLOAD_BYTES,
+    Preview,
+    TooLarge,
+    Unchanged,
+    Unconfirmed,
+    display_name,
+)
+from kb.admin.wording import entry_title
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus, table_text
 from kb.sheets.ingest import TableMeta
@@ -59,26 +67,34 @@ async def checked_upload(request: Request) -> tuple[Who, Preview | None, tuple[i
         return who, None, (422, str(exc))
 
 
-def start_build(request: Request, entry: dict, reason: str, who: Who) -> Job:
-    return admin_of(request).builder.submit(f"{reason} {entry['table']}", who.user)
+def start_build(request: Request, entry: dict, who: Who) -> Job:
+    """The build after the change ``entry`` logged, named by what it did, in words."""
+    return admin_of(request).builder.submit(entry_title(entry), who.user)
 
 
 async def apply_preview(
-    request: Request, who: Who, preview_id: str, confirm_year: bool
+    request: Request, who: Who, preview_id: str, confirm_year: bool, confirm_box: str
 ) -> tuple[dict, Job]:
+    """Apply an upload's preview and start the build; ``confirm_box`` names the box to tick
+    when the year must be confirmed, as the caller's form calls it."""
     try:
         entry = await run_in_threadpool(
             admin_of(request).previews.apply, preview_id, who.user, confirm_year
         )
     except Unconfirmed as exc:
-        raise Denied(422, str(exc)) from None
+        raise Denied(
+            422,
+            f"{exc}。この年度で正しいことを確かめたうえで、{confirm_box}に印を付けてください",
+        ) from None
+    except Unchanged as exc:
+        raise Denied(409, str(exc)) from None
     except KeyError:
         raise Denied(
             404, "この確認画面は期限切れか、既に反映されています。もう一度アップロードしてください"
         ) from None
     except Conflict as exc:
         raise Denied(409, str(exc)) from None
-    return entry, start_build(request, entry, "アップロード", who)
+    return entry, start_build(request, entry, who)
 
 
 def corpus_cell(request: Request, cell_id: str):
@@ -114,7 +130,7 @@ async def save_cell(
         )
     except Conflict as exc:
         raise Denied(409, str(exc)) from None
-    return entry, start_build(request, entry, f"修正 {cell_id}", who)
+    return entry, start_build(request, entry, who)
 
 
 async def restore_version(
@@ -124,7 +140,7 @@ async def restore_version(
     (None: it did not exist; False: no check), 409 if it has changed since."""
     history = admin_of(request).history
     entry = await _changed(lambda: history.restore(slug, version, who.user, base))
-    return entry, start_build(request, entry, "復元", who)
+    return entry, start_build(request, entry, who)
 
 
 async def remove_table(
@@ -133,7 +149,7 @@ async def remove_table(
     """Take a table out (what undoes its first upload), then rebuild; ``base`` as above."""
     history = admin_of(request).history
     entry = await _changed(lambda: history.remove(slug, who.user, base))
-    return entry, start_build(request, entry, "削除", who)
+    return entry, start_build(request, entry, who)
 
 
 async def _changed(change) -> dict:

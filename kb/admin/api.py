@@ -62,7 +62,9 @@ async def api_apply(request: Request, preview_id: str) -> Response:
     check_csrf(request, who)
     body = await _json_body(request)
     confirm = body.get("confirm_year") is True
-    return _accepted(*await apply_preview(request, who, preview_id, confirm))
+    return _accepted(
+        *await apply_preview(request, who, preview_id, confirm, "確認の欄（confirm_year）")
+    )
 
 
 @router.get("/api/admin/jobs/{job_id}")

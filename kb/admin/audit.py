@@ -48,6 +48,13 @@ def local_time(stamp: str | None) -> str:
     return datetime.fromisoformat(stamp).astimezone(JAPAN).strftime("%Y年%m月%d日 %H:%M")
 
 
+def version_time(version: str) -> str:
+    """The UTC time a version id (:data:`VERSION`, made in :meth:`History._keep`) starts
+    with, as an ISO time: 20261130T142758731573Z-28a44324 → 2026-11-30T14:27:58+00:00."""
+    saved = datetime.strptime(version[:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+    return saved.isoformat(timespec="seconds")
+
+
 # What to do after a Conflict, by the action that met it.
 _RETRY = {
     "upload": "もう一度アップロードして、変更点を確かめてください",
@@ -94,13 +101,7 @@ class History:
         folder = self._versions_dir(slug)
         found = sorted(folder.glob("*.yaml"), reverse=True) if folder.exists() else []
         return [
-            {
-                "version": p.stem,
-                "saved_at": datetime.strptime(p.stem[:21], "%Y%m%dT%H%M%S%f")
-                .replace(tzinfo=UTC)
-                .isoformat(timespec="seconds"),
-                "sha256": sha256(p.read_bytes()),
-            }
+            {"version": p.stem, "saved_at": version_time(p.stem), "sha256": sha256(p.read_bytes())}
             for p in found
         ]
 
@@ -175,6 +176,7 @@ class History:
                 "user": user,
                 "action": action,
                 "table": slug,
+                "council": (new or old).council,  # so the log can name the table as people do
                 "before_version": before,
                 "after_version": after,
                 **(extra or {}),

@@ -14,8 +14,10 @@ import click
 
 from kb.admin.accounts import Accounts
 from kb.admin.audit import History, local_time
+from kb.admin.wording import action_name
 from kb.core.errors import KbError
 from kb.core.settings import Settings
+from kb.corpus.tables import Corpus, no_such_table
 
 
 def _password(from_stdin: bool) -> str:
@@ -33,7 +35,8 @@ def _echo_json(data: object) -> None:
 
 
 def _history_lines(entry: dict) -> list[str]:
-    head = f"{local_time(entry['at'])}  {entry['user']}  {entry['action']}  {entry['table']}"
+    action = action_name(entry["action"])
+    head = f"{local_time(entry['at'])}  {entry['user']}  {action}  {entry['table']}"
     counts = f"追加 {entry['added']}・変更 {entry['changed']}・削除 {entry['removed']}"
     lines = [
         head,
@@ -126,6 +129,12 @@ def register(main: click.Group, pass_settings: Callable, fail_cleanly: Callable)
     def history_log(settings: Settings, slug: str | None, limit: int | None, as_json: bool) -> None:
         """表の変更の記録（誰が・いつ・どの表の・どのセルを）を新しい順に表示する。"""
         entries = History(settings.admin_dir, settings.corpus_dir).entries()
+        if slug is not None:
+            # A table removed since still has its entries; one never known is a mistake.
+            known = {t.slug for t in Corpus.load(settings.corpus_dir).tables}
+            known |= {e["table"] for e in entries}
+            if slug not in known:
+                raise no_such_table(slug, sorted(known))
         entries = [e for e in entries if slug in (None, e["table"])][:limit]
         if as_json:
             _echo_json(entries)

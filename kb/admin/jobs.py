@@ -39,7 +39,7 @@ class Job:
     """One build: queued → running → done | failed."""
 
     id: str
-    reason: str  # what asked for it: "upload 2018-atsugi", "edit <cell id>", "restore …"
+    reason: str  # what asked for it, in words (wording.entry_title): 「セルの修正：…」
     user: str
     state: str = "queued"
     cells: int = 0  # cells in the corpus being built

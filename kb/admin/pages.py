@@ -170,7 +170,8 @@ async def apply_upload(request: Request, preview_id: str) -> Response:
     who = require(request)
     form = await read_form(request)
     check_csrf(request, who, form)
-    _, job = await apply_preview(request, who, preview_id, bool(form_text(form, "confirm_year")))
+    confirmed = bool(form_text(form, "confirm_year"))
+    _, job = await apply_preview(request, who, preview_id, confirmed, "確認の欄")
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
 

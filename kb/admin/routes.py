@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from kb.admin import api, pages
+from kb.admin import api, pages, wording
 from kb.admin.access import Admin, Denied, denied, error_page
 from kb.admin.accounts import Accounts
 from kb.admin.audit import History, local_time
@@ -30,6 +30,8 @@ def mount_admin(app: FastAPI, templates: Jinja2Templates, settings: Settings) ->
     history = History(settings.admin_dir, settings.corpus_dir)
     templates.env.filters["local_time"] = local_time
     templates.env.globals["marked_change"] = pages.marked_change
+    for name in ("entry_title", "table_name", "version_name"):
+        templates.env.globals[name] = getattr(wording, name)
     app.state.admin = Admin(
         settings=settings,
         templates=templates,

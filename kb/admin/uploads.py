@@ -296,6 +296,11 @@ class Preview:
         )
 
     @property
+    def unchanged(self) -> bool:
+        """The upload is the table as it already is: there is nothing to apply."""
+        return self.replaces is not None and self.replaces == self.table
+
+    @property
     def replace_notice(self) -> str | None:
         """「既存の表（2017年度 …）を置き換えます」 with the counts, for a table that exists."""
         if self.replaces is None:
@@ -321,11 +326,20 @@ class Preview:
             "needs_confirmation": self.year_warning is not None,
             "replaces": self.replaces.slug if self.replaces else None,
             "replace_notice": self.replace_notice,
+            "unchanged": self.unchanged,
         }
 
 
 class Unconfirmed(KbError):
-    """Applying a preview whose year differs from the file's without ``confirm_year``."""
+    """Applying a preview whose year differs from the file's without ``confirm_year``; its
+    message is the year warning (the caller says which box to tick)."""
+
+
+class Unchanged(KbError):
+    """Applying a preview of the table exactly as it already is (HTTP 409)."""
+
+
+UNCHANGED_MESSAGE = "今の表と同じ内容です。反映する必要はありません"
 
 
 class Previews:
@@ -371,18 +385,21 @@ class Previews:
 
     def apply(self, preview_id: str, user: str, confirm_year: bool = False) -> dict:
         """Write the previewed table into the corpus (KeyError if there is no such
-        preview; :class:`Unconfirmed` if the file states another year and ``confirm_year``
-        is not given); returns the audit entry."""
+        preview; :class:`Unchanged` if the table is already so; :class:`Unconfirmed` if the
+        file states another year and ``confirm_year`` is not given); returns the audit
+        entry."""
         path = self.folder / f"{preview_id}.json"
         if not _PENDING_ID.fullmatch(preview_id) or not path.exists():
             raise KeyError(preview_id)
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("year_warning") and not confirm_year:
-            raise Unconfirmed(
-                f"{record['year_warning']}。この年度で正しいことを確かめたうえで、"
-                "確認の欄（confirm_year）に印を付けて反映してください"
-            )
         table = table_from_dict(record["table"], record["file"])
+        if (
+            self.history.base(table.slug) == record["base"]
+            and self.history.current(table.slug) == table
+        ):  # (a table changed since the preview is a Conflict, below)
+            raise Unchanged(UNCHANGED_MESSAGE)
+        if record.get("year_warning") and not confirm_year:
+            raise Unconfirmed(record["year_warning"])
         entry = self.history.write(
             table_text(table).encode("utf-8"),
             table.slug,

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 from kb.core.cache import TextCache
-from kb.core.errors import InputError
+from kb.core.errors import InputError, KbError
 from kb.core.fields import FIELDS, Field
 from kb.core.model import NOTE_COLUMN, Chunk, Column, Source, Table, chunks_of
 from kb.core.text import is_empty, normalise_organisation
@@ -183,6 +183,13 @@ def _parsed_files(paths: list[Path], cache: TextCache | None) -> list[object]:
 
 def load_table(path: Path) -> Table:
     return table_from_dict(read_yaml(path), str(path))
+
+
+def no_such_table(slug: str, known: Iterable[str]) -> KbError:
+    """The error for a ``--table`` naming none of the ``known`` table slugs, listing them."""
+    return KbError(
+        f"--table「{slug}」という表はありません（あるもの: {'、'.join(known) or 'なし'}）"
+    )
 
 
 def table_text(table: Table) -> str:

@@ -18,7 +18,7 @@ import click
 
 from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
-from kb.corpus.tables import Corpus
+from kb.corpus.tables import Corpus, no_such_table
 from kb.interfaces.usage import KbGroup, fail
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def _chosen_tables(loaded: Corpus, slug: str | None) -> list:
         return loaded.tables
     chosen = [t for t in loaded.tables if t.slug == slug]
     if not chosen:
-        raise KbError(f"--table「{slug}」という表はありません（あるもの: {_slugs(loaded)}）")
+        raise no_such_table(slug, (t.slug for t in loaded.tables))
     return chosen
 
 

@@ -25,6 +25,7 @@ from kb.core.model import NOTE_COLUMN, Column, Source, Table
 from kb.core.text import fold, normalise_organisation, split_categories
 from kb.corpus.history import broken_links
 from kb.corpus.tables import Corpus, save_table, table_path
+from kb.sheets.keys import STATED, assign_keys
 from kb.sheets.layout import (
     EXTRA_ROWS,
     LONG_COLUMNS,
@@ -92,6 +93,7 @@ class _Draft:
     extras: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     where: dict[str, tuple[int, str]] = field(default_factory=dict)  # part → (row, column)
+    stated: set[str] = field(default_factory=set)  # of keys.STATED: what the sheet has rows for
 
 
 # --- wide layout -----------------------------------------------------------------------
@@ -199,6 +201,7 @@ def _put(draft: _Draft, part: Field | str, value: str, where: tuple[int, str]) -
         draft.category = value
     else:
         draft.extras[part] = value
+        draft.stated.add(part)
     draft.where.setdefault(str(part), where)
 
 
@@ -265,6 +268,8 @@ def _read_long(
     """
     metas: list[TableMeta] = []
     drafts: dict[tuple, _Draft] = {}
+    present = {"notes" if a in ("note", "column_note") else a for a in columns}
+    stated = present & set(STATED)
     for r in range(header + 1, len(sheet.rows)):
         row = {attr: sheet.cell(r, c) for attr, c in columns.items()}
         if not any(row.values()):
@@ -289,7 +294,9 @@ def _read_long(
             )
         page = _int(row.get("page") or "1", file, *where("page")) if row.get("page") else 1
         group = (page, row.get("key") or (organisation, row.get("item_no", "")))
-        draft = drafts.setdefault(group, _Draft(page=page, organisation=organisation))
+        draft = drafts.setdefault(
+            group, _Draft(page=page, organisation=organisation, stated=set(stated))
+        )
         if f in draft.cells:
             first_row = draft.where[f.value][0]
             raise InputError(
@@ -361,7 +368,9 @@ def _int(value: str, file: str, row: int, column: str) -> int:
 # --- assembling the table --------------------------------------------------------------
 
 
-def _column(draft: _Draft, index: int, file: str) -> Column:
+def _column(draft: _Draft, file: str) -> Column:
+    """The column a draft holds; its key is "" when the sheet states none (see
+    :func:`kb.sheets.keys.assign_keys`)."""
     extras, notes = draft.extras, dict(draft.notes)
     if extras.get("notes"):
         try:
@@ -387,7 +396,7 @@ def _column(draft: _Draft, index: int, file: str) -> Column:
             ) from None
     page = _int(extras["page"], file, *draft.where["page"]) if extras.get("page") else draft.page
     return Column(
-        key=extras.get("key") or f"c{index:02d}",
+        key=extras.get("key", ""),
         page=page,
         organisation=draft.organisation,
         item_nos=item_nos,
@@ -460,12 +469,18 @@ def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Ta
         raise InputError(
             "会議名がわかりません。「会議」の行を入れるか、--council で指定してください", file=file
         )
-    columns = [_column(d, i, file) for i, d in enumerate(drafts, start=1)]
+    council_id = meta.council_id or council_id_for(meta.council, corpus)
+    slug = f"{int(meta.year)}-{council_id}"
+    existing = next((t for t in corpus.tables if t.slug == slug), None) if corpus else None
+    if existing is not None:  # what the table records of its source, unless the sheet says
+        known = existing.source
+        meta = meta.fill(TableMeta(title=known.title, document=known.document, file=known.file))
+    columns = assign_keys([_column(d, file) for d in drafts], [d.stated for d in drafts], existing)
     _check_duplicates(columns, drafts, file)
     table = Table(
         year=int(meta.year),
         council=meta.council,
-        council_id=meta.council_id or council_id_for(meta.council, corpus),
+        council_id=council_id,
         source=Source(title=meta.title or "", document=meta.document or "", file=meta.file or ""),
         columns=columns,
     )
