@@ -444,6 +444,34 @@ def test_search_page_folds_years_on_request(client) -> None:
     assert folded.find("form", cls="search-form").find("input", name="fold").attrs["value"] == "1"
 
 
+def _folded_cells(cards) -> set[str]:
+    """The cells the folded result cards stand for: each card's own and its earlier years'."""
+    cells = set()
+    for card in cards:
+        cells.add(card.attrs["aria-labelledby"].removeprefix("hit-"))
+        for earlier in card.find_all("details", cls="earlier"):
+            cells |= {a.attrs["href"].removeprefix("/cells/") for a in earlier.find_all("a")}
+    return cells
+
+
+@pytest.mark.parametrize("q", ["ガイドブック", "看護師不足", "マイサポートブック", "短期入所"])
+def test_folding_never_hides_an_answer_behind_a_weak_cell(client, two_year_service, q) -> None:
+    # The page asks for 20 results: a later year's weak cell of an answer's item is then
+    # among them (ガイドブック: FY2018 c12 continues FY2017 c14, whose next-year cell answers).
+    plain = two_year_service.search(q, k=40)
+    folded = page_of(client, f"/search?q={q}&view=cells&fold=1")
+    weak_sections = folded.find_all("details", cls="weak")
+    weak_cards = [c for w in weak_sections for c in w.find_all("article", cls="hit")]
+    answer_cards = [c for c in folded.find_all("article", cls="hit") if c not in weak_cards]
+    answers, weak = _folded_cells(answer_cards), _folded_cells(weak_cards)
+    assert plain.answers[0].chunk.id in answers
+    confident = {h.chunk.id for h in plain.hits if h.confident}
+    assert not weak & confident, weak & confident
+    assert answers <= confident, answers - confident
+    for note in folded.find_all("p", cls="shown-note"):  # counts the folded cells too
+        assert int(note.text.split("順に")[1].split("件")[0]) == len(answers)
+
+
 def test_search_api_folds_like_the_command_line(client, invoke_kb, two_year_index) -> None:
     api = client.get("/api/search", params={"q": "ガイドブック", "k": 8, "fold": "true"}).json()
     cli = kb_json(

@@ -34,10 +34,13 @@ def item_history(service: SearchService) -> ItemHistory:
 
 def fold_years(hits: list[Hit], history: ItemHistory) -> list[FoldedHit]:
     """``hits`` (best first) with each item's cells of one field folded into one result,
-    placed where its best cell was and led by its latest year's cell."""
-    groups: dict[tuple[int, str], list[Hit]] = {}
+    placed where its best cell was and led by its latest year's cell. Answers fold only
+    with answers and weak hits with weak ones: a weak cell of a later year must not lead,
+    and so hide, an earlier year's answer (nor an answer carry a weak cell along)."""
+    groups: dict[tuple[int, str, bool], list[Hit]] = {}
     for hit in hits:
-        groups.setdefault((history.item_of(hit.chunk), hit.chunk.field.value), []).append(hit)
+        key = (history.item_of(hit.chunk), hit.chunk.field.value, bool(hit.confident))
+        groups.setdefault(key, []).append(hit)
     folded = []
     for members in groups.values():
         lead, *earlier = sorted(members, key=lambda h: -h.chunk.year)  # stable: best first
