@@ -593,6 +593,14 @@ def test_a_query_without_a_topic_is_told_so(client):
     assert "絞り込みを外す" not in filtered.find("section", cls="no-match").text
 
 
+def test_a_field_may_be_named_as_the_page_labels_it(client):
+    by_code = client.get("/api/search", params={"q": NURSE, "field": "challenge"}).json()
+    by_label = client.get("/api/search", params={"q": NURSE, "field": "課題"}).json()
+    assert by_label["hits"] and by_label["hits"] == by_code["hits"]
+    refused = client.get("/api/search", params={"q": NURSE, "field": "課題区分"})
+    assert refused.status_code == 422 and "課題・解決策" in refused.json()["detail"][0]["msg"]
+
+
 def test_keyboard_users_can_skip_the_facets_to_the_results(client):
     page = html(client.get("/search", params={"q": NURSE}))
     skip = page.find("a", cls="skip-link", href="#results")

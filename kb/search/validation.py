@@ -6,15 +6,17 @@ parameter (the API turns that into a 422, the pages into a message, the CLI into
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 from kb.core.errors import FilterError
-from kb.core.fields import FIELDS, Field
+from kb.core.fields import FIELDS
 from kb.core.text import agency_of, normalise_organisation
 from kb.retrieval.store import Filters
 from kb.search.fusion import Mode
 
 MAX_K = 100
+_FIELD_NAMES = {name: f for f in FIELDS for name in (f.value, f.ja)}
 MAX_QUERY_CHARS = 500
 
 
@@ -125,12 +127,15 @@ def parse_filters(
     categories, years = list(categories), list(years)
     parsed_fields = []
     for f in fields:
-        try:
-            parsed_fields.append(Field(f))
-        except ValueError:
+        # The pages' labels (課題, 来年度) as well as the names the URLs use (challenge).
+        field = _FIELD_NAMES.get(unicodedata.normalize("NFKC", f).strip().lower())
+        if field is None:
             raise FilterError(
-                f"欄「{f}」はありません（{', '.join(x.value for x in FIELDS)}）", param="field"
-            ) from None
+                f"欄「{f}」はありません（{'・'.join(x.ja for x in FIELDS)}、"
+                f"または {', '.join(x.value for x in FIELDS)}）",
+                param="field",
+            )
+        parsed_fields.append(field)
     for c in categories:
         if c not in values["categories"]:
             raise FilterError(
