@@ -93,7 +93,18 @@ def corpus(settings: Settings, as_json: bool, check: bool) -> None:
                 log(f"{slug}: 元の文書の指定がないため確認していません")
             for problem in result or []:
                 log(f"{slug}: {problem}")
-        log("元の文書と一致しません" if problems else "すべての表が元の文書と一致しました")
+        unchecked = sum(result is None for result in summary["check"].values())
+        checked = len(summary["check"]) - unchecked
+        if problems:
+            log("元の文書と一致しません")
+        elif not checked:
+            log("元の文書と照らし合わせられる表がありません")
+        elif unchecked:
+            log(
+                f"確かめた{checked}件の表は元の文書と一致しました（{unchecked}件は元の文書がないため未確認）"
+            )
+        else:
+            log("すべての表が元の文書と一致しました")
         sys.exit(1 if problems else 0)
 
 
