@@ -1,8 +1,9 @@
 """The quality yardstick and the ranking it measures: nDCG@10, Recall@10 and MRR computed
 by hand on small cases, reciprocal rank fusion on hand-built lists, floors under the
 hybrid nDCG@10 of the held-out half of the graded queries (eval/heldout.yaml, never tuned
-on; see the top of eval/tune.yaml), so that a ranking regression fails the suite; and the query
-files' halves (``split:``) and their mistakes, reported as one line naming file and line."""
+on; see the top of eval/tune.yaml), so that a ranking regression fails the suite; the query
+files' halves (``split:``), their mistakes reported as one line naming file and line, and the
+plain report."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from kb.apps.evaluate import (
     ndcg,
     recall,
     reciprocal_rank,
+    render,
     select_split,
 )
 from kb.core.errors import InputError
@@ -267,3 +269,32 @@ def test_a_query_file_not_in_utf8_names_the_line_it_cannot_read(service, tmp_pat
     with pytest.raises(InputError, match="UTF-8 のテキストとして読めません") as raised:
         load_queries(path, _chunks(service))
     assert (raised.value.file, raised.value.row) == (str(path), 3)
+
+
+# --- the plain report ------------------------------------------------------------------------
+
+
+def test_the_report_explains_the_judges_columns_under_the_table(service) -> None:
+    chunks = _chunks(service)
+    queries = load_queries(HELD_OUT, chunks)[:3] + load_queries(UNANSWERABLE, chunks)[:2]
+    lines = render(evaluate(service, queries, [Mode.hybrid])).splitlines()
+    assert lines[0] == "3件の質問（ほかに答えのない質問2件）で評価（上位10件）"
+    assert lines[2].split() == [
+        "nDCG@10", "Recall@10", "MRR", "確信nDCG", "回答率", "該当なし正答"
+    ]  # fmt: skip
+    assert lines[3].startswith("hybrid")
+    legend = lines[4]
+    assert all(f"{column}: " in legend for column in ("確信nDCG", "回答率", "該当なし正答"))
+
+
+def test_a_report_without_graded_queries_shows_only_the_judges_figure(service) -> None:
+    queries = load_queries(UNANSWERABLE, _chunks(service))
+    report = evaluate(service, queries, [Mode.hybrid, Mode.lexical])
+    text = render(report)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"正解つきの質問がありません。表に答えのない質問{len(queries)}件で")
+    assert lines[2].split() == ["該当なし正答"]
+    assert lines[3].split() == ["hybrid", f"{report['modes']['hybrid']['silent']:.3f}"]
+    assert lines[4].split() == ["lexical", f"{report['modes']['lexical']['silent']:.3f}"]
+    assert "nDCG@10" not in text and "回答率" not in text and "0件の質問" not in text
+    assert "hybrid で答えがないのに答えを示した質問: " in text

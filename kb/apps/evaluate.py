@@ -295,13 +295,24 @@ def _by_kind(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     }
 
 
+LEGEND = (
+    "確信nDCG: 確かな答えとして示す結果だけで数えた nDCG@10。"
+    "回答率: 正解つきの質問のうち、確かな答えを1件以上示せた割合。"
+)
+LEGEND_SILENT = "該当なし正答: 表に答えのない質問で、確かな答えを1件も示さなかった割合。"
+
+
 def render(report: dict) -> str:
-    """Side-by-side table of the modes, then each mode's misses."""
+    """Side-by-side table of the modes, then each mode's misses; with no graded query, only
+    the judge's figures on the unanswerable ones."""
+    if not report["queries"]:
+        return _render_unanswerable(report)
     modes = report["modes"]
-    lines = [f"{report['queries']}件の質問で評価（上位{report['k']}件）", ""]
+    others = f"（ほかに答えのない質問{report['unanswerable']}件）" if report["unanswerable"] else ""
+    lines = [f"{report['queries']}件の質問{others}で評価（上位{report['k']}件）", ""]
     lines.append(
         f"{'':10}{'nDCG@10':>10}{'Recall@10':>11}{'MRR':>8}{'確信nDCG':>10}{'回答率':>8}"
-        + (f"{'該当なし正答':>10}" if report.get("unanswerable") else "")
+        + (f"{'該当なし正答':>10}" if report["unanswerable"] else "")
     )
     for name, m in modes.items():
         lines.append(
@@ -309,6 +320,7 @@ def render(report: dict) -> str:
             f"{m['ndcg@10 confident']:>10.3f}{m['answered']:>8.3f}"
             + (f"{m['silent']:>10.3f}" if "silent" in m else "")
         )
+    lines.append(LEGEND + (LEGEND_SILENT if report["unanswerable"] else ""))
     kinds = sorted({kind for m in modes.values() for kind in m["by_kind"]})
     if kinds:
         lines += ["", "種類別 nDCG@10: " + "  ".join(f"{n}" for n in modes)]
@@ -323,9 +335,7 @@ def render(report: dict) -> str:
             f"{name} で確かな答えを示せなかった質問: {'、'.join(m['unanswered']) or 'なし'}"
         )
         if "spoke" in m:
-            lines.append(
-                f"{name} で答えがないのに答えを示した質問: {'、'.join(m['spoke']) or 'なし'}"
-            )
+            lines.append(_spoke(name, m))
     lines += ["", f"質問ごとの nDCG@10（{' '.join(modes)}）と働いた言い換え（synonyms.yaml の行）:"]
     rows = zip(*(m["per_query"] for m in modes.values()), strict=True)
     for same_query in rows:
@@ -333,6 +343,26 @@ def render(report: dict) -> str:
         used = "／".join(_describe(e) for e in same_query[0]["vocabulary"]) or "なし"
         lines.append(f"  {figures}  {same_query[0]['query']}　言い換え: {used}")
     return "\n".join(lines)
+
+
+def _render_unanswerable(report: dict) -> str:
+    """The report of queries that all lack an answer: there is no ranking to grade."""
+    modes = report["modes"]
+    lines = [
+        f"正解つきの質問がありません。表に答えのない質問{report['unanswerable']}件で、"
+        f"答えの確かさの判定だけを示します（上位{report['k']}件）",
+        "",
+        f"{'':10}{'該当なし正答':>10}",
+        *(f"{name:10}{m['silent']:>10.3f}" for name, m in modes.items()),
+        LEGEND_SILENT,
+        "",
+        *(_spoke(name, m) for name, m in modes.items()),
+    ]
+    return "\n".join(lines)
+
+
+def _spoke(name: str, figures: dict) -> str:
+    return f"{name} で答えがないのに答えを示した質問: {'、'.join(figures['spoke']) or 'なし'}"
 
 
 def _describe(entry: dict) -> str:
