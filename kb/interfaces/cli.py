@@ -407,7 +407,7 @@ def search(
     "--split",
     default=None,
     type=click.Choice(["tune", "heldout"]),
-    help="split: で分けたファイルから、この半分（tune / heldout）の質問だけを使う",
+    help="split: tune / heldout と書いた半分の質問だけを使う（split: のない質問は使わない）",
 )
 @click.option("--json", "as_json", is_flag=True, help="質問ごとの数値も含めて JSON で出力する")
 @pass_settings
@@ -443,7 +443,7 @@ def evaluate(
     default="tune",
     show_default=True,
     type=click.Choice(["tune", "heldout", "all"]),
-    help="この半分の質問だけで合わせる（all: 両方。split: のない質問はファイルごと使う）",
+    help="split: にこの半分と書いた質問だけで合わせる（all: split: のない質問も含めてすべて）",
 )
 @pass_settings
 @_fail_cleanly
@@ -469,13 +469,19 @@ def calibrate(settings: Settings, queries: tuple[Path, ...], split: str) -> None
 
 def _eval_queries(service, paths: tuple[Path, ...], split: str | None) -> list:
     """The queries of ``paths`` resolved against the loaded build's cells; with ``split``,
-    only that half of files that mark one (queries without ``split:`` always)."""
+    only those marked as that half (``split:`` of the query or its file)."""
     from kb.apps import evaluate as ev
 
     store = service.index.store
     chunks = store.get(range(len(store)))
     loaded = [q for path in paths for q in ev.load_queries(path, chunks)]
-    return [q for q in loaded if split is None or q.split in ("", split)]
+    chosen = ev.select_split(loaded, split)
+    if len(chosen) < len(loaded):
+        log(
+            f"split: {split} の質問{len(chosen)}件を使います（ほかの{len(loaded) - len(chosen)}件は"
+            "別の半分か split: のない質問なので使いません）"
+        )
+    return chosen
 
 
 # --- web ---------------------------------------------------------------------------------
