@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -22,7 +23,7 @@ from sheet_edits import council_sheet, with_column, without_column
 
 from kb.core.fields import FIELDS, Field
 from kb.core.model import MAX_CELL_CHARS, Column, Source, Table, chunks_of
-from kb.corpus.tables import Corpus, load_table
+from kb.corpus.tables import Corpus, load_table, save_table
 from kb.sheets.keys import assign_keys
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
@@ -841,3 +842,112 @@ def test_corpus_check_json_carries_the_verdict(run_kb, corpus_copy: Path) -> Non
     result = run_kb("corpus", "--check", "--json", corpus=corpus_copy)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["check"] == {"2017-atsugi": []}
+
+
+# --- texts a spreadsheet could take for something else ---------------------------------
+
+# Cell texts that start like a formula (Excel runs =, +, -, @ in a CSV), a quote that is
+# text, the empty marks, and a full-width space used as indentation: all must survive.
+TRICKY = {
+    ("c01", Field.progress): "=1+1 引き続き会議を開く",
+    ("c01", Field.challenge): "+81 の番号に連絡する",
+    ("c01", Field.solution): "-",
+    ("c02", Field.item): "@担当者 へ連絡",
+    ("c02", Field.solution): "'=既に引用符がある",
+    ("c03", Field.progress): "\u3000引き続き研修を行う。\n\u3000二行目も字下げ",
+    ("c03", Field.challenge): "-2 件減った",
+    ("c03", Field.next_year): "－",
+}
+
+
+@pytest.fixture(scope="module")
+def tricky_exports(run_kb, tmp_path_factory: pytest.TempPathFactory) -> tuple[Table, dict]:
+    """The real table with the TRICKY texts, and its export in every format."""
+    root = tmp_path_factory.mktemp("tricky")
+    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+    table = load_table(TABLE)
+    for column in table.columns:
+        for (key, f), text in TRICKY.items():
+            if column.key == key:
+                column.cells[f] = text
+    save_table(table, corpus / "tables" / TABLE.name)
+    jobs = [
+        partial(run_kb, "export", *options, "-o", root / name, corpus=corpus)
+        for name, options in EXPORTS.items()
+    ]
+    for result in run_all(jobs):
+        assert_ok(result)
+    return load_table(corpus / "tables" / TABLE.name), {n: root / n for n in EXPORTS}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_texts_that_look_like_formulas_or_are_indented_read_back_exactly(
+    invoke_kb, tricky_exports: tuple[Table, dict], empty_corpus: Path, name: str
+) -> None:
+    table, files = tricky_exports
+    assert_ok(invoke_kb("ingest", files[name], corpus=empty_corpus))
+    assert only_table(empty_corpus) == table
+    back = {c.key: c for c in only_table(empty_corpus).columns}
+    for (key, f), text in TRICKY.items():
+        assert back[key].text(f) == text
+
+
+@pytest.mark.parametrize("name", ["wide.xlsx", "long.xlsx"])
+def test_xlsx_export_writes_every_text_as_a_string_never_a_formula(
+    tricky_exports: tuple[Table, dict], name: str
+) -> None:
+    book = openpyxl.load_workbook(tricky_exports[1][name])
+    types = {cell.data_type for ws in book.worksheets for row in ws.iter_rows() for cell in row}
+    assert "f" not in types
+    texts = {cell.value for ws in book.worksheets for row in ws.iter_rows() for cell in row}
+    assert "=1+1 引き続き会議を開く" in texts
+
+
+@pytest.mark.parametrize("name", ["wide.csv", "long.csv"])
+def test_csv_export_quotes_cells_excel_would_run_as_formulas(
+    tricky_exports: tuple[Table, dict], name: str
+) -> None:
+    text = tricky_exports[1][name].read_text(encoding="utf-8-sig")
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and c != "-"]
+    assert risky == []
+    assert "'=1+1 引き続き会議を開く" in cells
+    assert "''=既に引用符がある" in cells
+    assert "-" in cells  # a lone dash is an empty mark, not a formula: written as it is
+
+
+def with_cached_value(path: Path, formula: str, value: str) -> None:
+    """Give the formula cell ``formula`` of an openpyxl-written workbook the cached value
+    Excel saves beside it (openpyxl writes formulas without one)."""
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    old = f"<f>{formula}</f><v />".encode()
+    assert old in parts[sheet]
+    parts[sheet] = parts[sheet].replace(old, f"<f>{formula}</f><v>{value}</v>".encode())
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+
+
+def test_a_council_formula_cell_takes_its_saved_value(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "council.xlsx"
+    path.write_bytes(xlsx_bytes(edited(WIDE, 7, 1, "=1+1")))
+    with_cached_value(path, "1+1", "2")
+    assert_ok(invoke_kb("ingest", path, corpus=empty_corpus))
+    assert only_table(empty_corpus).columns[0].text(Field.progress) == "2"
+
+
+def test_a_formula_cell_without_a_saved_value_is_refused_not_emptied(
+    run_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "council.xlsx"
+    path.write_bytes(xlsx_bytes(edited(WIDE, 7, 1, "=1+1")))
+    result = run_kb("ingest", path, corpus=empty_corpus)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert "7行目" in result.stderr and "B列" in result.stderr, result.stderr
+    assert "数式" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (empty_corpus / "tables").exists()
