@@ -482,8 +482,24 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "long-cell-twice",
         "long.csv",
         csv_bytes([*LONG, LONG[2]]),
-        "同じセル（A病院 1 の課題）が2回あります（3行目と5行目）",
+        "同じセル（A病院 項目1の課題）が2回あります（3行目と5行目）",
         "5行目、E列",
+    ),
+    (
+        "long-cell-twice-without-item-no",
+        "long.csv",
+        csv_bytes([LONG[0], *[["2018", "テスト会議", "A病院", "", "challenge", "課題A。"]] * 2]),
+        "同じセル（A病院の課題）が2回あります（2行目と3行目）",
+        "3行目、E列",
+    ),
+    (
+        # Two tables in one long file (the QA case: two years' rows of the same cell).
+        "long-two-years",
+        "long.csv",
+        csv_bytes([*LONG, ["2019", *LONG[2][1:]]]),
+        "1つのファイルに年度が2つあります（2行目は「2018」、5行目は「2019」）。"
+        "表は年度・会議ごとに1つのファイルにしてください",
+        "5行目、A列",
     ),
     (
         "wide-unreadable-year",
