@@ -341,6 +341,13 @@ def test_export_table_writes_only_that_table_in_every_format(
     assert years == {"年度", str(fy2018.year)}
 
 
+TWO_TABLES = (
+    "表が複数あります。xlsx・csv には表を1つずつ書き出すので、--table で選んでください"
+    "（2017-atsugi、2018-atsugi）"
+)
+LAYOUT_OF_JSONL = "--layout は xlsx・csv に書き出すときだけ使えます（jsonl は1セル1行です）"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -353,14 +360,38 @@ def test_export_table_writes_only_that_table_in_every_format(
             "--table「nope」という表はありません（あるもの: 2017-atsugi、2018-atsugi）",
         ),
         (("--format", "xlsx"), "xlsx に書き出すときは -o で出力ファイルを指定してください"),
-        (
-            ("-o", "{out}.xlsx"),
-            "表が複数あります。横長の表（--layout wide）は1つずつ書き出すので、--table で"
-            "選んでください（2017-atsugi、2018-atsugi）",
-        ),
+        (("-o", "{out}.xlsx"), TWO_TABLES),
+        (("--layout", "long", "-o", "{out}.csv"), TWO_TABLES),
         (("-o", "{out}.txt"), "-o の拡張子「.txt」には書き出せません"),
+        (
+            ("--format", "xlsx", "-o", "{out}.csv"),
+            "-o の拡張子「.csv」が --format xlsx と合いません。拡張子を「.xlsx」にするか、"
+            "--format を省いてください",
+        ),
+        (
+            ("--table", "2017-atsugi", "-o", "{out}"),
+            "-o「out」に拡張子がありません。.xlsx・.csv・.jsonl のどれかを付けてください",
+        ),
+        (
+            ("--table", "2017-atsugi", "--format", "csv", "-o", "{out}"),
+            "-o「out」に拡張子がありません。「.csv」を付けてください",
+        ),
+        (("--table", "2017-atsugi", "--layout", "long"), LAYOUT_OF_JSONL),
+        (("--format", "jsonl", "--layout", "wide", "-o", "{out}.jsonl"), LAYOUT_OF_JSONL),
     ],
-    ids=["unknown-table", "unknown-table-csv", "xlsx-without-o", "wide-of-two-tables", "txt"],
+    ids=[
+        "unknown-table",
+        "unknown-table-csv",
+        "xlsx-without-o",
+        "wide-of-two-tables",
+        "long-of-two-tables",
+        "txt",
+        "format-against-extension",
+        "no-extension",
+        "no-extension-with-format",
+        "layout-of-jsonl",
+        "layout-of-jsonl-file",
+    ],
 )
 def test_export_mistakes_are_one_japanese_line_and_exit_1(
     run_kb, two_tables: Path, tmp_path: Path, args: tuple[str, ...], message: str
