@@ -998,3 +998,15 @@ def test_a_formula_cell_without_a_saved_value_is_refused_not_emptied(
     assert "数式" in result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not (empty_corpus / "tables").exists()
+
+
+def test_a_full_width_space_around_a_name_is_dropped_but_kept_in_a_cell(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    sheet = tmp_path / "wide.csv"
+    rows = edited(edited(WIDE, 1, 1, "\u3000テスト会議\u3000"), 8, 1, "\u3000課題A。")
+    sheet.write_bytes(csv_bytes(rows))
+    assert_ok(invoke_kb("ingest", sheet, corpus=empty_corpus))
+    table = only_table(empty_corpus)
+    assert table.council == "テスト会議"
+    assert table.columns[0].text(Field.challenge) == "\u3000課題A。"

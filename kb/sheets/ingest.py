@@ -49,6 +49,13 @@ class TableMeta:
     title: str | None = None
     file: str | None = None
 
+    def __post_init__(self) -> None:
+        # Names, not cell text: a full-width space around one is noise (the reader keeps
+        # it in cells, where it indents a line).
+        for name, value in vars(self).items():
+            if isinstance(value, str):
+                setattr(self, name, value.strip())
+
     def fill(self, other: TableMeta) -> TableMeta:
         """Self, with blanks taken from ``other``."""
         return TableMeta(
