@@ -126,7 +126,9 @@ def _read_xlsx(path: Path) -> list[Sheet]:
         # data_only: formulas are never evaluated, the value Excel saved is read instead;
         # the formulas themselves are read too, to refuse one saved without a value.
         book = openpyxl.load_workbook(path, data_only=True, keep_links=False)
-        formulas = openpyxl.load_workbook(path, keep_links=False)
+        formulas = (
+            openpyxl.load_workbook(path, keep_links=False) if _has_formula_element(path) else None
+        )
     except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
         # Not a zip, or a zip without a workbook's parts: the library's English says which.
         raise InputError(
@@ -140,7 +142,8 @@ def _read_xlsx(path: Path) -> list[Sheet]:
             "Excel で開いて保存し直してください",
             file=str(path),
         ) from exc
-    _check_formulas(book, formulas, str(path))
+    if formulas is not None:
+        _check_formulas(book, formulas, str(path))
     sheets = []
     for ws in book.worksheets:
         rows = [[_clean(cell) for cell in row] for row in ws.iter_rows(values_only=True)]
@@ -152,6 +155,21 @@ def _read_xlsx(path: Path) -> list[Sheet]:
         }
         sheets.append(Sheet(name=ws.title, rows=rows, merged_from_left=merged, knows_merges=True))
     return sheets
+
+
+# A formula element (<f>, <f t="shared" …/>, or namespaced <x:f>) in a workbook part.
+_FORMULA_ELEMENT = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+def _has_formula_element(path: Path) -> bool:
+    """Whether any XML part of the workbook has a formula element: a cheap scan that spares
+    a second parse of the (usual) workbook without one."""
+    with zipfile.ZipFile(path) as book:
+        return any(
+            _FORMULA_ELEMENT.search(book.read(name))
+            for name in book.namelist()
+            if name.endswith(".xml")
+        )
 
 
 def _check_formulas(values: openpyxl.Workbook, formulas: openpyxl.Workbook, file: str) -> None:
