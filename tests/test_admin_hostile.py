@@ -295,10 +295,11 @@ def test_formulas_are_never_evaluated(client, token):
     row[2].value = '=WEBSERVICE("http://127.0.0.1:9/leak")'
     out = io.BytesIO()
     book.save(out)
-    body = _upload(client, out.getvalue(), "formulas.xlsx", token).json()
-    texts = [c["after"] for c in body["cells"]]
-    assert body["added"] > 0 and "2" not in texts
-    assert not any("WEBSERVICE" in t or "=1+1" in t for t in texts)
+    # Saved by a program, the formulas have no value Excel computed: refused, naming the
+    # first one's cell, rather than evaluated or read as empty cells.
+    error = _refused(_upload(client, out.getvalue(), "formulas.xlsx", token))
+    assert "数式で、計算した値が保存されていません" in error
+    assert f"{row[1].row}行目、B列" in error
 
 
 def test_oversize_bodies_are_refused_unread_stated_or_chunked(client, token):

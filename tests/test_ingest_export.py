@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -22,7 +23,7 @@ from sheet_edits import council_sheet, with_column, without_column
 
 from kb.core.fields import FIELDS, Field
 from kb.core.model import MAX_CELL_CHARS, Column, Source, Table, chunks_of
-from kb.corpus.tables import Corpus, load_table
+from kb.corpus.tables import Corpus, load_table, save_table
 from kb.sheets.keys import assign_keys
 
 TABLE = CORPUS / "tables" / "2017-atsugi.yaml"
@@ -344,6 +345,13 @@ def test_export_table_writes_only_that_table_in_every_format(
     assert years == {"年度", str(fy2018.year)}
 
 
+TWO_TABLES = (
+    "表が複数あります。xlsx・csv には表を1つずつ書き出すので、--table で選んでください"
+    "（2017-atsugi、2018-atsugi）"
+)
+LAYOUT_OF_JSONL = "--layout は xlsx・csv に書き出すときだけ使えます（jsonl は1セル1行です）"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -356,14 +364,38 @@ def test_export_table_writes_only_that_table_in_every_format(
             "--table「nope」という表はありません（あるもの: 2017-atsugi、2018-atsugi）",
         ),
         (("--format", "xlsx"), "xlsx に書き出すときは -o で出力ファイルを指定してください"),
-        (
-            ("-o", "{out}.xlsx"),
-            "表が複数あります。横長の表（--layout wide）は1つずつ書き出すので、--table で"
-            "選んでください（2017-atsugi、2018-atsugi）",
-        ),
+        (("-o", "{out}.xlsx"), TWO_TABLES),
+        (("--layout", "long", "-o", "{out}.csv"), TWO_TABLES),
         (("-o", "{out}.txt"), "-o の拡張子「.txt」には書き出せません"),
+        (
+            ("--format", "xlsx", "-o", "{out}.csv"),
+            "-o の拡張子「.csv」が --format xlsx と合いません。拡張子を「.xlsx」にするか、"
+            "--format を省いてください",
+        ),
+        (
+            ("--table", "2017-atsugi", "-o", "{out}"),
+            "-o「out」に拡張子がありません。.xlsx・.csv・.jsonl のどれかを付けてください",
+        ),
+        (
+            ("--table", "2017-atsugi", "--format", "csv", "-o", "{out}"),
+            "-o「out」に拡張子がありません。「.csv」を付けてください",
+        ),
+        (("--table", "2017-atsugi", "--layout", "long"), LAYOUT_OF_JSONL),
+        (("--format", "jsonl", "--layout", "wide", "-o", "{out}.jsonl"), LAYOUT_OF_JSONL),
     ],
-    ids=["unknown-table", "unknown-table-csv", "xlsx-without-o", "wide-of-two-tables", "txt"],
+    ids=[
+        "unknown-table",
+        "unknown-table-csv",
+        "xlsx-without-o",
+        "wide-of-two-tables",
+        "long-of-two-tables",
+        "txt",
+        "format-against-extension",
+        "no-extension",
+        "no-extension-with-format",
+        "layout-of-jsonl",
+        "layout-of-jsonl-file",
+    ],
 )
 def test_export_mistakes_are_one_japanese_line_and_exit_1(
     run_kb, two_tables: Path, tmp_path: Path, args: tuple[str, ...], message: str
@@ -485,8 +517,24 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "long-cell-twice",
         "long.csv",
         csv_bytes([*LONG, LONG[2]]),
-        "同じセル（A病院 1 の課題）が2回あります（3行目と5行目）",
+        "同じセル（A病院 項目1の課題）が2回あります（3行目と5行目）",
         "5行目、E列",
+    ),
+    (
+        "long-cell-twice-without-item-no",
+        "long.csv",
+        csv_bytes([LONG[0], *[["2018", "テスト会議", "A病院", "", "challenge", "課題A。"]] * 2]),
+        "同じセル（A病院の課題）が2回あります（2行目と3行目）",
+        "3行目、E列",
+    ),
+    (
+        # Two tables in one long file (the QA case: two years' rows of the same cell).
+        "long-two-years",
+        "long.csv",
+        csv_bytes([*LONG, ["2019", *LONG[2][1:]]]),
+        "1つのファイルに年度が2つあります（2行目は「2018」、5行目は「2019」）。"
+        "表は年度・会議ごとに1つのファイルにしてください",
+        "5行目、A列",
     ),
     (
         "wide-unreadable-year",
@@ -845,3 +893,124 @@ def test_corpus_check_json_carries_the_verdict(run_kb, corpus_copy: Path) -> Non
     result = run_kb("corpus", "--check", "--json", corpus=corpus_copy)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["check"] == {"2017-atsugi": []}
+
+
+# --- texts a spreadsheet could take for something else ---------------------------------
+
+# Cell texts that start like a formula (Excel runs =, +, -, @ in a CSV), a quote that is
+# text, the empty marks, and a full-width space used as indentation: all must survive.
+TRICKY = {
+    ("c01", Field.progress): "=1+1 引き続き会議を開く",
+    ("c01", Field.challenge): "+81 の番号に連絡する",
+    ("c01", Field.solution): "-",
+    ("c02", Field.item): "@担当者 へ連絡",
+    ("c02", Field.solution): "'=既に引用符がある",
+    ("c03", Field.progress): "\u3000引き続き研修を行う。\n\u3000二行目も字下げ",
+    ("c03", Field.challenge): "-2 件減った",
+    ("c03", Field.next_year): "－",
+}
+
+
+@pytest.fixture(scope="module")
+def tricky_exports(run_kb, tmp_path_factory: pytest.TempPathFactory) -> tuple[Table, dict]:
+    """The real table with the TRICKY texts, and its export in every format."""
+    root = tmp_path_factory.mktemp("tricky")
+    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
+    table = load_table(TABLE)
+    for column in table.columns:
+        for (key, f), text in TRICKY.items():
+            if column.key == key:
+                column.cells[f] = text
+    save_table(table, corpus / "tables" / TABLE.name)
+    jobs = [
+        partial(run_kb, "export", *options, "-o", root / name, corpus=corpus)
+        for name, options in EXPORTS.items()
+    ]
+    for result in run_all(jobs):
+        assert_ok(result)
+    return load_table(corpus / "tables" / TABLE.name), {n: root / n for n in EXPORTS}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_texts_that_look_like_formulas_or_are_indented_read_back_exactly(
+    invoke_kb, tricky_exports: tuple[Table, dict], empty_corpus: Path, name: str
+) -> None:
+    table, files = tricky_exports
+    assert_ok(invoke_kb("ingest", files[name], corpus=empty_corpus))
+    assert only_table(empty_corpus) == table
+    back = {c.key: c for c in only_table(empty_corpus).columns}
+    for (key, f), text in TRICKY.items():
+        assert back[key].text(f) == text
+
+
+@pytest.mark.parametrize("name", ["wide.xlsx", "long.xlsx"])
+def test_xlsx_export_writes_every_text_as_a_string_never_a_formula(
+    tricky_exports: tuple[Table, dict], name: str
+) -> None:
+    book = openpyxl.load_workbook(tricky_exports[1][name])
+    types = {cell.data_type for ws in book.worksheets for row in ws.iter_rows() for cell in row}
+    assert "f" not in types
+    texts = {cell.value for ws in book.worksheets for row in ws.iter_rows() for cell in row}
+    assert "=1+1 引き続き会議を開く" in texts
+
+
+@pytest.mark.parametrize("name", ["wide.csv", "long.csv"])
+def test_csv_export_quotes_cells_excel_would_run_as_formulas(
+    tricky_exports: tuple[Table, dict], name: str
+) -> None:
+    text = tricky_exports[1][name].read_text(encoding="utf-8-sig")
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and c != "-"]
+    assert risky == []
+    assert "'=1+1 引き続き会議を開く" in cells
+    assert "''=既に引用符がある" in cells
+    assert "-" in cells  # a lone dash is an empty mark, not a formula: written as it is
+
+
+def with_cached_value(path: Path, formula: str, value: str) -> None:
+    """Give the formula cell ``formula`` of an openpyxl-written workbook the cached value
+    Excel saves beside it (openpyxl writes formulas without one)."""
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    old = f"<f>{formula}</f><v />".encode()
+    assert old in parts[sheet]
+    parts[sheet] = parts[sheet].replace(old, f"<f>{formula}</f><v>{value}</v>".encode())
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+
+
+def test_a_council_formula_cell_takes_its_saved_value(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "council.xlsx"
+    path.write_bytes(xlsx_bytes(edited(WIDE, 7, 1, "=1+1")))
+    with_cached_value(path, "1+1", "2")
+    assert_ok(invoke_kb("ingest", path, corpus=empty_corpus))
+    assert only_table(empty_corpus).columns[0].text(Field.progress) == "2"
+
+
+def test_a_formula_cell_without_a_saved_value_is_refused_not_emptied(
+    run_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "council.xlsx"
+    path.write_bytes(xlsx_bytes(edited(WIDE, 7, 1, "=1+1")))
+    result = run_kb("ingest", path, corpus=empty_corpus)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert "7行目" in result.stderr and "B列" in result.stderr, result.stderr
+    assert "数式" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (empty_corpus / "tables").exists()
+
+
+def test_a_full_width_space_around_a_name_is_dropped_but_kept_in_a_cell(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    sheet = tmp_path / "wide.csv"
+    rows = edited(edited(WIDE, 1, 1, "\u3000テスト会議\u3000"), 8, 1, "\u3000課題A。")
+    sheet.write_bytes(csv_bytes(rows))
+    assert_ok(invoke_kb("ingest", sheet, corpus=empty_corpus))
+    table = only_table(empty_corpus)
+    assert table.council == "テスト会議"
+    assert table.columns[0].text(Field.challenge) == "\u3000課題A。"

@@ -146,9 +146,7 @@ def ingest(
 @click.option(
     "--layout",
     type=click.Choice(["wide", "long"]),
-    default="wide",
-    show_default=True,
-    help="wide: 団体が横に並ぶ表 / long: 1セル1行",
+    help="xlsx・csv の形。wide（既定）: 団体が横に並ぶ表 / long: 1セル1行",
 )
 @click.option(
     "-o",
@@ -160,7 +158,11 @@ def ingest(
 @pass_settings
 @_fail_cleanly
 def export(
-    settings: Settings, fmt: str | None, layout: str, output: Path | None, table_slug: str | None
+    settings: Settings,
+    fmt: str | None,
+    layout: str | None,
+    output: Path | None,
+    table_slug: str | None,
 ) -> None:
     """コーパスを xlsx / csv / jsonl に書き出す。"""
     from kb.sheets import export as ex
@@ -168,41 +170,61 @@ def export(
 
     loaded = Corpus.load(settings.corpus_dir)
     chosen = _chosen_tables(loaded, table_slug)
-    fmt = fmt or (output.suffix.lstrip(".").lower() if output else "jsonl")
+    fmt = _export_format(fmt, output)
     if fmt == "jsonl":
+        if layout:
+            raise KbError(
+                "--layout は xlsx・csv に書き出すときだけ使えます（jsonl は1セル1行です）"
+            )
         lines = "\n".join(ex.jsonl_lines(chosen)) + "\n"
         if output:
             output.write_text(lines, encoding="utf-8")
         else:
             click.echo(lines, nl=False)
         return
-    if fmt not in ("xlsx", "csv"):
-        raise KbError(
-            f"-o の拡張子「.{fmt}」には書き出せません。.xlsx・.csv・.jsonl のどれかにするか、"
-            "--format で形式を指定してください"
-        )
     if output is None:
         raise KbError(f"{fmt} に書き出すときは -o で出力ファイルを指定してください")
+    if not chosen:
+        raise KbError("書き出す表がありません。先に kb ingest で表を取り込んでください")
+    if len(chosen) > 1:
+        # A sheet reads back as one table (kb ingest writes one file per year and council).
+        raise KbError(
+            "表が複数あります。xlsx・csv には表を1つずつ書き出すので、--table で"
+            f"選んでください（{_slugs(loaded)}）"
+        )
+    (table,) = chosen
     if layout == "long":
-        rows = ex.long_rows(chosen)
+        rows = ex.long_rows(table)
         if fmt == "xlsx":
             write_xlsx(output, [Sheet(name="セル一覧", rows=rows)])
         else:
             write_csv(output, rows)
+    elif fmt == "xlsx":
+        write_xlsx(output, ex.wide_sheets(table))
     else:
-        if not chosen:
-            raise KbError("書き出す表がありません。先に kb ingest で表を取り込んでください")
-        if len(chosen) > 1:
-            raise KbError(
-                "表が複数あります。横長の表（--layout wide）は1つずつ書き出すので、--table で"
-                f"選んでください（{_slugs(loaded)}）"
-            )
-        (table,) = chosen
-        if fmt == "xlsx":
-            write_xlsx(output, ex.wide_sheets(table))
-        else:
-            write_csv(output, ex.wide_csv_rows(table))
+        write_csv(output, ex.wide_csv_rows(table))
     log(f"書き出しました → {output}")
+
+
+def _export_format(fmt: str | None, output: Path | None) -> str:
+    """The format to write: ``--format``, else -o's extension, else jsonl; KbError when -o
+    has no extension, one kb cannot write, or one that contradicts ``--format``."""
+    if output is None:
+        return fmt or "jsonl"
+    suffix = output.suffix.lstrip(".").lower()
+    if not suffix:
+        hint = f"「.{fmt}」" if fmt else ".xlsx・.csv・.jsonl のどれか"
+        raise KbError(f"-o「{output.name}」に拡張子がありません。{hint}を付けてください")
+    if fmt and suffix != fmt:
+        raise KbError(
+            f"-o の拡張子「.{suffix}」が --format {fmt} と合いません。拡張子を「.{fmt}」に"
+            "するか、--format を省いてください"
+        )
+    if suffix not in ("xlsx", "csv", "jsonl"):
+        raise KbError(
+            f"-o の拡張子「.{suffix}」には書き出せません。.xlsx・.csv・.jsonl のどれかにしてください"
+        )
+    return suffix
 
 
 def _chosen_tables(loaded: Corpus, slug: str | None) -> list:

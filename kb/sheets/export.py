@@ -84,34 +84,33 @@ def wide_csv_rows(table: Table) -> list[list[str]]:
     return rows
 
 
-def long_rows(tables: list[Table]) -> list[list[str]]:
-    """One row per cell (empty cells included, so a column's shape survives)."""
+def long_rows(table: Table) -> list[list[str]]:
+    """One row per cell of ``table`` (empty cells included, so a column's shape survives)."""
     header = [names[0] for names in LONG_COLUMNS.values()]
     rows = [header]
-    for table in tables:
-        for column in table.columns:
-            for f in FIELDS:
-                values = {
-                    "year": str(table.year),
-                    "council": table.council,
-                    "council_id": table.council_id,
-                    "document": table.source.document,
-                    "title": table.source.title,
-                    "file": table.source.file,
-                    "page": str(column.page),
-                    "key": column.key,
-                    "organisation": column.organisation,
-                    "item_no": format_item_nos(column.item_nos),
-                    "item_title": column.item_title,
-                    "continues": column.continues or "",
-                    "category": column.category,
-                    "shares_heading": "1" if column.shares_heading else "",
-                    "field": f.value,
-                    "text": column.text(f),
-                    "note": column.notes.get(f.value, ""),
-                    "column_note": column.notes.get(NOTE_COLUMN, ""),
-                }
-                rows.append([values[attr] for attr in LONG_COLUMNS])
+    for column in table.columns:
+        for f in FIELDS:
+            values = {
+                "year": str(table.year),
+                "council": table.council,
+                "council_id": table.council_id,
+                "document": table.source.document,
+                "title": table.source.title,
+                "file": table.source.file,
+                "page": str(column.page),
+                "key": column.key,
+                "organisation": column.organisation,
+                "item_no": format_item_nos(column.item_nos),
+                "item_title": column.item_title,
+                "continues": column.continues or "",
+                "category": column.category,
+                "shares_heading": "1" if column.shares_heading else "",
+                "field": f.value,
+                "text": column.text(f),
+                "note": column.notes.get(f.value, ""),
+                "column_note": column.notes.get(NOTE_COLUMN, ""),
+            }
+            rows.append([values[attr] for attr in LONG_COLUMNS])
     return rows
 
 

@@ -49,6 +49,13 @@ class TableMeta:
     title: str | None = None
     file: str | None = None
 
+    def __post_init__(self) -> None:
+        # Names, not cell text: a full-width space around one is noise (the reader keeps
+        # it in cells, where it indents a line).
+        for name, value in vars(self).items():
+            if isinstance(value, str):
+                setattr(self, name, value.strip())
+
     def fill(self, other: TableMeta) -> TableMeta:
         """Self, with blanks taken from ``other``."""
         return TableMeta(
@@ -266,7 +273,7 @@ def _read_long(
     and column; long because each attribute of a row has its own check and message, and
     splitting the pass would mean carrying the row and its position through every piece.
     """
-    metas: list[TableMeta] = []
+    metas: list[tuple[int, TableMeta]] = []
     drafts: dict[tuple, _Draft] = {}
     present = {"notes" if a in ("note", "column_note") else a for a in columns}
     stated = present & set(STATED)
@@ -292,15 +299,41 @@ def _read_long(
                 row=r + 1,
                 column=column_letter(columns["field"]),
             )
+        metas.append(
+            (
+                r + 1,
+                TableMeta(
+                    **{
+                        a: row[a]
+                        for a in ("council", "council_id", "document", "title", "file")
+                        if row.get(a)
+                    }
+                ),
+            )
+        )
+        if row.get("year"):
+            year = parse_year(row["year"])
+            if year is None:
+                raise InputError(
+                    f"年度「{row['year']}」を読み取れません",
+                    file=file,
+                    row=r + 1,
+                    column=column_letter(columns["year"]),
+                )
+            metas[-1][1].year = year
         page = _int(row.get("page") or "1", file, *where("page")) if row.get("page") else 1
         group = (page, row.get("key") or (organisation, row.get("item_no", "")))
         draft = drafts.setdefault(
             group, _Draft(page=page, organisation=organisation, stated=set(stated))
         )
         if f in draft.cells:
+            # A cell twice is often two tables in one file (two years): say that first.
+            _agreed_meta(metas, columns, file)
             first_row = draft.where[f.value][0]
+            item = f" 項目{row['item_no']}" if row.get("item_no") else ""
             raise InputError(
-                f"同じセル（{organisation} {row.get('item_no', '')} の{f.ja}）が2回あります（{first_row}行目と{r + 1}行目）",
+                f"同じセル（{organisation}{item}の{f.ja}）が2回あります"
+                f"（{first_row}行目と{r + 1}行目）",
                 file=file,
                 row=r + 1,
                 column=column_letter(columns["field"]),
@@ -321,38 +354,33 @@ def _read_long(
             draft.notes[f.value] = row["note"]
         if row.get("column_note"):
             draft.notes[NOTE_COLUMN] = row["column_note"]
-        metas.append(
-            TableMeta(
-                **{
-                    a: row[a]
-                    for a in ("council", "council_id", "document", "title", "file")
-                    if row.get(a)
-                }
-            )
-        )
-        if row.get("year"):
-            year = parse_year(row["year"])
-            if year is None:
-                raise InputError(
-                    f"年度「{row['year']}」を読み取れません",
-                    file=file,
-                    row=r + 1,
-                    column=column_letter(columns["year"]),
-                )
-            metas[-1].year = year
-    return _agreed_meta(metas, file), list(drafts.values())
+    return _agreed_meta(metas, columns, file), list(drafts.values())
 
 
-def _agreed_meta(metas: list[TableMeta], file: str) -> TableMeta:
+def _agreed_meta(
+    metas: list[tuple[int, TableMeta]], columns: dict[str, int], file: str
+) -> TableMeta:
+    """The one year, council, … that every row (row number, its meta) states; a file that
+    states two is two tables, refused at the first row that differs."""
     agreed = TableMeta()
     for attr in vars(agreed):
-        values = {getattr(m, attr) for m in metas if getattr(m, attr) not in (None, "")}
-        if len(values) > 1:
-            raise InputError(
-                f"1つのファイルに複数の {attr} があります（{', '.join(map(str, sorted(values, key=str)))}）。年度・会議ごとにファイルを分けてください",
-                file=file,
-            )
-        setattr(agreed, attr, values.pop() if values else None)
+        first: tuple[int, object] | None = None
+        for row, meta in metas:
+            value = getattr(meta, attr)
+            if value in (None, ""):
+                continue
+            if first is None:
+                first = (row, value)
+            elif value != first[1]:
+                raise InputError(
+                    f"1つのファイルに{LONG_COLUMNS[attr][0]}が2つあります（{first[0]}行目は"
+                    f"「{first[1]}」、{row}行目は「{value}」）。表は年度・会議ごとに1つの"
+                    "ファイルにしてください（kb export では --table で1つずつ書き出せます）",
+                    file=file,
+                    row=row,
+                    column=column_letter(columns[attr]),
+                )
+        setattr(agreed, attr, first[1] if first else None)
     return agreed
 
 

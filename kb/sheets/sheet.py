@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,19 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from kb.core.errors import InputError
 from kb.core.model import MAX_CELL_CHARS
+from kb.core.text import EMPTY_MARKS
 
 SUPPORTED = (".xlsx", ".csv")
 # Japanese offices save CSV as UTF-8 (often with a BOM, Excel's "CSV UTF-8") or as
 # Shift_JIS; cp932 is Microsoft's Shift_JIS with the NEC/IBM extensions Excel writes.
 CSV_ENCODINGS = ("utf-8-sig", "cp932")
+# A CSV cell Excel would run as a formula (OWASP "CSV injection"): one starting with one of
+# these, after any quotes. Such a cell is written with one more leading quote, which Excel
+# shows as text and ingest takes off again, so a text round-trips exactly.
+_FORMULA_START = re.compile(r"'*[=+\-@\t\r]")
+# What _clean strips from a cell's ends: ASCII whitespace left by editing, never the
+# full-width space (U+3000) Japanese writers indent a line with.
+_NOISE = " \t\n\r\v\f"
 
 
 @dataclass
@@ -88,7 +97,10 @@ def _read_csv(path: Path) -> list[Sheet]:
     # guards memory when a file is streamed, but the whole text is in memory already, so let
     # a cell be as long as the text and name a too-long cell in _check_cell_lengths instead.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    rows = [[_clean(cell) for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
+    rows = [
+        [_unquote(_clean(cell)) for cell in row]
+        for row in csv.reader(io.StringIO(text, newline=""))
+    ]
     return [Sheet(name=path.name, rows=rows)]
 
 
@@ -111,8 +123,12 @@ def _check_cell_lengths(sheets: list[Sheet], file: str) -> None:
 
 def _read_xlsx(path: Path) -> list[Sheet]:
     try:
-        # data_only: formulas are never evaluated, the value Excel saved is read instead.
+        # data_only: formulas are never evaluated, the value Excel saved is read instead;
+        # the formulas themselves are read too, to refuse one saved without a value.
         book = openpyxl.load_workbook(path, data_only=True, keep_links=False)
+        formulas = (
+            openpyxl.load_workbook(path, keep_links=False) if _has_formula_element(path) else None
+        )
     except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
         # Not a zip, or a zip without a workbook's parts: the library's English says which.
         raise InputError(
@@ -126,6 +142,8 @@ def _read_xlsx(path: Path) -> list[Sheet]:
             "Excel で開いて保存し直してください",
             file=str(path),
         ) from exc
+    if formulas is not None:
+        _check_formulas(book, formulas, str(path))
     sheets = []
     for ws in book.worksheets:
         rows = [[_clean(cell) for cell in row] for row in ws.iter_rows(values_only=True)]
@@ -139,6 +157,38 @@ def _read_xlsx(path: Path) -> list[Sheet]:
     return sheets
 
 
+# A formula element (<f>, <f t="shared" …/>, or namespaced <x:f>) in a workbook part.
+_FORMULA_ELEMENT = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+def _has_formula_element(path: Path) -> bool:
+    """Whether any XML part of the workbook has a formula element: a cheap scan that spares
+    a second parse of the (usual) workbook without one."""
+    with zipfile.ZipFile(path) as book:
+        return any(
+            _FORMULA_ELEMENT.search(book.read(name))
+            for name in book.namelist()
+            if name.endswith(".xml")
+        )
+
+
+def _check_formulas(values: openpyxl.Workbook, formulas: openpyxl.Workbook, file: str) -> None:
+    """Refuse the first formula cell saved without its value (a workbook written by a
+    program rather than Excel): read as values it would be silently empty."""
+    for ws, ws_formulas in zip(values.worksheets, formulas.worksheets, strict=True):
+        for row in ws_formulas.iter_rows():
+            for cell in row:
+                if cell.data_type == "f" and ws.cell(cell.row, cell.column).value is None:
+                    where = f"シート「{ws.title}」の" if len(values.worksheets) > 1 else ""
+                    raise InputError(
+                        f"{where}セルが数式で、計算した値が保存されていません。Excel で開いて"
+                        "保存し直すか、数式を値に置き換えてください",
+                        file=file,
+                        row=cell.row,
+                        column=column_letter(cell.column - 1),
+                    )
+
+
 def _clean(value: object) -> str:
     if value is None:
         return ""
@@ -146,7 +196,18 @@ def _clean(value: object) -> str:
         return str(int(value))
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
-    return str(value).replace("\r\n", "\n").replace("\r", "\n").strip()
+    return str(value).replace("\r\n", "\n").replace("\r", "\n").strip(_NOISE)
+
+
+def _quoted(text: str) -> str:
+    """A CSV cell Excel cannot run: ``text`` with a leading quote if it starts like a
+    formula (a lone empty mark such as "-" is not one, and stays as councils write it)."""
+    return f"'{text}" if _FORMULA_START.match(text) and text not in EMPTY_MARKS else text
+
+
+def _unquote(text: str) -> str:
+    """Inverse of :func:`_quoted`: one leading quote off a cell that starts like a formula."""
+    return text[1:] if text.startswith("'") and _FORMULA_START.match(text[1:]) else text
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -159,8 +220,10 @@ def csv_text(rows: list[list[str]]) -> str:
 
 
 def write_csv(path: Path, rows: list[list[str]]) -> None:
-    """UTF-8 with a BOM, so Excel on a Japanese PC opens it without garbling."""
-    path.write_text(csv_text(rows), encoding="utf-8-sig", newline="")
+    """UTF-8 with a BOM, so Excel on a Japanese PC opens it without garbling; cells that
+    start like a formula are quoted (:func:`_quoted`)."""
+    safe = [[_quoted(cell) for cell in row] for row in rows]
+    path.write_text(csv_text(safe), encoding="utf-8-sig", newline="")
 
 
 def write_xlsx(path: Path, sheets: list[Sheet]) -> None:
@@ -171,6 +234,7 @@ def write_xlsx(path: Path, sheets: list[Sheet]) -> None:
         ws = book.create_sheet(sheet.name[:31])
         for row in sheet.rows:
             ws.append(row)
+        _as_text(ws)
         for r, c in sorted(sheet.merged_from_left):
             if (r, c - 1) not in sheet.merged_from_left:
                 end = c
@@ -179,6 +243,15 @@ def write_xlsx(path: Path, sheets: list[Sheet]) -> None:
                 ws.merge_cells(start_row=r + 1, start_column=c, end_row=r + 1, end_column=end + 1)
         _style(ws)
     book.save(path)
+
+
+def _as_text(ws: openpyxl.worksheet.worksheet.Worksheet) -> None:
+    """Make every cell text: openpyxl takes a string starting with "=" for a formula, which
+    Excel would run and which reads back empty."""
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.data_type == "f":
+                cell.data_type = "s"
 
 
 def _style(ws: openpyxl.worksheet.worksheet.Worksheet) -> None:
