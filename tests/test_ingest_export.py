@@ -967,6 +967,16 @@ def test_csv_export_quotes_cells_excel_would_run_as_formulas(
     assert "-" in cells  # a lone dash is an empty mark, not a formula: written as it is
 
 
+def test_every_csv_kb_writes_is_guarded_the_agenda_download_included() -> None:
+    # The agenda CSV (/themes.csv, kb themes --format csv) goes through csv_text too.
+    from kb.sheets.sheet import csv_text
+
+    assert (
+        csv_text([["=HYPERLINK(1)", "-", "看護師不足", "@x"]])
+        == "'=HYPERLINK(1),-,看護師不足,'@x\r\n"
+    )
+
+
 def with_cached_value(path: Path, formula: str, value: str) -> None:
     """Give the formula cell ``formula`` of an openpyxl-written workbook the cached value
     Excel saves beside it (openpyxl writes formulas without one)."""

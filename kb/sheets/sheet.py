@@ -214,16 +214,16 @@ def _unquote(text: str) -> str:
 
 
 def csv_text(rows: list[list[str]]) -> str:
+    """``rows`` as CSV text; cells that start like a formula are quoted (:func:`_quoted`),
+    so neither an export nor an agenda download can run a formula in Excel."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    csv.writer(out, lineterminator="\r\n").writerows([[_quoted(c) for c in r] for r in rows])
     return out.getvalue()
 
 
 def write_csv(path: Path, rows: list[list[str]]) -> None:
-    """UTF-8 with a BOM, so Excel on a Japanese PC opens it without garbling; cells that
-    start like a formula are quoted (:func:`_quoted`)."""
-    safe = [[_quoted(cell) for cell in row] for row in rows]
-    path.write_text(csv_text(safe), encoding="utf-8-sig", newline="")
+    """UTF-8 with a BOM, so Excel on a Japanese PC opens it without garbling."""
+    path.write_text(csv_text(rows), encoding="utf-8-sig", newline="")
 
 
 def write_xlsx(path: Path, sheets: list[Sheet]) -> None:
