@@ -237,6 +237,29 @@ def test_bad_parameters_are_422_naming_the_parameter(client, params, param):
         assert JAPANESE.search(detail[0]["msg"]), detail  # kb's own message, in Japanese
 
 
+# (route, parameters, the parameter named) outside /api/search
+OTHER_BAD_PARAMETERS = [
+    ("/api/themes", {"n": "abc"}, "n"),
+    ("/api/themes", {"n": "0"}, "n"),
+    ("/api/themes", {"year": "abc"}, "year"),
+    ("/api/themes", {"year": "1999"}, "year"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/similar", {"k": "abc"}, "k"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/similar", {"k": "101"}, "k"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/related", {"k": "abc"}, "k"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/related", {"k": "-1"}, "k"),
+]
+
+
+@pytest.mark.parametrize(("route", "params", "param"), OTHER_BAD_PARAMETERS)
+def test_every_api_route_refuses_in_japanese_like_api_search(client, route, params, param):
+    response = client.get(route, params=params)
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["query", param] and detail["type"] == "value_error"
+    assert JAPANESE.search(detail["msg"]) and "Input should" not in detail["msg"], detail
+    assert params[param] in detail["msg"]  # names the value given
+
+
 @pytest.mark.parametrize(("params", "param"), [({"k": "101"}, "k"), ({"q": "あ" * 501}, "q")])
 def test_pages_and_api_refuse_with_the_same_message(client, params, param):
     """One validator for q and k: the page shows the message the API returns."""
@@ -346,6 +369,14 @@ def test_openapi_describes_the_api(client):
         assert path in paths, path
     params = {p["name"] for p in paths["/api/search"]["get"]["parameters"]}
     assert params == {"q", "k", "mode", "field", "org", "category", "year", "fold"}
+    # Parameters read by kb's validators are still documented, with their types.
+    for path, wanted in (
+        ("/api/themes", {"year": "integer", "n": "integer", "field": "array"}),
+        ("/api/cells/{cell_id}/similar", {"cell_id": "string", "k": "integer"}),
+        ("/api/cells/{cell_id}/related", {"cell_id": "string", "k": "integer"}),
+    ):
+        documented = {p["name"]: p["schema"]["type"] for p in paths[path]["get"]["parameters"]}
+        assert documented == wanted, path
     assert not any(p.startswith(("/search", "/cells", "/table")) for p in paths)  # pages hidden
 
 
