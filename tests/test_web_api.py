@@ -718,8 +718,20 @@ def test_unknown_cell_is_a_404_page(client):
 def test_organisation_pages(client, cells):
     response = client.get("/organisations")
     assert response.status_code == 200
-    listed = [a.text for a in html(response).find("ul", cls="org-list").find_all("a")]
+    items = html(response).find("ul", cls="org-list").find_all("li")
+    listed = [li.find("a").text for li in items if "agency" not in li.attrs.get("class", "")]
     assert listed == list(dict.fromkeys(c.organisation for c in cells))
+    # An agency of several sheets is linked once, above its sheets, with their aliases.
+    sheets: dict[str, set[str]] = {}
+    for c in cells:
+        sheets.setdefault(c.agency, set()).add(c.organisation)
+    agencies = [li for li in items if "agency" in li.attrs.get("class", "")]
+    assert [li.find("a").text for li in agencies] == [
+        a for a, names in sheets.items() if len(names) > 1
+    ]
+    fukushi = next(li for li in agencies if li.find("a").text == FUKUSHI)
+    assert unquote(fukushi.find("a").attrs["href"]) == f"/organisations/{FUKUSHI}"
+    assert "障がい福祉課" in fukushi.find("span", cls="aliases").text
 
     for name in (ISHIKAI, MOMIJI, FUKUSHI):  # FUKUSHI: the agency, both of its sheets
         response = client.get(f"/organisations/{name}")
@@ -730,6 +742,25 @@ def test_organisation_pages(client, cells):
         assert own and {f"/cells/{i}" for i in own} <= links, name
         assert all(h.text.strip() for h in page.find_all("h2")), "an empty heading"
     assert client.get("/organisations/存在しない団体").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("alias", "page"),
+    [
+        ("まめの木", "厚木市療育相談センター「まめの木」（厚木市福祉総務課）"),
+        ("もみじ", MOMIJI),
+        ("障がい福祉課", FUKUSHI),  # an alias of sheet ①: the agency, as org= reads it
+        ("座間養護学校", "神奈川県立座間養護学校"),
+        ("訪問看護ステーション　もみじ", MOMIJI),  # another spelling of the name
+    ],
+)
+def test_an_alias_opens_its_organisations_page(client, alias, page):
+    response = client.get(f"/organisations/{alias}", follow_redirects=False)
+    assert response.status_code == 307
+    assert unquote(response.headers["location"]) == f"/organisations/{page}"
+    followed = client.get(f"/organisations/{alias}")
+    assert followed.status_code == 200
+    assert html(followed).find("h1").text.startswith(page)
 
 
 def test_table_page_links_every_indexed_cell(client, cells, service):
