@@ -763,6 +763,41 @@ def test_an_alias_opens_its_organisations_page(client, alias, page):
     assert html(followed).find("h1").text.startswith(page)
 
 
+ID_PAGES = [
+    "/themes",
+    "/themes?field=all",
+    "/table",
+    "/organisations",
+    f"/organisations/{FUKUSHI}",
+    f"/organisations/{MOMIJI}",
+    f"/search?q={NURSE}",
+    f"/search?q={NURSE}&view=cells",
+    "/help",
+]
+
+
+def assert_ids_unique_and_referenced(page: Node, path: str) -> None:
+    """No id twice on ``page``; every aria-labelledby and in-page link names one of them."""
+    ids = [n.attrs["id"] for n in page.find_all() if "id" in n.attrs]
+    assert len(ids) == len(set(ids)), (path, sorted(i for i in set(ids) if ids.count(i) > 1))
+    for node in page.find_all():
+        for name in node.attrs.get("aria-labelledby", "").split():
+            assert name in ids, (path, name)
+        if node.tag == "a" and node.attrs.get("href", "").startswith("#"):
+            assert node.attrs["href"][1:] in ids, (path, node.attrs["href"])
+
+
+@pytest.mark.parametrize("path", ID_PAGES)
+def test_no_id_is_repeated_on_a_page(client, path):
+    assert_ids_unique_and_referenced(html(client.get(path)), path)
+
+
+def test_no_id_is_repeated_on_any_cell_page(client, cells):
+    for cell in cells:
+        path = f"/cells/{cell.id}"
+        assert_ids_unique_and_referenced(html(client.get(path)), path)
+
+
 def test_table_page_links_every_indexed_cell(client, cells, service):
     response = client.get("/table")
     assert response.status_code == 200
