@@ -425,7 +425,7 @@ def hits_of(page: Node) -> list[Node]:
 
 
 def hit_ids(page: Node) -> list[str]:
-    return [a.attrs["aria-labelledby"].removeprefix("hit-") for a in hits_of(page)]
+    return [a.attrs["data-cell"] for a in hits_of(page)]
 
 
 def facets_of(page: Node) -> dict[str, dict[str, tuple[int, str]]]:
@@ -471,9 +471,7 @@ def test_search_page_groups_hits_by_organisation(client, service):
     for group in groups:
         name = group.find("h3", cls="org-name").find("a").text
         for article in hits_of(group):
-            hit = next(
-                h for h in expected if f"hit-{h.chunk.id}" == article.attrs["aria-labelledby"]
-            )
+            hit = next(h for h in expected if h.chunk.id == article.attrs["data-cell"])
             assert hit.chunk.organisation == name
             # every hit: badge, item, text, category, source, link to its cell, its column
             assert article.find("span", cls="badge").text == hit.chunk.field.ja
