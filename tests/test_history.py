@@ -366,7 +366,9 @@ def test_cell_page_puts_last_years_plan_beside_this_years_progress(
     current = section.find("div", cls="plan-done")
     assert "current" in current.attrs["class"].split()
     plan, done = current.find("div", cls="plan"), current.find("div", cls="done")
-    assert "昨年度の予定" in plan.find("h3").text and "今年度の進捗" in done.find("h3").text
+    # Each heading names its own year; the side this page shows says so.
+    assert squeezed(plan.find("h3")) == "2017年度に書いた来年度の予定"
+    assert squeezed(done.find("h3")) == "2018年度の進捗（このページの年度）"
     planned = two_years.chunk(f"{RENUMBERED_2017}-next_year").text
     progress = two_years.chunk(f"{RENUMBERED_2018}-progress").text
     assert squeezed(plan.find("p")) == "".join(planned.split())
@@ -387,8 +389,11 @@ def test_cell_page_of_an_earlier_year_shows_this_years_plan_then_next_years_prog
 ) -> None:
     section = page_of(client, f"/cells/{NURSES_2017}-item").find("section", cls="history")
     pair = section.find("div", cls="plan-done")
-    assert "今年度の予定" in pair.find("div", cls="plan").find("h3").text
-    assert "翌年度の進捗" in pair.find("div", cls="done").find("h3").text
+    # A plan written in 2017 is for 2018, not "this year's" plan.
+    plan = squeezed(pair.find("div", cls="plan").find("h3"))
+    assert plan == "2017年度に書いた来年度の予定（このページの年度）"
+    assert squeezed(pair.find("div", cls="done").find("h3")) == "2018年度の進捗"
+    assert "今年度" not in section.text and "翌年度" not in section.text
     years = section.find("ol", cls="timeline").find_all("li")
     assert years[0].attrs.get("aria-current") == "true" and "2018年度" in years[1].text
 

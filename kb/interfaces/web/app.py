@@ -8,6 +8,8 @@ headers, the request size limit, the memo of whole responses, error pages, loggi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,6 +22,7 @@ from kb.core.settings import Settings
 from kb.interfaces.web import api, pages
 from kb.interfaces.web.answers import Answers
 from kb.interfaces.web.bodylimit import BodyLimit
+from kb.interfaces.web.head import HeadAsGet
 from kb.search.service import SearchService
 
 MAX_BODY_BYTES = 16 * 1024
@@ -91,6 +94,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     _mount_docs(app)
 
+    # Innermost: routes see a HEAD as its GET; Answers still logs it as HEAD.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(
         Answers,
         headers_for=security_headers,
@@ -125,13 +130,36 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+def _allowing_head(headers: Mapping[str, str]) -> dict[str, str]:
+    """An error's ``headers`` with HEAD in ``Allow`` wherever GET is (:mod:`.head`
+    answers it, though routes declare only GET)."""
+    headers = dict(headers)
+    allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+    if "GET" in allowed and "HEAD" not in allowed:
+        headers["Allow"] = ", ".join([*allowed, "HEAD"])
+    return headers
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = _allowing_head(exc.headers or {})
+        message, hint = exc.detail, None  # a 422's detail is a list of errors
+        if exc.status_code == 405:
+            allowed = headers.get("Allow", "GET, HEAD")
+            message = f"{request.method} はこの URL では受け付けていません（使えるのは {allowed}）"
+            hint = "ページはブラウザーで開いてください。API の使い方は /docs にあります。"
+        if _is_api(request) and exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"API に {request.url.path} はありません（一覧は /docs）"  # no such route
         if _is_api(request) or request.url.path.startswith(("/static", "/docs")):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        message = "ページが見つかりません" if exc.status_code == 404 else str(exc.detail)
-        return pages.render(request, "error.html", status=exc.status_code, message=message)
+            return JSONResponse({"detail": message}, status_code=exc.status_code, headers=headers)
+        if exc.status_code == 404:
+            message = "ページが見つかりません"
+        page = pages.render(
+            request, "error.html", status=exc.status_code, message=str(message), hint=hint
+        )
+        page.headers.update(headers)
+        return page
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -42,7 +42,14 @@ from kb.interfaces.web.deps import (
 from kb.search.fold import fold_years, item_history, search_folded
 from kb.search.highlight import as_html, pieces
 from kb.search.service import FACET_DEPTH
-from kb.search.validation import MAX_QUERY_CHARS, check_query, parse_count, parse_k, parse_years
+from kb.search.validation import (
+    MAX_QUERY_CHARS,
+    canonical_organisation,
+    check_query,
+    parse_count,
+    parse_k,
+    parse_years,
+)
 
 # Package data: installed with kb, so a wheel serves its pages from anywhere.
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -181,11 +188,17 @@ def organisations_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/organisations/{name}", response_class=HTMLResponse)
-def organisation_page(request: Request, name: str) -> HTMLResponse:
-    columns = browse.organisation_columns(service_of(request).index.store.all_columns, name)
-    if not columns:
-        raise HTTPException(404, detail=f"団体「{name}」はありません")
-    return render(request, "organisation.html", name=name, columns=columns)
+def organisation_page(request: Request, name: str) -> Response:
+    """An organisation's (or an agency's) items; an alias or another spelling of a name
+    redirects to the page of what it names, as ``org=`` in a search resolves it."""
+    store = service_of(request).index.store
+    columns = browse.organisation_columns(store.all_columns, name)
+    if columns:
+        return render(request, "organisation.html", name=name, columns=columns)
+    canonical = canonical_organisation(store.aliases, name)
+    if canonical != name and browse.organisation_columns(store.all_columns, canonical):
+        return RedirectResponse(f"/organisations/{quote(canonical)}", status_code=307)
+    raise HTTPException(404, detail=f"団体「{name}」はありません")
 
 
 @router.get("/table", response_class=HTMLResponse)
