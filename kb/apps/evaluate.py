@@ -30,7 +30,7 @@ from kb.core.errors import InputError
 from kb.core.fields import FIELDS, Field
 from kb.core.model import Chunk
 from kb.core.text import fold, normalise_organisation
-from kb.core.yamlio import compose_yaml
+from kb.core.yamlio import NodeReader, compose_yaml
 from kb.retrieval.vocabulary import Entry
 from kb.search.fusion import Mode
 from kb.search.service import SearchService
@@ -76,18 +76,14 @@ def select_split(queries: Sequence[EvalQuery], split: str | None) -> list[EvalQu
     return chosen
 
 
-class _Reader:
+class _Reader(NodeReader):
     """Turns the node tree of one query file into queries, or one clear error."""
 
     def __init__(self, path: Path, chunks: Sequence[Chunk]) -> None:
-        self.path = path
+        super().__init__(path)
         self.by_cell: dict[tuple[str, Field], list[Chunk]] = {}
         for chunk in chunks:
             self.by_cell.setdefault((fold(chunk.organisation), chunk.field), []).append(chunk)
-
-    def fail(self, node: yaml.Node | None, message: str) -> InputError:
-        row = node.start_mark.line + 1 if node is not None else None
-        return InputError(message, file=str(self.path), row=row)
 
     def document(self, root: yaml.Node | None) -> list[EvalQuery]:
         empty = "質問がありません（queries: の下に「- query: 検索語」の形で並べてください）"
@@ -99,17 +95,6 @@ class _Reader:
         if not isinstance(listed, yaml.SequenceNode) or not listed.value:
             raise self.fail(listed or root, empty)
         return [self.query(node, split) for node in listed.value]
-
-    def mapping(self, node: yaml.MappingNode, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
-        found: dict[str, yaml.Node] = {}
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.value not in allowed:
-                name = key.value if isinstance(key, yaml.ScalarNode) else "…"
-                raise self.fail(
-                    key, f"「{name}」は使えない見出しです（使えるのは {'・'.join(allowed)}）"
-                )
-            found[key.value] = value
-        return found
 
     def text(self, node: yaml.Node | None, key: str, where: yaml.Node, what: str) -> str:
         """The text written after ``key:``; a failure naming ``what`` when it is missing."""

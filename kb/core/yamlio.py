@@ -75,3 +75,28 @@ def _unreadable(exc: yaml.YAMLError, path: Path) -> InputError:
     # str(exc) spans several lines with source excerpts; errors are reported on one line.
     detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return InputError(f"YAML として読めません（{detail}）", file=str(path), row=row)
+
+
+class NodeReader:
+    """Base of the readers that turn one YAML file's node tree into kb's objects (the
+    vocabulary, the evaluation queries): each failure is an InputError naming the file and
+    the line of the node at fault."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, node: yaml.Node | None, message: str) -> InputError:
+        row = node.start_mark.line + 1 if node is not None else None
+        return InputError(message, file=str(self.path), row=row)
+
+    def mapping(self, node: yaml.MappingNode, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
+        """``node``'s keys and values; a key outside ``allowed`` fails, naming what is."""
+        found: dict[str, yaml.Node] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.value not in allowed:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "（リストや表）"
+                raise self.fail(
+                    key, f"「{name}」は使えない見出しです（使えるのは {'・'.join(allowed)}）"
+                )
+            found[key.value] = value
+        return found

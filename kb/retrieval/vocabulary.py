@@ -33,8 +33,7 @@ import ahocorasick
 import simplemma
 import yaml
 
-from kb.core.errors import InputError
-from kb.core.yamlio import compose_yaml
+from kb.core.yamlio import NodeReader, compose_yaml
 
 LEGS = ("lexical", "dense")
 # Left out, ``legs`` is lexical for groups (on eval/tune.yaml, adding a group's words to the
@@ -210,14 +209,8 @@ def _whole(text: str, start: int, stop: int, word: str) -> bool:
     )
 
 
-class _Reader:
+class _Reader(NodeReader):
     """Turns the node tree of one vocabulary file into entries, or one clear error."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, node: yaml.Node, message: str) -> InputError:
-        return InputError(message, file=str(self.path), row=node.start_mark.line + 1)
 
     def document(self, root: yaml.Node) -> list[Entry]:
         if _is_null(root):
@@ -243,16 +236,6 @@ class _Reader:
                 raise self.fail(node, "概念には「concept: 名前」で名前を付けてください")
             entries += self.concept(parts, name.value.strip())
         return entries
-
-    def mapping(self, node: yaml.MappingNode, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
-        found: dict[str, yaml.Node] = {}
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.value not in allowed:
-                raise self.fail(
-                    key, f"「{_text(key)}」は使えない見出しです（使えるのは {'・'.join(allowed)}）"
-                )
-            found[key.value] = value
-        return found
 
     def concept(self, parts: dict[str, yaml.Node], name: str) -> list[Entry]:
         """The entries of one concept, from its ``mapping`` parts."""
