@@ -829,6 +829,15 @@ def test_help_page(client):
     assert "該当する記載は見つかりませんでした" in page.text and "関連が薄い候補" in page.text
     assert [a.text for a in page.find("ul", cls="examples").find_all("a")] == list(EXAMPLES)
     assert {f.ja for f in FIELDS} <= {s.text for s in page.find_all("span", cls="badge")}
+    # The features it names, by the names the pages give them.
+    named = {s.text for s in page.find_all("strong")}
+    cell_page = html(client.get(f"/cells/{FUKUSHI_1_CHALLENGE}"))
+    for heading in ("他の団体の似たセル", "この課題に、他の団体が取り組んでいること"):
+        assert heading in named and heading in {h.text for h in cell_page.find_all("h2")}
+    assert "この項目の年度ごとの歩み" in named
+    results = html(client.get("/search", params={"q": NURSE})).text
+    for toggle in ("団体ごと", "セルごと", "同じ項目をまとめる"):
+        assert f"「{toggle}」" in page.text and toggle in results
 
 
 @pytest.mark.parametrize(
