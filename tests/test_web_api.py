@@ -821,6 +821,29 @@ def test_table_page_links_every_indexed_cell(client, cells, service):
         assert region.attrs["tabindex"] == "0" and region.attrs["role"] == "region"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/search?q={NURSE}",
+        f"/search?q={NURSE}&view=cells",
+        "/search?q=ゴルフ場",
+        "/themes",
+        f"/cells/{FUKUSHI_1_CHALLENGE}",
+        "/help",
+    ],
+)
+def test_headings_never_skip_a_level(client, url):
+    """Screen-reader users move by headings: a result card sits one level under its group
+    (団体ごと: the organisation's h3, then h4 cards), never beside it."""
+    text = client.get(url).text
+    levels = [int(n) for n in re.findall(r"<h([1-6])[\s>]", text)]
+    assert levels[0] == 1
+    assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), levels
+    for group in parse(text).find_all("section", cls="org-group"):  # 団体ごと
+        assert group.find_all("h3", cls="org-name") and not group.find_all("h3", cls="hit-title")
+        assert group.find_all("h4", cls="hit-title")
+
+
 def test_help_page(client):
     response = client.get("/help")
     assert response.status_code == 200
