@@ -3,6 +3,7 @@ index), and the real ``kb serve`` command in a subprocess."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -838,7 +839,7 @@ def test_headings_never_skip_a_level(client, url):
     text = client.get(url).text
     levels = [int(n) for n in re.findall(r"<h([1-6])[\s>]", text)]
     assert levels[0] == 1
-    assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), levels
+    assert all(b <= a + 1 for a, b in itertools.pairwise(levels)), levels
     for group in parse(text).find_all("section", cls="org-group"):  # 団体ごと
         assert group.find_all("h3", cls="org-name") and not group.find_all("h3", cls="hit-title")
         assert group.find_all("h4", cls="hit-title")
