@@ -380,6 +380,25 @@ def test_openapi_describes_the_api(client):
         assert documented == wanted, path
     assert not any(p.startswith(("/search", "/cells", "/table")) for p in paths)  # pages hidden
 
+    # The hit shape is documented as it is sent: every key of a real hit, nothing else
+    # (earlier only when folded).
+    def hit_keys(operation: dict) -> set[str]:
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        items = schema.get("items") or schema.get("properties", {}).get("hits", {}).get("items")
+        return set((items or schema)["properties"])
+
+    hit = client.get("/api/search", params={"q": NURSE}).json()["hits"][0]
+    folded = client.get("/api/search", params={"q": NURSE, "fold": "true"}).json()["hits"][0]
+    assert set(hit) | {"earlier"} == set(folded)
+    for path in (
+        "/api/search",
+        "/api/cells/{cell_id}",
+        "/api/cells/{cell_id}/similar",
+        "/api/cells/{cell_id}/related",
+    ):
+        assert hit_keys(paths[path]["get"]) == set(folded), path
+    assert "404" in paths["/api/cells/{cell_id}/related"]["get"]["responses"]
+
 
 def test_docs_use_only_local_assets(client):
     response = client.get("/docs")

@@ -69,7 +69,9 @@ SEARCH_PARAMETERS = [
         {"type": "string", "enum": [m.value for m in Mode], "default": "hybrid"},
     ),
     _query_parameter(
-        "field", "欄（複数可）", _many({"type": "string", "enum": [f.value for f in Field]})
+        "field",
+        "欄（複数可。課題・来年度 などの表示名も使えます）",
+        _many({"type": "string", "enum": [f.value for f in Field]}),
     ),
     _query_parameter("org", "団体名または略称（複数可）", _many({"type": "string"})),
     _query_parameter("category", "課題区分（複数可）", _many({"type": "string"})),
@@ -80,6 +82,58 @@ SEARCH_PARAMETERS = [
         {"type": "boolean", "default": False},
     ),
 ]
+
+
+def _typed(kind: str, description: str, **more: object) -> dict:
+    return {"type": kind, "description": description, **more}
+
+
+# The one hit shape of every answer (kb search --json, similar, related, themes' cells), as
+# the OpenAPI document shows it; tests/test_web_api.py checks it against a real hit.
+HIT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": _typed("string", "セルの ID（年度-会議-列キー-欄）"),
+        "year": _typed("integer", "年度"),
+        "council": _typed("string", "会議名"),
+        "document": _typed("string", "資料番号"),
+        "page": _typed("integer", "元の資料のページ"),
+        "organisation": _typed("string", "団体名（①② も含む）"),
+        "agency": _typed("string", "団体名（①② を除く）"),
+        "item_no": _typed("integer", "項目番号（最初のもの。ないときは null）", nullable=True),
+        "item_nos": _typed("array", "項目番号のすべて", items={"type": "integer"}),
+        "item_title": _typed("string", "項目名"),
+        "category": _typed("string", "課題区分"),
+        "field": _typed("string", "欄", enum=[f.value for f in Field]),
+        "field_ja": _typed("string", "欄の表示名（項目・進捗・課題・解決策・来年度）"),
+        "text": _typed("string", "セルの内容"),
+        "score": _typed("number", "並べ替えの値（検索: 順位の融合値、似たセル: 意味の近さ）"),
+        "confident": _typed("boolean", "答えとして示す根拠があるか（false は「関連が薄い候補」）"),
+        "matched_terms": _typed(
+            "array", "セルの中で検索語に当たった言葉", items={"type": "string"}
+        ),
+        "column": _typed(
+            "array",
+            "同じ列（同じ団体・項目）の他の欄",
+            items={
+                "type": "object",
+                "properties": {k: {"type": "string"} for k in ("id", "field", "field_ja", "text")},
+            },
+        ),
+        "earlier": _typed(
+            "array",
+            "fold=true のとき: 同じ項目の以前の年度のセル（同じ形）",
+            items={"type": "object"},
+        ),
+    },
+}
+_JSON = "application/json"
+NOT_FOUND = {"description": "そのセルはありません", "content": {_JSON: {}}}
+REFUSED = {"description": "値が使えないパラメーター（detail の loc と msg が名指しする）"}
+HITS = {
+    "description": "ヒットの一覧（よい順）",
+    "content": {_JSON: {"schema": {"type": "array", "items": HIT_SCHEMA}}},
+}
 
 
 class Answer(JSONResponse):
@@ -100,6 +154,23 @@ def _unprocessable(exc: FilterError, where: str = "query") -> HTTPException:
     "/search",
     summary="セルを検索する（kb search --json と同じ形）",
     openapi_extra={"parameters": SEARCH_PARAMETERS},
+    responses={
+        200: {
+            "description": "検索語とヒット（よい順）",
+            "content": {
+                _JSON: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "query": {"type": "string"},
+                            "hits": {"type": "array", "items": HIT_SCHEMA},
+                        },
+                    }
+                }
+            },
+        },
+        422: REFUSED,
+    },
 )
 async def api_search(request: Request) -> Response:
     # Parameters are read by kb's own validators rather than declared to FastAPI: its
@@ -145,7 +216,11 @@ def server_timing(timings: dict[str, float], embedded_ms: float) -> str:
     return ", ".join(f"{phase};dur={ms:.2f}" for phase, ms in timings.items())
 
 
-@router.get("/cells/{cell_id}", summary="セル1件と同じ列の他の欄")
+@router.get(
+    "/cells/{cell_id}",
+    summary="セル1件と同じ列の他の欄",
+    responses={200: {"content": {_JSON: {"schema": HIT_SCHEMA}}}, 404: NOT_FOUND},
+)
 def api_cell(request: Request, cell_id: str) -> dict:
     return cell_or_404(request, cell_id).as_dict()
 
@@ -168,6 +243,7 @@ DEFAULT_ABOUT_K = 5
     "/cells/{cell_id}/similar",
     summary="他の団体の似たセル",
     openapi_extra={"parameters": [K_PARAMETER]},
+    responses={200: HITS, 404: NOT_FOUND, 422: REFUSED},
 )
 def api_similar(request: Request, cell_id: str) -> list[dict]:
     return _hits_about(request, cell_id, SearchService.similar)
@@ -177,6 +253,7 @@ def api_similar(request: Request, cell_id: str) -> list[dict]:
     "/cells/{cell_id}/related",
     summary="この課題に他の団体が取り組んでいること",
     openapi_extra={"parameters": [K_PARAMETER]},
+    responses={200: HITS, 404: NOT_FOUND, 422: REFUSED},
 )
 def api_related(request: Request, cell_id: str) -> list[dict]:
     return _hits_about(request, cell_id, SearchService.related_to_challenge)
