@@ -44,8 +44,6 @@ from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
 from kb.core.model import Table
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
-
-# The era pattern ingest reads years with (kb/sheets has no public name for it), not a copy.
 from kb.sheets.ingest import TableMeta, read_table, year_in_words
 from kb.sheets.sheet import CSV_ENCODINGS
 

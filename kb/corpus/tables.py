@@ -185,11 +185,14 @@ def load_table(path: Path) -> Table:
     return table_from_dict(read_yaml(path), str(path))
 
 
+def slug_list(slugs: Iterable[str]) -> str:
+    """Table slugs as a message lists them: 2017-atsugi、2018-atsugi (なし for none)."""
+    return "、".join(slugs) or "なし"
+
+
 def no_such_table(slug: str, known: Iterable[str]) -> KbError:
     """The error for a ``--table`` naming none of the ``known`` table slugs, listing them."""
-    return KbError(
-        f"--table「{slug}」という表はありません（あるもの: {'、'.join(known) or 'なし'}）"
-    )
+    return KbError(f"--table「{slug}」という表はありません（あるもの: {slug_list(known)}）")
 
 
 def table_text(table: Table) -> str:

@@ -18,7 +18,7 @@ import click
 
 from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
-from kb.corpus.tables import Corpus, no_such_table
+from kb.corpus.tables import Corpus, no_such_table, slug_list
 from kb.interfaces.usage import KbGroup, fail
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def export(
         # A sheet reads back as one table (kb ingest writes one file per year and council).
         raise KbError(
             "表が複数あります。xlsx・csv には表を1つずつ書き出すので、--table で"
-            f"選んでください（{_slugs(loaded)}）"
+            f"選んでください（{slug_list(t.slug for t in loaded.tables)}）"
         )
     (table,) = chosen
     if layout == "long":
@@ -235,10 +235,6 @@ def _chosen_tables(loaded: Corpus, slug: str | None) -> list:
     if not chosen:
         raise no_such_table(slug, (t.slug for t in loaded.tables))
     return chosen
-
-
-def _slugs(loaded: Corpus) -> str:
-    return "、".join(t.slug for t in loaded.tables) or "なし"
 
 
 # --- index and search ------------------------------------------------------------------

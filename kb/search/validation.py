@@ -16,8 +16,9 @@ from kb.retrieval.store import Filters
 from kb.search.fusion import Mode
 
 MAX_K = 100
-_FIELD_NAMES = {name: f for f in FIELDS for name in (f.value, f.ja)}
 MAX_QUERY_CHARS = 500
+# What a field filter may name: the code (challenge) or the label the pages show (課題).
+_FIELD_NAMES = {name: f for f in FIELDS for name in (f.value, f.ja)}
 
 
 def check_k(k: int) -> int:
@@ -78,6 +79,12 @@ def parse_years(raw: Iterable[str]) -> list[int]:
     if not all(y.strip().isdigit() for y in raw):
         raise FilterError(f"年度は数字で指定してください（{'、'.join(raw)}）", param="year")
     return [int(y) for y in raw]
+
+
+def parse_year(raw: str) -> int | None:
+    """A single ``year`` parameter (/table, /themes, /api/themes): blank means none."""
+    years = parse_years([raw] if raw.strip() else [])
+    return years[0] if years else None
 
 
 def parse_count(raw: str) -> int | None:

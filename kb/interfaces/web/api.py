@@ -35,6 +35,7 @@ from kb.search.validation import (
     parse_flag,
     parse_k,
     parse_mode,
+    parse_year,
     parse_years,
 )
 
@@ -233,10 +234,12 @@ def api_history(request: Request, cell_id: str) -> dict:
 
 
 # The ``k`` of /api/cells/{id}/similar and /related, read by hand like /api/search's.
-K_PARAMETER = _query_parameter(
-    "k", f"件数（1〜{MAX_K}）", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5}
-)
 DEFAULT_ABOUT_K = 5
+K_PARAMETER = _query_parameter(
+    "k",
+    f"件数（1〜{MAX_K}）",
+    {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_ABOUT_K},
+)
 
 
 @router.get(
@@ -310,8 +313,7 @@ def api_themes(
 ) -> dict:
     params = request.query_params
     try:
-        years = parse_years([params["year"]] if params.get("year", "").strip() else [])
-        n = parse_count(params.get("n", ""))
-        return agenda(request, years[0] if years else None, field or DEFAULT_FIELDS, n).as_dict()
+        year, n = parse_year(params.get("year", "")), parse_count(params.get("n", ""))
+        return agenda(request, year, field or DEFAULT_FIELDS, n).as_dict()
     except FilterError as exc:
         raise _unprocessable(exc) from exc

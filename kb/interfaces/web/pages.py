@@ -48,6 +48,7 @@ from kb.search.validation import (
     check_query,
     parse_count,
     parse_k,
+    parse_year,
     parse_years,
 )
 
@@ -207,10 +208,9 @@ def table_page(request: Request, year: str = "") -> HTMLResponse:
     store = service_of(request).index.store
     context: dict = {"years": sorted(store.values["year"], reverse=True), "year": None}
     try:
-        picked = parse_years([year] if year.strip() else [])
+        context["year"] = parse_year(year)
     except FilterError as exc:
         return render(request, "table.html", status=422, error=str(exc), grids=[], **context)
-    context["year"] = picked[0] if picked else None
     columns = [v for v in store.all_columns if context["year"] in (None, v.year)]
     if not columns:
         error = f"{context['year']}年度の表はありません"
@@ -228,8 +228,7 @@ def help_page(request: Request) -> HTMLResponse:
 
 def _page_agenda(request: Request, year: str, field: list[str], n: str) -> Agenda:
     """The agenda for a page's GET parameters; FilterError for values kb does not know."""
-    years = parse_years([year] if year.strip() else [])
-    return agenda(request, years[0] if years else None, field or DEFAULT_FIELDS, parse_count(n))
+    return agenda(request, parse_year(year), field or DEFAULT_FIELDS, parse_count(n))
 
 
 def _download(agenda: Agenda, text: str, suffix: str, media_type: str) -> Response:
