@@ -7,6 +7,7 @@ the admin folder in the test's scratch space.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import stat
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
+import openpyxl
 import pytest
 from admin_helpers import (
     DATA,
@@ -378,6 +380,32 @@ def test_upload_page_shows_errors_with_file_row_and_column(client):
     assert done.status_code == 303 and done.headers["location"].startswith("/admin/jobs/")
     wait_job(client, done.headers["location"].rsplit("/", 1)[1])
     assert "反映しました" in client.get(done.headers["location"]).text
+
+
+def test_a_workbook_keeping_last_years_table_on_a_tab_is_refused_naming_the_tab(
+    client, settings, token, digest
+):
+    """The FY2018 workbook with the FY2017 table copied onto a tab (as offices keep a
+    year per tab) was read as one FY2018 table of both years' cells."""
+    book = openpyxl.load_workbook(FY2018_XLSX)
+    last_year = book.create_sheet("H29")
+    for row in council_sheet(wide_csv_rows(Corpus.load(settings.corpus_dir).tables[0])):
+        last_year.append(row)
+    data = io.BytesIO()
+    book.save(data)
+    corpus_before = digest(settings.corpus_dir)
+    refused = _upload(client, data.getvalue(), "H30.xlsx", token)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == (
+        "H30.xlsx（シート「H29」）: このシートは2017年度の表ですが、シート「1ページ」は"
+        "2018年度の表です。1つのファイルには1つの年度・会議の表だけを入れ、"
+        "ほかの表のシートは削除してください"
+    )
+    del book["H29"]
+    data = io.BytesIO()
+    book.save(data)
+    assert _upload(client, data.getvalue(), "H30.xlsx", token).json()["added"] == 71
+    assert digest(settings.corpus_dir) == corpus_before
 
 
 def test_two_applies_at_once_are_serialised_and_neither_is_lost(client, settings, token):

@@ -450,6 +450,22 @@ def xlsx_bytes(rows: list[list[str]]) -> bytes:
     return out.getvalue()
 
 
+def workbook_bytes(sheets: dict[str, list[list[str]]], hidden: tuple[str, ...] = ()) -> bytes:
+    """A workbook with a sheet per entry, in order; those named in ``hidden`` hidden."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+        sheet.sheet_state = "hidden" if name in hidden else "visible"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+PAGE_2 = WIDE[3:]  # a second page: its block without the table's own rows
+
 # Bytes that are neither UTF-8 (0x81 cannot start a character) nor cp932 (0x7f cannot
 # follow the lead byte 0x81).
 UNDECODABLE = "団体名,A病院\n".encode() + b"\x81\x7f\n"
@@ -615,6 +631,55 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         None,
     ),
     ("no-table", "wide.csv", csv_bytes([["メモ", "来週に送ります"]]), "表が見つかりません", None),
+    (
+        # Last year's table kept on a tab of this year's workbook: once read as more pages
+        # of this year's table.
+        "xlsx-last-years-table-on-a-tab",
+        "wide.xlsx",
+        workbook_bytes({"H30": WIDE, "H29": edited(WIDE, 2, 1, "2017")}),
+        "このシートは2017年度の表ですが、シート「H30」は2018年度の表です。"
+        "1つのファイルには1つの年度・会議の表だけを入れ、ほかの表のシートは削除してください",
+        "シート「H29」",
+    ),
+    (
+        "xlsx-last-years-tab-stating-its-year-in-its-title",
+        "wide.xlsx",
+        workbook_bytes({"H30": WIDE, "H29": [["平成29年度取組み進捗状況一覧"], *PAGE_2]}),
+        "このシートは2017年度の表ですが、シート「H30」は2018年度の表です",
+        "シート「H29」",
+    ),
+    (
+        "xlsx-another-councils-table-on-a-tab",
+        "wide.xlsx",
+        workbook_bytes({"A": WIDE, "B": edited(WIDE, 1, 1, "ほかの会議")}),
+        "このシートは「ほかの会議」の表ですが、シート「A」は「テスト会議」の表です",
+        "シート「B」",
+    ),
+    (
+        "xlsx-hidden-sheet-holding-a-table",
+        "wide.xlsx",
+        workbook_bytes({"H30": WIDE, "記入例": PAGE_2}, hidden=("記入例",)),
+        "非表示のシートに表があります。この表のページなら再表示し、"
+        "ほかの年度の表や記入例なら削除してから、もう一度選んでください",
+        "シート「記入例」",
+    ),
+    (
+        # A row and column alone would point at the first sheet.
+        "xlsx-error-on-the-second-page-names-its-sheet",
+        "wide.xlsx",
+        workbook_bytes({"1ページ": WIDE, "2ページ": edited(PAGE_2, 4, 0, "感想")}),
+        "不明な行見出し「感想」です",
+        "シート「2ページ」、4行目、A列",
+    ),
+    (
+        "xlsx-duplicate-column-on-the-second-page-names-its-sheet",
+        "wide.xlsx",
+        workbook_bytes(
+            {"1ページ": WIDE, "2ページ": [*PAGE_2, ["ページ", "1", "1"]]},
+        ),
+        "同じ列が2つあります: A病院 項目1（1ページ）",
+        "シート「2ページ」、2行目、B列",
+    ),
 ]
 
 

@@ -235,7 +235,9 @@ def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Upl
             file_year = _stated_year(path, given) if given.year is not None else table.year
         except InputError as exc:
             problem = exc.problem.replace(str(path), name)
-            raise InputError(problem, file=name, row=exc.row, column=exc.column) from None
+            raise InputError(
+                problem, file=name, row=exc.row, column=exc.column, sheet=exc.sheet
+            ) from None
         except KbError:
             raise
         except Exception as exc:  # openpyxl on a malformed workbook: anything can come out

@@ -17,17 +17,31 @@ class InputError(KbError):
         file: str | None = None,
         row: int | None = None,
         column: str | None = None,
+        sheet: str | None = None,
     ) -> None:
-        """``column`` is written as the user sees it: "C列" in a sheet, "列 c03" in YAML."""
+        """``column`` is written as the user sees it: "C列" in a sheet, "列 c03" in YAML;
+        ``sheet`` names the worksheet of a workbook of several (its row and column alone
+        would point at the first sheet)."""
         self.problem = message
         self.file = file
         self.row = row
         self.column = column
+        self.sheet = sheet
         super().__init__(self._render())
 
+    def in_sheet(self, sheet: str | None) -> InputError:
+        """This error, naming ``sheet`` too (unchanged when it names one already or
+        ``sheet`` is None)."""
+        if sheet is None or self.sheet is not None:
+            return self
+        return InputError(
+            self.problem, file=self.file, row=self.row, column=self.column, sheet=sheet
+        )
+
     def _render(self) -> str:
-        # Rendered the way office staff name a spot in a sheet: 「data.csv（3行目、C列）」.
-        spot = []
+        # Rendered the way office staff name a spot in a sheet:
+        # 「data.xlsx（シート「2ページ」、3行目、C列）」.
+        spot = [f"シート「{self.sheet}」"] if self.sheet is not None else []
         if self.row is not None:
             spot.append(f"{self.row}行目")
         if self.column is not None:

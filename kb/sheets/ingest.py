@@ -101,6 +101,7 @@ class _Draft:
     notes: dict[str, str] = field(default_factory=dict)
     where: dict[str, tuple[int, str]] = field(default_factory=dict)  # part → (row, column)
     stated: set[str] = field(default_factory=set)  # of keys.STATED: what the sheet has rows for
+    sheet: str | None = None  # its worksheet, named in errors when a workbook has several
 
 
 # --- wide layout -----------------------------------------------------------------------
@@ -138,8 +139,11 @@ def _row_of(sheet: Sheet, label: str) -> int | None:
     )
 
 
-def _read_block(sheet: Sheet, start: int, end: int, page: int, file: str) -> list[_Draft]:
-    """Columns of the block of rows [start, end) whose first row is the 団体名 row."""
+def _read_block(
+    sheet: Sheet, start: int, end: int, page: int, file: str, name: str | None
+) -> list[_Draft]:
+    """Columns of the block of rows [start, end) whose first row is the 団体名 row; ``name``:
+    the sheet's name to give in errors (None in a file of one sheet)."""
     used = [c for c in range(1, sheet.width) if any(sheet.cell(r, c) for r in range(start, end))]
     drafts: dict[int, _Draft] = {}
     previous: _Draft | None = None
@@ -154,6 +158,7 @@ def _read_block(sheet: Sheet, start: int, end: int, page: int, file: str) -> lis
             page=page,
             organisation=heading or previous.organisation,  # type: ignore[union-attr]
             shares_heading=not heading,
+            sheet=name,
         )
     seen_fields: dict[Field, int] = {}
     last: Field | None = None
@@ -220,17 +225,58 @@ def _block_end(sheet: Sheet, start: int, limit: int) -> int:
 
 
 def _read_wide(sheets: list[Sheet], file: str) -> tuple[TableMeta, list[_Draft]]:
+    """The table of a wide workbook: each sheet with a 団体名 row is more of its pages.
+
+    Errors name the sheet when there are several. A sheet stating another year or council
+    than an earlier one (last year's table kept on a tab) is refused, and so is a hidden
+    sheet holding a table: either would otherwise be read into this table unseen."""
     meta = TableMeta()
     drafts: list[_Draft] = []
+    stated: dict[str, tuple[str, object]] = {}  # year / council → (first sheet, value)
     for sheet in sheets:
         starts = [r for r in range(len(sheet.rows)) if _is_block_start(sheet, r)]
         if not starts:
             continue
-        meta = meta.fill(_read_meta_rows(sheet, starts[0], file))
-        for start, limit in zip(starts, [*starts[1:], len(sheet.rows)], strict=True):
-            page = len({d.page for d in drafts}) + 1
-            drafts += _read_block(sheet, start, _block_end(sheet, start, limit), page, file)
+        name = sheet.name if len(sheets) > 1 else None
+        try:
+            if sheet.hidden:
+                raise InputError(
+                    "非表示のシートに表があります。この表のページなら再表示し、"
+                    "ほかの年度の表や記入例なら削除してから、もう一度選んでください",
+                    file=file,
+                )
+            own = _read_meta_rows(sheet, starts[0], file)
+            _check_same_table(stated, sheet.name, own, file)
+            meta = meta.fill(own)
+            for start, limit in zip(starts, [*starts[1:], len(sheet.rows)], strict=True):
+                page = len({d.page for d in drafts}) + 1
+                end = _block_end(sheet, start, limit)
+                drafts += _read_block(sheet, start, end, page, file, name)
+        except InputError as exc:
+            raise exc.in_sheet(name) from None
     return meta, drafts
+
+
+def _check_same_table(
+    stated: dict[str, tuple[str, object]], sheet: str, own: TableMeta, file: str
+) -> None:
+    """Refuse a sheet whose year (its 年度 row, else its title) or council differs from the
+    first sheet stating one; ``stated`` collects those first statements."""
+    title_year = parse_year(own.title) if own.title else None
+    for attr, value, shown in (
+        ("year", own.year or title_year, lambda v: f"{v}年度"),
+        ("council", own.council, lambda v: f"「{v}」"),
+    ):
+        if value in (None, ""):
+            continue
+        first_sheet, first = stated.setdefault(attr, (sheet, value))
+        if value != first:
+            raise InputError(
+                f"このシートは{shown(value)}の表ですが、シート「{first_sheet}」は"
+                f"{shown(first)}の表です。1つのファイルには1つの年度・会議の表だけを入れ、"
+                "ほかの表のシートは削除してください",
+                file=file,
+            )
 
 
 # --- long layout -----------------------------------------------------------------------
@@ -405,7 +451,11 @@ def _column(draft: _Draft, file: str) -> Column:
             notes.update(parse_notes(extras["notes"]))
         except ValueError as exc:
             raise InputError(
-                str(exc), file=file, row=draft.where["notes"][0], column=draft.where["notes"][1]
+                str(exc),
+                file=file,
+                row=draft.where["notes"][0],
+                column=draft.where["notes"][1],
+                sheet=draft.sheet,
             ) from None
     guessed_nos, guessed_title = guess_item(
         draft.cells.get(Field.item, ""), split_categories(draft.category)
@@ -421,8 +471,14 @@ def _column(draft: _Draft, file: str) -> Column:
                 file=file,
                 row=row,
                 column=col,
+                sheet=draft.sheet,
             ) from None
-    page = _int(extras["page"], file, *draft.where["page"]) if extras.get("page") else draft.page
+    try:
+        page = (
+            _int(extras["page"], file, *draft.where["page"]) if extras.get("page") else draft.page
+        )
+    except InputError as exc:
+        raise exc.in_sheet(draft.sheet) from None
     return Column(
         key=extras.get("key", ""),
         page=page,
@@ -458,7 +514,13 @@ def _check_duplicates(columns: list[Column], drafts: list[_Draft], file: str) ->
                     if key == "key"
                     else f"{column.organisation} 項目{column.item_no}（{column.page}ページ）"
                 )
-                raise InputError(f"同じ列が2つあります: {what}", file=file, row=row, column=col)
+                raise InputError(
+                    f"同じ列が2つあります: {what}",
+                    file=file,
+                    row=row,
+                    column=col,
+                    sheet=draft.sheet,
+                )
             seen[(key, clash)] = column
 
 
@@ -529,8 +591,9 @@ def _check_links(table: Table, drafts: list[_Draft], corpus: Corpus, file: str) 
         raise InputError(
             message, file=str(table_path(corpus.root, broken)), column=f"列 {column.key}"
         )
-    row, col = drafts[table.columns.index(column)].where["continues"]
-    raise InputError(message, file=file, row=row, column=col)
+    draft = drafts[table.columns.index(column)]
+    row, col = draft.where["continues"]
+    raise InputError(message, file=file, row=row, column=col, sheet=draft.sheet)
 
 
 def ingest(

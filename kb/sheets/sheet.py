@@ -46,6 +46,7 @@ class Sheet:
     merged_from_left: set[tuple[int, int]] = field(default_factory=set)
     # xlsx records merges; CSV cannot, so there a blank cell may stand for one.
     knows_merges: bool = False
+    hidden: bool = False  # a worksheet hidden in Excel (a CSV never is)
 
     def cell(self, row: int, col: int) -> str:
         line = self.rows[row]
@@ -111,13 +112,13 @@ def _check_cell_lengths(sheets: list[Sheet], file: str) -> None:
         for r, row in enumerate(sheet.rows):
             for c, cell in enumerate(row):
                 if len(cell) > MAX_CELL_CHARS:
-                    where = f"シート「{sheet.name}」の" if len(sheets) > 1 else ""
                     raise InputError(
-                        f"{where}セルが長すぎます（{len(cell):,}文字。"
+                        f"セルが長すぎます（{len(cell):,}文字。"
                         f"1つのセルは{MAX_CELL_CHARS:,}文字までです）",
                         file=file,
                         row=r + 1,
                         column=column_letter(c),
+                        sheet=sheet.name if len(sheets) > 1 else None,
                     )
 
 
@@ -153,7 +154,15 @@ def _read_xlsx(path: Path) -> list[Sheet]:
             for r in range(rng.min_row, rng.max_row + 1)
             for c in range(rng.min_col + 1, rng.max_col + 1)
         }
-        sheets.append(Sheet(name=ws.title, rows=rows, merged_from_left=merged, knows_merges=True))
+        sheets.append(
+            Sheet(
+                name=ws.title,
+                rows=rows,
+                merged_from_left=merged,
+                knows_merges=True,
+                hidden=ws.sheet_state != "visible",
+            )
+        )
     return sheets
 
 
@@ -179,13 +188,13 @@ def _check_formulas(values: openpyxl.Workbook, formulas: openpyxl.Workbook, file
         for row in ws_formulas.iter_rows():
             for cell in row:
                 if cell.data_type == "f" and ws.cell(cell.row, cell.column).value is None:
-                    where = f"シート「{ws.title}」の" if len(values.worksheets) > 1 else ""
                     raise InputError(
-                        f"{where}セルが数式で、計算した値が保存されていません。Excel で開いて"
+                        "セルが数式で、計算した値が保存されていません。Excel で開いて"
                         "保存し直すか、数式を値に置き換えてください",
                         file=file,
                         row=cell.row,
                         column=column_letter(cell.column - 1),
+                        sheet=ws.title if len(values.worksheets) > 1 else None,
                     )
 
 
