@@ -408,6 +408,45 @@ def test_a_workbook_keeping_last_years_table_on_a_tab_is_refused_naming_the_tab(
     assert digest(settings.corpus_dir) == corpus_before
 
 
+def _without_lines(starting: tuple[str, ...]) -> bytes:
+    """The FY2018 CSV without the lines that start with one of ``starting``."""
+    lines = FY2018_CSV.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith(starting)).encode()
+
+
+@pytest.mark.parametrize(
+    ("rows", "form_says", "api_says"),
+    [
+        (
+            ("会議,", "会議ID,"),
+            "アップロードの画面の「会議名」の欄に入れてください",
+            "council（会議名）",
+        ),
+        (
+            ("年度,", "表題,"),
+            "アップロードの画面の「年度」の欄に西暦で入れてください",
+            "year（年度、西暦）",
+        ),
+    ],
+    ids=["council", "year"],
+)
+def test_a_sheet_without_its_council_or_year_asks_for_the_forms_field(
+    client, token, rows, form_says, api_says
+):
+    """The upload said 「--council で指定してください」, an option of a command the
+    secretariat does not use."""
+    data = _without_lines(rows)
+    api = _upload(client, data, "fy2018.csv", token)
+    assert api.status_code == 422
+    assert api_says in api.json()["error"] and "--" not in api.json()["error"]
+    sign_in(client)
+    page = client.post(
+        "/admin/upload", data={"csrf": session_csrf(client)}, files={"file": ("fy2018.csv", data)}
+    )
+    assert page.status_code == 422
+    assert form_says in page.text and "--" not in page.text.split("admin-error")[1][:300]
+
+
 def test_two_applies_at_once_are_serialised_and_neither_is_lost(client, settings, token):
     table = Corpus.load(settings.corpus_dir).tables[0]
     rows = [

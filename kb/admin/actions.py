@@ -13,6 +13,8 @@ from kb.admin.audit import Conflict
 from kb.admin.changes import edited_table
 from kb.admin.jobs import Job
 from kb.admin.uploads import (
+    API_ASK,
+    FORM_ASK,
     MAX_UPLOAD_BYTES,
     Preview,
     TooLarge,
@@ -40,8 +42,9 @@ async def uploaded(request: Request, who: Who, form: FormData) -> Preview:
         council=form_text(form, "council").strip()[:200] or None,
     )
     corpus = await run_in_threadpool(Corpus.load, admin.settings.corpus_dir)
+    ask = API_ASK if request.url.path.startswith("/api/") else FORM_ASK
     return await run_in_threadpool(
-        admin.previews.create, data, display_name(upload.filename), meta, corpus, who.user
+        admin.previews.create, data, display_name(upload.filename), meta, corpus, who.user, ask
     )
 
 

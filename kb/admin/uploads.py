@@ -44,7 +44,7 @@ from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
 from kb.core.model import Table
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
-from kb.sheets.ingest import TableMeta, read_table, year_in_words
+from kb.sheets.ingest import Ask, TableMeta, read_table, year_in_words
 from kb.sheets.sheet import CSV_ENCODINGS
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -66,6 +66,14 @@ _MERGE = re.compile(
 )
 _COUNCIL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _PENDING_ID = re.compile(r"[0-9a-f]{16}")
+# What the upload form and the API call the year and council a sheet may leave out.
+FORM_ASK = Ask(
+    year="アップロードの画面の「年度」の欄に西暦で入れてください",
+    council="アップロードの画面の「会議名」の欄に入れてください",
+)
+API_ASK = Ask(
+    year="year（年度、西暦）で指定してください", council="council（会議名）で指定してください"
+)
 # Two sheets are never read at once: memory stays at one workbook's worth.
 _READING = threading.Lock()
 
@@ -223,15 +231,18 @@ class Upload:
     title: str
 
 
-def read_upload(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Upload:
+def read_upload(
+    data: bytes, name: str, given: TableMeta, corpus: Corpus, ask: Ask = FORM_ASK
+) -> Upload:
     """The table in an uploaded sheet, read and validated as ``kb ingest`` does; errors
-    name the upload by ``name`` (its display name), never by a server path."""
+    name the upload by ``name`` (its display name), never by a server path, and ask for a
+    missing year or council as ``ask`` says."""
     kind = sniff(data, name)
     with _READING, tempfile.TemporaryDirectory(prefix="kb-upload-") as tmp:
         path = Path(tmp) / f"upload{kind}"
         path.write_bytes(data)
         try:
-            table = read_table(path, given, corpus)
+            table = read_table(path, given, corpus, ask)
             file_year = _stated_year(path, given) if given.year is not None else table.year
         except InputError as exc:
             problem = exc.problem.replace(str(path), name)
@@ -350,9 +361,15 @@ class Previews:
         self.history = history
 
     def create(
-        self, data: bytes, name: str, given: TableMeta, corpus: Corpus, user: str
+        self,
+        data: bytes,
+        name: str,
+        given: TableMeta,
+        corpus: Corpus,
+        user: str,
+        ask: Ask = FORM_ASK,
     ) -> Preview:
-        upload = read_upload(data, name, given, corpus)
+        upload = read_upload(data, name, given, corpus, ask)
         table = upload.table
         base = self.history.base(table.slug)
         current = next((t for t in corpus.tables if t.slug == table.slug), None)

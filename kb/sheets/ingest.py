@@ -63,6 +63,17 @@ class TableMeta:
         )
 
 
+@dataclass(frozen=True)
+class Ask:
+    """How the caller lets a user give what a sheet does not state, ending the errors that
+    ask for it: ``kb ingest``'s options here, the upload form's fields in /admin."""
+
+    year: str = "--year で指定してください"
+    council: str = "--council で指定してください"
+
+
+COMMAND_LINE = Ask()
+
 _ERA_BASE = {"令和": 2018, "平成": 1988, "昭和": 1925}
 _ERA_YEAR = re.compile(r"(令和|平成|昭和)\s*(元|\d{1,2})\s*年度?")
 _WESTERN_YEAR = re.compile(r"((?:19|20)\d{2})\s*年度?")
@@ -532,8 +543,11 @@ def council_id_for(council: str, corpus: Corpus | None) -> str:
     return "c" + hashlib.sha1(council.encode()).hexdigest()[:6]
 
 
-def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Table:
-    """Parse a spreadsheet into a Table without touching the corpus."""
+def read_table(
+    path: Path, given: TableMeta, corpus: Corpus | None = None, ask: Ask = COMMAND_LINE
+) -> Table:
+    """Parse a spreadsheet into a Table without touching the corpus; ``ask``: how the
+    errors for a missing year or council tell the user to give it."""
     file = str(path)
     sheets = read_sheets(path)
     long = _long_columns(sheets[0], file)
@@ -552,13 +566,11 @@ def read_table(path: Path, given: TableMeta, corpus: Corpus | None = None) -> Ta
         meta.year = parse_year(meta.title)  # 平成30年度取組み進捗状況一覧
     if meta.year is None:
         raise InputError(
-            "年度がわかりません。表題（例: 平成30年度…）か「年度」の行を入れるか、--year で指定してください",
+            f"年度がわかりません。表題（例: 平成30年度…）か「年度」の行を入れるか、{ask.year}",
             file=file,
         )
     if not meta.council:
-        raise InputError(
-            "会議名がわかりません。「会議」の行を入れるか、--council で指定してください", file=file
-        )
+        raise InputError(f"会議名がわかりません。「会議」の行を入れるか、{ask.council}", file=file)
     council_id = meta.council_id or council_id_for(meta.council, corpus)
     slug = f"{int(meta.year)}-{council_id}"
     existing = next((t for t in corpus.tables if t.slug == slug), None) if corpus else None
