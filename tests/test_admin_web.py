@@ -328,6 +328,81 @@ def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
     assert right["replace_notice"] is None
 
 
+def _fy2018_csv(**rows: str) -> bytes:
+    """The FY2018 CSV with the value of each named top row (会議, 年度 …) replaced; a row
+    given as "" is dropped."""
+    out = []
+    for line in FY2018_CSV.read_text(encoding="utf-8-sig").splitlines(keepends=True):
+        label = line.split(",", 1)[0]
+        if label in rows:
+            if not rows[label]:
+                continue
+            line = f"{label},{rows[label]}\r\n"
+        out.append(line)
+    return "".join(out).encode()
+
+
+def test_a_year_row_contradicting_the_title_is_said_and_must_be_confirmed(
+    client, settings, token, digest
+):
+    """A file whose 年度 row was left at last year's while its title says 平成30年度 (or
+    the other way round) replaced the FY2017 table without a word but the replace notice."""
+    corpus_before = digest(settings.corpus_dir)
+    body = _upload(client, _fy2018_csv(年度="2017"), "H30.csv", token).json()
+    assert body["table"] == "2017-atsugi" and body["replaces"] == "2017-atsugi"
+    assert body["year_warning"] == (
+        "ファイルの表題には平成30年度（2018年度）と書かれていますが、"
+        "2017年度として取り込もうとしています"
+    )
+    assert body["needs_confirmation"] is True
+    apply = f"/api/admin/tables/{body['id']}/apply"
+    refused = client.post(apply, headers=token)
+    assert refused.status_code == 422 and "confirm_year" in refused.json()["error"]
+    assert digest(settings.corpus_dir) == corpus_before
+    assert client.post(apply, headers=token, json={"confirm_year": True}).status_code == 202
+    # A file whose row and title agree says nothing.
+    plain = _upload(client, _fy2018_csv(), "H30.csv", token).json()
+    assert plain["year_warning"] is None and plain["needs_confirmation"] is False
+
+
+def test_a_council_the_corpus_has_no_table_of_is_said_and_must_be_confirmed(
+    client, settings, token
+):
+    """A misspelt 会議 row (or 会議名 field) started a second council, whose FY2018 table
+    would sit beside the real council's unseen."""
+    typo = "厚木地域小児等在宅医療連絡会"
+    data = _fy2018_csv(会議=typo, 会議ID="")
+    body = _upload(client, data, "H30.csv", token).json()
+    assert body["council"] == typo and body["replaces"] is None
+    assert body["council_warning"] == (
+        f"会議「{typo}」の表はまだありません。新しい会議の表として加えます"
+        "（今ある会議：厚木地域小児等在宅医療連絡会議）"
+    )
+    assert body["needs_confirmation"] is True and body["year_warning"] is None
+    apply = f"/api/admin/tables/{body['id']}/apply"
+    refused = client.post(apply, headers=token, json={"confirm_year": True})
+    assert refused.status_code == 422 and "confirm_council" in refused.json()["error"]
+    assert [t.council for t in Corpus.load(settings.corpus_dir).tables] == [
+        "厚木地域小児等在宅医療連絡会議"
+    ]
+    sign_in(client)
+    csrf = session_csrf(client)
+    page = client.post("/admin/upload", data={"csrf": csrf}, files={"file": ("H30.csv", data)})
+    assert body["council_warning"] in page.text and 'name="confirm_council"' in page.text
+    action = page.text.split('action="/admin/uploads/')[1].split('"')[0]
+    unticked = client.post(f"/admin/uploads/{action}", data={"csrf": csrf})
+    assert unticked.status_code == 422 and "会議の確認の欄に印を付けてください" in unticked.text
+    ticked = client.post(
+        f"/admin/uploads/{action}",
+        data={"csrf": csrf, "confirm_council": "1"},
+        follow_redirects=False,
+    )
+    assert ticked.status_code == 303
+    # The council's own name: nothing to confirm.
+    right = _upload(client, _fy2018_csv(会議ID=""), "H30.csv", token).json()
+    assert right["council_warning"] is None and right["table"] == "2018-atsugi"
+
+
 def test_preview_page_warns_of_the_year_and_the_replaced_table(client, settings):
     sign_in(client)
     csrf = session_csrf(client)

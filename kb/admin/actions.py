@@ -75,19 +75,27 @@ def start_build(request: Request, entry: dict, who: Who) -> Job:
     return admin_of(request).builder.submit(entry_title(entry), who.user)
 
 
+_CHECK = {"year": "この年度で正しいこと", "council": "会議名が正しく、新しい会議であること"}
+
+
 async def apply_preview(
-    request: Request, who: Who, preview_id: str, confirm_year: bool, confirm_box: str
+    request: Request, who: Who, preview_id: str, confirmed: set[str], boxes: dict[str, str]
 ) -> tuple[dict, Job]:
-    """Apply an upload's preview and start the build; ``confirm_box`` names the box to tick
-    when the year must be confirmed, as the caller's form calls it."""
+    """Apply an upload's preview and start the build; ``confirmed``: the warnings ("year",
+    "council") the user confirmed; ``boxes`` names the box to tick for each, as the
+    caller's form calls it."""
     try:
         entry = await run_in_threadpool(
-            admin_of(request).previews.apply, preview_id, who.user, confirm_year
+            admin_of(request).previews.apply,
+            preview_id,
+            who.user,
+            "year" in confirmed,
+            "council" in confirmed,
         )
     except Unconfirmed as exc:
         raise Denied(
             422,
-            f"{exc}。この年度で正しいことを確かめたうえで、{confirm_box}に印を付けてください",
+            f"{exc}。{_CHECK[exc.box]}を確かめたうえで、{boxes[exc.box]}に印を付けてください",
         ) from None
     except Unchanged as exc:
         raise Denied(409, str(exc)) from None

@@ -56,15 +56,15 @@ async def api_upload(request: Request) -> Response:
 
 @router.post("/api/admin/tables/{preview_id}/apply")
 async def api_apply(request: Request, preview_id: str) -> Response:
-    """Optional JSON body ``{"confirm_year": true}``: needed when the preview says the
-    file states another year (``needs_confirmation``)."""
+    """Optional JSON body ``{"confirm_year": true, "confirm_council": true}``: needed when
+    the preview warns of the year or of a new council (``needs_confirmation``)."""
     who = require(request)
     check_csrf(request, who)
     body = await _json_body(request)
-    confirm = body.get("confirm_year") is True
-    return _accepted(
-        *await apply_preview(request, who, preview_id, confirm, "確認の欄（confirm_year）")
-    )
+    kinds = ("year", "council")
+    confirmed = {kind for kind in kinds if body.get(f"confirm_{kind}") is True}
+    boxes = {kind: f"確認の欄（confirm_{kind}）" for kind in kinds}
+    return _accepted(*await apply_preview(request, who, preview_id, confirmed, boxes))
 
 
 @router.get("/api/admin/jobs/{job_id}")

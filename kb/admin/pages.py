@@ -170,8 +170,9 @@ async def apply_upload(request: Request, preview_id: str) -> Response:
     who = require(request)
     form = await read_form(request)
     check_csrf(request, who, form)
-    confirmed = bool(form_text(form, "confirm_year"))
-    _, job = await apply_preview(request, who, preview_id, confirmed, "確認の欄")
+    confirmed = {kind for kind in ("year", "council") if form_text(form, f"confirm_{kind}")}
+    boxes = {"year": "年度の確認の欄", "council": "会議の確認の欄"}
+    _, job = await apply_preview(request, who, preview_id, confirmed, boxes)
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
 
 

@@ -44,7 +44,7 @@ from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
 from kb.core.model import Table
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
-from kb.sheets.ingest import Ask, TableMeta, read_table, year_in_words
+from kb.sheets.ingest import Ask, TableMeta, parse_year, read_table, year_in_words
 from kb.sheets.sheet import CSV_ENCODINGS
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -294,16 +294,37 @@ class Preview:
     file_year: int | None = None  # the year the file itself states
     title: str = ""  # the file's title, to name its year as it does (平成30年度)
     replaces: Table | None = None  # the table of the same council and year it replaces
+    councils: tuple[str, ...] = ()  # the councils the corpus has tables of
 
     @property
     def year_warning(self) -> str | None:
-        """One Japanese line when the form's year overrides a different year the file
-        states (applying then needs ``confirm_year``); None otherwise."""
-        if self.file_year is None or self.file_year == self.table.year:
+        """One Japanese line when the table's year differs from a year the file states: the
+        form's year overriding the file's, or the file's 年度 row contradicting its title
+        (a template's row or title left from last year); applying then needs
+        ``confirm_year``. None otherwise."""
+        stated = self.file_year
+        if stated is None or stated == self.table.year:
+            stated = parse_year(self.title) if self.title else None
+            if stated is None or stated == self.table.year:
+                return None
+            where = "ファイルの表題には"
+        else:
+            where = "ファイルには"
+        return (
+            f"{where}{year_in_words(stated, self.title)}と書かれていますが、"
+            f"{self.table.year}年度として取り込もうとしています"
+        )
+
+    @property
+    def council_warning(self) -> str | None:
+        """One Japanese line when the upload would start a council the corpus has no table
+        of while it has others (a misspelt 会議 row or 会議名 field would otherwise add a
+        second copy of a council's year unseen); applying then needs ``confirm_council``."""
+        if not self.councils or self.table.council in self.councils:
             return None
         return (
-            f"ファイルには{year_in_words(self.file_year, self.title)}と書かれていますが、"
-            f"{self.table.year}年度として取り込もうとしています"
+            f"会議「{self.table.council}」の表はまだありません。新しい会議の表として加えます"
+            f"（今ある会議：{'、'.join(self.councils)}）"
         )
 
     @property
@@ -334,7 +355,8 @@ class Preview:
             "cells": [c.as_dict() for c in self.changes],
             "file_year": self.file_year,
             "year_warning": self.year_warning,
-            "needs_confirmation": self.year_warning is not None,
+            "council_warning": self.council_warning,
+            "needs_confirmation": bool(self.year_warning or self.council_warning),
             "replaces": self.replaces.slug if self.replaces else None,
             "replace_notice": self.replace_notice,
             "unchanged": self.unchanged,
@@ -342,8 +364,12 @@ class Preview:
 
 
 class Unconfirmed(KbError):
-    """Applying a preview whose year differs from the file's without ``confirm_year``; its
-    message is the year warning (the caller says which box to tick)."""
+    """Applying a preview with a warning not confirmed; its message is the warning, ``box``
+    which confirmation it needs ("year" or "council"; the caller says where to tick it)."""
+
+    def __init__(self, message: str, box: str) -> None:
+        super().__init__(message)
+        self.box = box
 
 
 class Unchanged(KbError):
@@ -384,6 +410,7 @@ class Previews:
             file_year=upload.file_year,
             title=upload.title,
             replaces=current,
+            councils=tuple(dict.fromkeys(t.council for t in corpus.tables)),
         )
         self._forget_old()
         record = {
@@ -392,6 +419,7 @@ class Previews:
             "sha256": preview.sha256,
             "base": base,
             "year_warning": preview.year_warning,
+            "council_warning": preview.council_warning,
             "user": user,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -400,11 +428,13 @@ class Previews:
         )
         return preview
 
-    def apply(self, preview_id: str, user: str, confirm_year: bool = False) -> dict:
+    def apply(
+        self, preview_id: str, user: str, confirm_year: bool = False, confirm_council: bool = False
+    ) -> dict:
         """Write the previewed table into the corpus (KeyError if there is no such
         preview; :class:`Unchanged` if the table is already so; :class:`Unconfirmed` if the
-        file states another year and ``confirm_year`` is not given); returns the audit
-        entry."""
+        preview warned of the year or the council and that was not confirmed); returns the
+        audit entry."""
         path = self.folder / f"{preview_id}.json"
         if not _PENDING_ID.fullmatch(preview_id) or not path.exists():
             raise KeyError(preview_id)
@@ -416,7 +446,9 @@ class Previews:
         ):  # (a table changed since the preview is a Conflict, below)
             raise Unchanged(UNCHANGED_MESSAGE)
         if record.get("year_warning") and not confirm_year:
-            raise Unconfirmed(record["year_warning"])
+            raise Unconfirmed(record["year_warning"], "year")
+        if record.get("council_warning") and not confirm_council:
+            raise Unconfirmed(record["council_warning"], "council")
         entry = self.history.write(
             table_text(table).encode("utf-8"),
             table.slug,
