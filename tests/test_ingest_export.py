@@ -664,6 +664,14 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "シート「記入例」",
     ),
     (
+        # A long table read from its first sheet only: the second's rows were left out.
+        "xlsx-long-table-on-two-sheets",
+        "long.xlsx",
+        workbook_bytes({"1": LONG, "2": [LONG[0], LONG[1]]}),
+        "縦長の表は最初のシート「1」だけを読みますが、このシートにも内容があります",
+        "シート「2」",
+    ),
+    (
         # A row and column alone would point at the first sheet.
         "xlsx-error-on-the-second-page-names-its-sheet",
         "wide.xlsx",

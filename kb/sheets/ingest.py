@@ -414,6 +414,19 @@ def _read_long(
     return _agreed_meta(metas, columns, file), list(drafts.values())
 
 
+def _only_one_long_sheet(sheets: list[Sheet], file: str) -> None:
+    """A long-layout workbook is read from its first sheet: refuse one with anything on
+    another sheet, which would otherwise be left out unseen."""
+    other = next((s for s in sheets[1:] if any(any(row) for row in s.rows)), None)
+    if other is not None:
+        raise InputError(
+            f"縦長の表は最初のシート「{sheets[0].name}」だけを読みますが、このシートにも内容が"
+            "あります。1つのシートにまとめるか、表でないシートは削除してください",
+            file=file,
+            sheet=other.name,
+        )
+
+
 def _agreed_meta(
     metas: list[tuple[int, TableMeta]], columns: dict[str, int], file: str
 ) -> TableMeta:
@@ -552,6 +565,7 @@ def read_table(
     sheets = read_sheets(path)
     long = _long_columns(sheets[0], file)
     if long:
+        _only_one_long_sheet(sheets, file)
         meta, drafts = _read_long(sheets[0], *long, file)
     else:
         meta, drafts = _read_wide(sheets, file)
