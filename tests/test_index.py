@@ -429,3 +429,25 @@ def test_store_keeps_what_it_read_and_answers_as_a_fresh_read(built_index: Setti
     assert columns[column_id] == fresh.column(column_id)
     with pytest.raises(KeyError):
         store.get([len(store)])  # past the end: an error, never a stale or empty chunk
+
+
+def test_build_says_when_the_corpus_folder_has_no_vocabulary(
+    run_kb, built_index: Settings, tmp_path: Path
+) -> None:
+    """A corpus folder started afresh next to an installed kb (mkdir corpus; kb ingest)
+    has no synonyms.yaml: search then quietly answered nothing for 'nurse shortage'."""
+    corpus = tmp_path / "corpus"
+    (corpus / "tables").mkdir(parents=True)
+    shutil.copy(CORPUS / "tables" / "2017-atsugi.yaml", corpus / "tables")
+    index = tmp_path / "index"
+    shutil.copytree(built_index.index_dir / "cache", index / "cache")
+    bare = run_kb("build", corpus=corpus, index=index)
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stderr.splitlines()[-1] == (
+        f"注意: {corpus / 'synonyms.yaml'}（言い換えの語彙）がないため、言い換え（預け → 短期入所、"
+        "nurse → 看護師 など）なしで検索します。kb のリポジトリの corpus/synonyms.yaml を"
+        "このフォルダに写すと使えます"
+    )
+    shutil.copy(CORPUS / "synonyms.yaml", corpus)
+    full = run_kb("build", corpus=corpus, index=index)
+    assert full.returncode == 0 and "synonyms.yaml" not in full.stderr, full.stderr

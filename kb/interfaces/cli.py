@@ -18,7 +18,7 @@ import click
 
 from kb.core.errors import CellNotFound, KbError
 from kb.core.settings import Settings
-from kb.corpus.tables import Corpus, no_such_table, slug_list
+from kb.corpus.tables import SYNONYMS_FILE, Corpus, no_such_table, slug_list
 from kb.interfaces.usage import KbGroup, fail
 
 if TYPE_CHECKING:
@@ -269,6 +269,13 @@ def build(settings: Settings, embedder: str | None) -> None:
         f"索引を作りました: {report.chunks}セル（新たに埋め込み {report.embedded}件）"
         f" {report.seconds:.1f}秒 → {settings.index_dir}"
     )
+    vocabulary = settings.corpus_dir / SYNONYMS_FILE
+    if not vocabulary.exists():  # a corpus folder started afresh, outside the repository
+        log(
+            f"注意: {vocabulary}（言い換えの語彙）がないため、言い換え（預け → 短期入所、"
+            "nurse → 看護師 など）なしで検索します。kb のリポジトリの corpus/synonyms.yaml を"
+            "このフォルダに写すと使えます"
+        )
 
 
 def _mark(text: str, terms: list[str], styled: bool) -> str:
