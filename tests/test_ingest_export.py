@@ -556,7 +556,8 @@ BAD_INPUT: list[tuple[str, str, bytes, str, str | None]] = [
         "wide-unreadable-year",
         "wide.csv",
         csv_bytes(edited(WIDE, 2, 1, "来年")),
-        "年度「来年」を読み取れません",
+        "年度「来年」を読み取れません（2018・2018年度・平成30年度・平成30・H30・令和元年度・R1 "
+        "などの形で書いてください）",
         "2行目、B列",
     ),
     (
@@ -1097,3 +1098,36 @@ def test_a_full_width_space_around_a_name_is_dropped_but_kept_in_a_cell(
     table = only_table(empty_corpus)
     assert table.council == "テスト会議"
     assert table.columns[0].text(Field.challenge) == "\u3000課題A。"
+
+
+@pytest.mark.parametrize(
+    ("written", "year"),
+    [
+        ("2018", 2018),
+        ("2018年度", 2018),
+        ("平成30年度", 2018),
+        ("平成30", 2018),
+        ("H30", 2018),
+        ("Ｈ３０年度", 2018),
+        ("R1", 2019),
+        ("令和元年度", 2019),
+        ("R元年度", 2019),
+    ],
+)
+def test_a_year_row_reads_the_ways_offices_write_a_year(
+    invoke_kb, empty_corpus: Path, tmp_path: Path, written: str, year: int
+) -> None:
+    """「H30」 and 「平成30」 in the 年度 row were refused as unreadable."""
+    path = tmp_path / "wide.csv"
+    path.write_bytes(csv_bytes(edited(WIDE, 2, 1, written)))
+    assert_ok(invoke_kb("ingest", path, corpus=empty_corpus))
+    assert only_table(empty_corpus).year == year
+
+
+def test_a_title_abbreviating_its_era_gives_the_year(
+    invoke_kb, empty_corpus: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_bytes(csv_bytes([["H30年度取組み進捗状況一覧"], WIDE[0], *WIDE[2:]]))
+    assert_ok(invoke_kb("ingest", path, corpus=empty_corpus))
+    assert only_table(empty_corpus).year == 2018

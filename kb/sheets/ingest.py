@@ -74,19 +74,25 @@ class Ask:
 
 COMMAND_LINE = Ask()
 
-_ERA_BASE = {"令和": 2018, "平成": 1988, "昭和": 1925}
-_ERA_YEAR = re.compile(r"(令和|平成|昭和)\s*(元|\d{1,2})\s*年度?")
+_ERA_BASE = {"令和": 2018, "平成": 1988, "昭和": 1925, "R": 2018, "H": 1988, "S": 1925}
+# An era by name or by the letter offices abbreviate it with (H30年度, R1年度); in running
+# text a letter counts only as a word of its own followed by 年.
+_ERA_YEAR = re.compile(r"(令和|平成|昭和|(?<![A-Za-z])[RHS])\s*(元|\d{1,2})\s*年度?")
+_ERA_ALONE = re.compile(r"(令和|平成|昭和|[RHS])\s*(元|\d{1,2})", re.IGNORECASE)  # a 年度 cell
 _WESTERN_YEAR = re.compile(r"((?:19|20)\d{2})\s*年度?")
+YEAR_FORMS = "2018・2018年度・平成30年度・平成30・H30・令和元年度・R1 など"
 
 
 def parse_year(text: str) -> int | None:
-    """平成29年度 → 2017, 令和元年度 → 2019, 2018年度 → 2018, "2018" → 2018."""
+    """平成29年度 → 2017, 令和元年度 → 2019, H30年度 → 2018, 2018年度 → 2018, and as a whole
+    cell "2018", "平成30", "H30", "R1" (full-width too)."""
     text = unicodedata.normalize("NFKC", text).strip()
     if re.fullmatch(r"(19|20)\d{2}", text):
         return int(text)
-    era = _ERA_YEAR.search(text)
+    era = _ERA_ALONE.fullmatch(text) or _ERA_YEAR.search(text)
     if era:
-        return _ERA_BASE[era.group(1)] + (1 if era.group(2) == "元" else int(era.group(2)))
+        base = _ERA_BASE[era.group(1).upper() if len(era.group(1)) == 1 else era.group(1)]
+        return base + (1 if era.group(2) == "元" else int(era.group(2)))
     western = _WESTERN_YEAR.search(text)
     return int(western.group(1)) if western else None
 
@@ -135,7 +141,7 @@ def _read_meta_rows(sheet: Sheet, end: int, file: str) -> TableMeta:
         year = parse_year(str(meta["year"]))
         if year is None:
             raise InputError(
-                f"年度「{meta['year']}」を読み取れません",
+                f"年度「{meta['year']}」を読み取れません（{YEAR_FORMS}の形で書いてください）",
                 file=file,
                 row=_row_of(sheet, "年度"),
                 column="B列",
@@ -372,7 +378,7 @@ def _read_long(
             year = parse_year(row["year"])
             if year is None:
                 raise InputError(
-                    f"年度「{row['year']}」を読み取れません",
+                    f"年度「{row['year']}」を読み取れません（{YEAR_FORMS}の形で書いてください）",
                     file=file,
                     row=r + 1,
                     column=column_letter(columns["year"]),
