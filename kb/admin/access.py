@@ -11,7 +11,7 @@ browser never adds the header by itself), so they need none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -119,8 +119,32 @@ async def denied(request: Request, exc: Denied) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
     if exc.status == 401:
-        return RedirectResponse(f"{SIGN_IN}?next={quote(request.url.path)}", status_code=303)
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse(
+                f"{SIGN_IN}?next={quote(_here(request), safe='/')}", status_code=303
+            )
+        # A form sent after the session ended (a restart, 8 hours idle): signing in leads
+        # back to the page the form was on (a POST-only address would answer 405), and
+        # the sign-in page says the action was not done.
+        return RedirectResponse(
+            f"{SIGN_IN}?next={quote(_form_page(request), safe='/')}&lost=1", status_code=303
+        )
     return error_page(request, exc.message, exc.status)
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _form_page(request: Request) -> str:
+    """The admin page a form was sent from (its Referer, when it is one of this site's
+    admin pages), else the admin home."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    local = referer.netloc in ("", request.url.netloc) and referer.path.startswith("/admin")
+    if not local or referer.path == SIGN_IN:
+        return "/admin"
+    return referer.path + (f"?{referer.query}" if referer.query else "")
 
 
 _BACK = (

@@ -72,14 +72,31 @@ LOCKED_MESSAGE = (
     "時間をおいてお試しください"
 )
 WRONG_MESSAGE = "利用者名かパスワードが違います"
+LOST_MESSAGE = (
+    "ログインの有効期限が切れていたため、さきほどの操作（反映・保存・戻すなど）は行われていません。"
+    "ログインすると操作していた画面に戻ります。もう一度操作してください"
+)
 
 
 def _login_page(
-    request: Request, status: int = 200, error: str = "", name: str = "", next_: str = "/admin"
+    request: Request,
+    status: int = 200,
+    error: str = "",
+    name: str = "",
+    next_: str = "/admin",
+    notice: str = "",
 ) -> Response:
     token = new_token()
     response = _page(
-        request, "login.html", None, status, error=error, name=name, next=next_, login_csrf=token
+        request,
+        "login.html",
+        None,
+        status,
+        error=error,
+        notice=notice,
+        name=name,
+        next=next_,
+        login_csrf=token,
     )
     response.set_cookie(
         LOGIN_COOKIE,
@@ -96,7 +113,8 @@ def _login_page(
 def login_form(request: Request) -> Response:
     if who_is(request):
         return RedirectResponse("/admin", status_code=303)
-    return _login_page(request, next_=_local_next(request.query_params.get("next")))
+    lost = LOST_MESSAGE if request.query_params.get("lost") else ""
+    return _login_page(request, next_=_local_next(request.query_params.get("next")), notice=lost)
 
 
 @router.post(SIGN_IN)
