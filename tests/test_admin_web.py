@@ -780,6 +780,29 @@ def test_remove_api_is_guarded(client, settings, token):
     assert again.status_code == 404
 
 
+def test_the_version_a_first_change_replaces_is_named_by_when_it_was_written(
+    settings, token, client
+):
+    """The table as it was before its first change was kept under the change's own time,
+    so undoing an upload of 01:01 asked 「…01:01 の版に戻しますか」, the time of the upload
+    being undone."""
+    table = settings.corpus_dir / "tables" / "2017-atsugi.yaml"
+    written = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)  # 09:00 in Japan
+    os.utime(table, (written.timestamp(), written.timestamp()))
+    saved = client.post(f"/api/admin/cells/{CELL}", json={"text": "書き換えた課題"}, headers=token)
+    wait_job(client, saved.json()["job"]["id"], token)
+    entry = client.get("/api/admin/history", headers=token).json()[0]
+    assert entry["before_version"].startswith("20261101T000000")
+    assert not entry["after_version"].startswith("20261101")
+    sign_in(client)
+    page = client.get(
+        "/admin/tables/2017-atsugi/restore", params={"version": entry["before_version"]}
+    )
+    assert (
+        "厚木地域小児等在宅医療連絡会議の表を、2026年11月01日 09:00 の版に戻しますか" in page.text
+    )
+
+
 def test_restore_and_history_commands(settings, token, client):
     from click.testing import CliRunner
 

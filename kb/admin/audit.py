@@ -105,15 +105,16 @@ class History:
             for p in found
         ]
 
-    def _keep(self, slug: str, data: bytes) -> str:
+    def _keep(self, slug: str, data: bytes, saved: datetime | None = None) -> str:
         """Store ``data`` as a version of the table unless the newest version is the same;
-        returns that version's id."""
+        returns that version's id, which starts with when the text was saved (``saved``,
+        default now)."""
         folder = self._versions_dir(slug)
         digest = sha256(data)
         newest = max(folder.glob("*.yaml"), default=None) if folder.exists() else None
         if newest is not None and sha256(newest.read_bytes()) == digest:
             return newest.stem
-        version = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}Z-{digest[:8]}"
+        version = f"{(saved or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S%f')}Z-{digest[:8]}"
         write_private(folder / f"{version}.yaml", data)
         return version
 
@@ -164,7 +165,14 @@ class History:
             if new_text is None:
                 self._check_removable(slug)
             old = load_table(target) if old_text is not None else None
-            before = self._keep(slug, old_text) if old_text is not None else None
+            # The text the change replaces is named by when it was written (its file's time):
+            # named by now, the table as it was before a first upload read as that upload's
+            # own version (「01:01 の版に戻しますか」 to undo the upload of 01:01).
+            before = (
+                self._keep(slug, old_text, datetime.fromtimestamp(target.stat().st_mtime, UTC))
+                if old_text is not None
+                else None
+            )
             if new_text is None:
                 target.unlink()  # its last state is kept above; undone by a restore
             else:
