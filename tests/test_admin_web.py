@@ -745,6 +745,41 @@ def test_a_first_upload_is_undone_by_removing_the_table(client, settings, token)
     assert client.get(f"/api/cells/{cell}").status_code == 200
 
 
+def _applied(client, token, data: bytes) -> dict:
+    preview = _upload(client, data, "sheet.csv", token).json()
+    applied = client.post(f"/api/admin/tables/{preview['id']}/apply", headers=token).json()
+    assert wait_job(client, applied["job"]["id"], token)["state"] == "done"
+    return applied
+
+
+def test_a_restore_that_would_break_a_later_years_link_is_refused(client, settings, token):
+    """Restoring FY2017 to a version without the column FY2018 continues (継続元 c14) was
+    done, leaving a corpus that no longer loads: every later build and upload failed."""
+    fy2017 = Corpus.load(settings.corpus_dir).tables[0]
+    rows = without_column(wide_csv_rows(fy2017), "厚木市障がい福祉課②")
+    dropped = _applied(client, token, csv_text(rows).encode())
+    history = client.get("/api/admin/history", headers=token).json()
+    with_c14 = history[0]["before_version"]
+    put_back = client.post(
+        f"/api/admin/tables/2017-atsugi/versions/{with_c14}/restore", headers=token
+    )
+    assert wait_job(client, put_back.json()["job"]["id"], token)["state"] == "done"
+    _applied(client, token, csv_text(wide_csv_rows(load_table(DATA / "2018-atsugi.yaml"))).encode())
+    table = settings.corpus_dir / "tables" / "2017-atsugi.yaml"
+    before = table.read_bytes()
+    refused = client.post(
+        f"/api/admin/tables/2017-atsugi/versions/{dropped['after_version']}/restore",
+        headers=token,
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"].startswith(
+        "表 2017-atsugi はこの版に戻せません。2018年度の表（2018-atsugi）の列 c12 が"
+        "その項目を引き継いでいます（この版に戻すと: 継続元（continues: c14）は"
+    )
+    assert table.read_bytes() == before
+    assert len(Corpus.load(settings.corpus_dir).tables) == 2
+
+
 def test_remove_api_is_guarded(client, settings, token):
     tables = settings.corpus_dir / "tables"
     fy2018 = csv_text(wide_csv_rows(load_table(DATA / "2018-atsugi.yaml"))).encode()

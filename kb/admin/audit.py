@@ -162,8 +162,7 @@ class History:
                 )
             if old_text is None and new_text is None:
                 raise KbError(f"表 {slug} はありません（既に消されています）")
-            if new_text is None:
-                self._check_removable(slug)
+            self._check_links(slug, new, "消" if new is None else "この版に戻")
             old = load_table(target) if old_text is not None else None
             # The text the change replaces is named by when it was written (its file's time):
             # named by now, the table as it was before a first upload read as that upload's
@@ -194,17 +193,21 @@ class History:
             append_private(self.log_path, json.dumps(entry, ensure_ascii=False) + "\n")
         return entry
 
-    def _check_removable(self, slug: str) -> None:
-        """Conflict if a later table of the council continues items of ``slug`` (removing
-        it would leave their 継続元 pointing at nothing, and the corpus unloadable)."""
+    def _check_links(self, slug: str, new: Table | None, verb: str) -> None:
+        """Conflict if a later table of the council continues items of ``slug`` that ``new``
+        (None: removing the table) lacks: the later table's 継続元 would point at nothing
+        and the corpus would no longer load. ``verb`` says the change (消 / この版に戻)."""
         rest = [t for t in Corpus.load(self.corpus_dir).tables if t.slug != slug]
-        problems = broken_links(rest)
-        if problems:
-            table, column, message = problems[0]
-            raise Conflict(
-                f"表 {slug} は消せません。{table.year}年度の表（{table.slug}）の列 "
-                f"{column.key} がその項目を引き継いでいます（消すと: {message}）"
-            )
+        problems = broken_links([*rest, *([new] if new is not None else [])])
+        if not problems:
+            return
+        table, column, message = problems[0]
+        if table.slug == slug:  # the version itself continues a column no longer there
+            raise Conflict(f"表 {slug} は{verb}せません（列 {column.key}: {message}）")
+        raise Conflict(
+            f"表 {slug} は{verb}せません。{table.year}年度の表（{table.slug}）の列 "
+            f"{column.key} がその項目を引き継いでいます（{verb}すと: {message}）"
+        )
 
     def restore(
         self, slug: str, version: str, user: str, expected_base: str | bool | None = False
