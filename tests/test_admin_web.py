@@ -780,6 +780,23 @@ def test_a_restore_that_would_break_a_later_years_link_is_refused(client, settin
     assert len(Corpus.load(settings.corpus_dir).tables) == 2
 
 
+def test_an_upload_dropping_a_column_a_later_year_continues_names_that_year(
+    client, settings, token
+):
+    """The refusal read 「H29.csv（列 c12）: 継続元（continues: c14）は…」: column c12 of
+    FY2018, named as a column of the uploaded FY2017 file."""
+    _applied(client, token, csv_text(wide_csv_rows(load_table(DATA / "2018-atsugi.yaml"))).encode())
+    fy2017 = Corpus.load(settings.corpus_dir).tables[0]
+    rows = without_column(wide_csv_rows(fy2017), "厚木市障がい福祉課②")
+    refused = _upload(client, csv_text(rows).encode(), "H29.csv", token)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == (
+        "H29.csv: 2018年度の表（2018-atsugi）の列 c12（厚木市障がい福祉課②）がこの表の列 c14 を"
+        "引き継いでいますが（継続元）、このファイルにはその列がありません。その列を残すか、"
+        "先に2018年度の表の継続元を直してください"
+    )
+
+
 def test_remove_api_is_guarded(client, settings, token):
     tables = settings.corpus_dir / "tables"
     fy2018 = csv_text(wide_csv_rows(load_table(DATA / "2018-atsugi.yaml"))).encode()

@@ -517,6 +517,9 @@ def test_replacing_an_earlier_table_cannot_break_a_later_link(
     result = run_kb("ingest", sheet, "--replace", corpus=corpus)
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
-    later = corpus / "tables" / FY2018.name
-    assert line.startswith(f"エラー: {later}（列 c12）: 継続元（continues: c14）は 2017年度の表")
+    assert line == (
+        f"エラー: {sheet}: 2018年度の表（2018-atsugi）の列 c12（厚木市障がい福祉課②）がこの表の"
+        "列 c14 を引き継いでいますが（継続元）、このファイルにはその列がありません。"
+        "その列を残すか、先に2018年度の表の継続元を直してください"
+    )
     assert digest(corpus) == before

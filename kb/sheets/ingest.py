@@ -619,9 +619,12 @@ def _check_links(table: Table, drafts: list[_Draft], corpus: Corpus, file: str) 
     if not problems:
         return
     broken, column, message = problems[0]
-    if broken is not table:
+    if broken is not table:  # the sheet drops a column a later table continues
         raise InputError(
-            message, file=str(table_path(corpus.root, broken)), column=f"列 {column.key}"
+            f"{broken.year}年度の表（{broken.slug}）の列 {column.key}（{column.organisation}）が"
+            f"この表の列 {column.continues} を引き継いでいますが（継続元）、このファイルには"
+            f"その列がありません。その列を残すか、先に{broken.year}年度の表の継続元を直してください",
+            file=file,
         )
     draft = drafts[table.columns.index(column)]
     row, col = draft.where["continues"]
