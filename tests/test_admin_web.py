@@ -340,6 +340,38 @@ def test_an_upload_of_the_table_as_it_is_offers_nothing_to_apply(
     assert "この内容で反映する" not in page.text and "/apply" not in page.text
 
 
+def test_the_table_downloaded_from_the_admin_page_edits_and_uploads_back(client, settings):
+    """The secretariat had no way to get the table as it is now from the browser: to fix
+    more than a cell they uploaded their own older sheet, undoing the fixes made since."""
+    assert client.get("/admin/tables/2017-atsugi.xlsx", follow_redirects=False).status_code == 303
+    sign_in(client)
+    assert 'href="/admin/tables/2017-atsugi.xlsx"' in client.get("/admin").text
+    got = client.get("/admin/tables/2017-atsugi.xlsx")
+    assert got.status_code == 200
+    assert got.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert "attachment" in got.headers["content-disposition"]
+    csrf = session_csrf(client)
+    same = client.post(
+        "/admin/upload", data={"csrf": csrf}, files={"file": ("2017.xlsx", got.content)}
+    )
+    assert "今の表と同じ内容です" in same.text
+    book = openpyxl.load_workbook(io.BytesIO(got.content))
+    sheet = book.worksheets[2]
+    row = next(r for r in sheet.iter_rows() if str(r[0].value or "").startswith("(３)"))
+    row[2].value = "ダウンロードした表で直した課題"
+    edited = io.BytesIO()
+    book.save(edited)
+    preview = client.post(
+        "/admin/upload", data={"csrf": csrf}, files={"file": ("2017.xlsx", edited.getvalue())}
+    )
+    assert (
+        "追加 <strong>0</strong> セル・変更 <strong>1</strong> セル・削除 <strong>0</strong> セル"
+        in preview.text
+    )
+    assert client.get("/admin/tables/1999-nowhere.xlsx").status_code == 404
+    assert client.get("/admin/tables/..%2Fusers.xlsx").status_code == 404
+
+
 def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
     client, settings, token, digest
 ):

@@ -4,6 +4,7 @@ Content-Security-Policy holds; the build page refreshes itself with a meta refre
 
 from __future__ import annotations
 
+import io
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -38,6 +39,8 @@ from kb.admin.sessions import LOGIN_COOKIE, SESSION_COOKIE, new_token, same_toke
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus
 from kb.search.highlight import as_html
+from kb.sheets.export import wide_sheets
+from kb.sheets.sheet import write_xlsx
 
 router = APIRouter(include_in_schema=False)
 
@@ -192,6 +195,29 @@ async def apply_upload(request: Request, preview_id: str) -> Response:
     boxes = {"year": "年度の確認の欄", "council": "会議の確認の欄"}
     _, job = await apply_preview(request, who, preview_id, confirmed, boxes)
     return RedirectResponse(f"/admin/jobs/{job.id}", status_code=303)
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/admin/tables/{slug}.xlsx")
+def table_download(request: Request, slug: str) -> Response:
+    """The table as it is now, as the wide .xlsx ``kb export`` writes (with 列キー and the
+    other kb rows): edited and uploaded again, only the cells edited change."""
+    require(request)
+    try:
+        table = admin_of(request).history.current(slug)
+    except KbError as exc:
+        raise Denied(404, str(exc)) from None
+    if table is None:
+        raise Denied(404, f"表 {slug} はありません")
+    out = io.BytesIO()
+    write_xlsx(out, wide_sheets(table))
+    name = quote(f"{table.year}年度_{table.council}.xlsx")
+    disposition = f"attachment; filename=\"{slug}.xlsx\"; filename*=UTF-8''{name}"
+    return Response(
+        out.getvalue(), media_type=XLSX_TYPE, headers={"Content-Disposition": disposition}
+    )
 
 
 @router.get("/admin/jobs/{job_id}")

@@ -13,6 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import openpyxl
 from openpyxl.styles import Alignment, Font
@@ -235,8 +236,9 @@ def write_csv(path: Path, rows: list[list[str]]) -> None:
     path.write_text(csv_text(rows), encoding="utf-8-sig", newline="")
 
 
-def write_xlsx(path: Path, sheets: list[Sheet]) -> None:
-    """Write sheets, merging each run of cells marked ``merged_from_left`` into its left cell."""
+def write_xlsx(path: Path | IO[bytes], sheets: list[Sheet]) -> None:
+    """Write sheets to a file or a binary stream, merging each run of cells marked
+    ``merged_from_left`` into its left cell."""
     book = openpyxl.Workbook()
     book.remove(book.active)
     for sheet in sheets:
