@@ -16,6 +16,7 @@ import zlib
 
 import openpyxl
 import pytest
+import yaml
 from admin_helpers import FY2018_CSV, FY2018_XLSX, sign_in
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -333,7 +334,7 @@ LABELS = [
     "(４)解決策・話し合いたいこと", "(５)来年度以降の取組み", "年度", "会議", "会議ID",
     "表題", "項目番号", "項目名", "列キー", "ページ", "メモ", "", "内容", "欄", "感想",
 ]  # fmt: skip
-NAMES = ["t.xlsx", "t.csv", "t", "t.CSV", "../t.xlsx", "a\x00b.csv", "表.xlsx", "t.txt"]
+NAMES = ["t.xlsx", "t.csv", "t", "t.CSV", "../t.xlsx", "a\x00b.csv", "表.xlsx", "t.txt", "t.yaml"]
 HYPOTHESIS = hsettings(
     max_examples=60,
     deadline=None,
@@ -393,6 +394,60 @@ def test_random_valid_looking_sheets_never_give_5xx(client, token, rows, head, f
         "/api/admin/tables", files={"file": (name, data)}, data={"year": year}, headers=token
     )
     _check_answer(response)
+
+
+# Table-shaped YAML: the keys a table file has, with any values, nested a little.
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_column_keys = st.sampled_from(
+    ["key", "page", "organisation", "item_no", "continues", "challenge", "notes", "x"]
+)
+yaml_tables = st.fixed_dictionaries(
+    {
+        "year": st.one_of(st.integers(1800, 2200), st.text(max_size=6), st.none()),
+        "council": st.text(max_size=10),
+        "council_id": st.text(max_size=10),
+        "columns": st.one_of(
+            st.lists(st.dictionaries(_column_keys, _yaml_values, max_size=6), max_size=4),
+            _yaml_values,
+        ),
+    },
+    optional={"source": _yaml_values},
+)
+
+
+@HYPOTHESIS
+@given(table=yaml_tables)
+def test_random_table_yaml_never_gives_5xx(client, token, table):
+    data = yaml.safe_dump(table, allow_unicode=True).encode()
+    _check_answer(_upload(client, data, "t.yaml", token))
+
+
+def test_yaml_uploads_refuse_aliases_and_renamed_files(client, token):
+    """A few bytes of anchors and aliases can stand for millions of columns."""
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    bomb = f"year: 2019\ncouncil: x\ncouncil_id: x\n{laughs}columns: *i\n".encode()
+    assert _refused(_upload(client, bomb, "laughs.yaml", token)) == (
+        "laughs.yaml: YAML のアンカーとエイリアス（& と *）は使えません"
+    )
+    assert "中身が YAML のファイルではありません" in _refused(
+        _upload(client, FY2018_XLSX.read_bytes(), "table.yaml", token)
+    )
+    assert "YAML として読めません" in _refused(
+        _upload(client, b"\x7fELF" + bytes(100), "t.yml", token)
+    )
+    assert "t.yaml（3行目）: YAML として読めません" in _refused(
+        _upload(client, b"year: 2019\ncolumns: [\n", "t.yaml", token)
+    )
+    _searches(client)
 
 
 def test_random_input_leaves_the_corpus_and_search_alone(client, settings, token, digest):

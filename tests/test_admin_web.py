@@ -372,6 +372,32 @@ def test_the_table_downloaded_from_the_admin_page_edits_and_uploads_back(client,
     assert client.get("/admin/tables/..%2Fusers.xlsx").status_code == 404
 
 
+def test_a_table_yaml_uploads_keeping_its_links(client, settings, token):
+    """The corpus's own YAML (a coordinator's text-editor edit) could not be uploaded:
+    「対応していない形式です（.yaml）」, though the secretariat has no terminal."""
+    data = (DATA / "2018-atsugi.yaml").read_bytes()
+    wrong = _upload(client, data, "2018-atsugi.yaml", token, year="2017")
+    assert _refusal(wrong) == (
+        "2018-atsugi.yaml: YAML の表の年度はファイルの中のもの（2018）です。年度の欄は空にしてください"
+    )
+    body = _upload(client, data, "2018-atsugi.yaml", token).json()
+    expected = load_table(DATA / "2018-atsugi.yaml")
+    assert body["table"] == "2018-atsugi" and body["added"] == len(chunks_of(expected))
+    applied = client.post(f"/api/admin/tables/{body['id']}/apply", headers=token)
+    assert wait_job(client, applied.json()["job"]["id"], token)["state"] == "done"
+    assert load_table(settings.corpus_dir / "tables" / "2018-atsugi.yaml") == expected
+    years = client.get("/api/cells/2018-atsugi-c12-challenge/history").json()["years"]
+    assert [y["year"] for y in years] == [2017, 2018]  # continues: c14 came with it
+    sign_in(client)
+    form = client.get("/admin/upload").text
+    assert 'accept=".xlsx,.csv,.yaml,.yml"' in form
+
+
+def _refusal(response) -> str:
+    assert response.status_code == 422, response.text
+    return response.json()["error"]
+
+
 def test_a_form_year_other_than_the_files_is_said_and_must_be_confirmed(
     client, settings, token, digest
 ):

@@ -36,15 +36,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import yaml
 from openpyxl.utils.cell import column_index_from_string
 
 from kb.admin.audit import History, sha256
 from kb.admin.changes import CellChange, counts, diff
 from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
-from kb.core.model import Table
+from kb.core.model import MAX_CELL_CHARS, Table
+from kb.core.yamlio import parse_yaml
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
-from kb.sheets.ingest import Ask, TableMeta, parse_year, read_table, year_in_words
+from kb.sheets.ingest import (
+    Ask,
+    TableMeta,
+    check_links,
+    parse_year,
+    read_table,
+    year_in_words,
+)
 from kb.sheets.sheet import CSV_ENCODINGS
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -56,6 +65,8 @@ MAX_GRID_CELLS = 200_000  # rows × columns a worksheet may span (a council shee
 PENDING_DIR = "pending"
 PENDING_DAYS = 2
 
+KINDS = {".xlsx": ".xlsx", ".csv": ".csv", ".yaml": ".yaml", ".yml": ".yaml"}  # name → kind
+KIND_NAMES = {".xlsx": "Excel（.xlsx）", ".csv": "CSV", ".yaml": "YAML"}
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, or an encrypted .xlsx
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -105,9 +116,10 @@ def sniff(data: bytes, name: str) -> str:
     if not data:
         raise InputError("ファイルが空です", file=name)
     claimed = Path(name).suffix.lower()
-    if claimed not in ("", ".xlsx", ".csv"):
+    if claimed not in ("", *KINDS):
         raise InputError(
-            f"対応していない形式です（{claimed}）。.xlsx か .csv のファイルを選んでください",
+            f"対応していない形式です（{claimed}）。.xlsx・.csv か、kb の表の .yaml のファイルを"
+            "選んでください",
             file=name,
         )
     if data.startswith(OLE_MAGIC):
@@ -116,36 +128,46 @@ def sniff(data: bytes, name: str) -> str:
             "パスワードを外し、.xlsx か CSV で保存し直してください",
             file=name,
         )
-    kind = ".xlsx" if data.startswith(ZIP_MAGIC) else ".csv"
-    if claimed and claimed != kind:
-        what = "Excel（.xlsx）" if claimed == ".xlsx" else "CSV"
+    # Bytes tell a workbook from text; text is YAML only when its name says so.
+    kind = (
+        ".xlsx"
+        if data.startswith(ZIP_MAGIC)
+        else ".yaml"
+        if KINDS.get(claimed) == ".yaml"
+        else ".csv"
+    )
+    if claimed and KINDS[claimed] != kind:
         raise InputError(
-            f"名前は {claimed} ですが、中身が {what} のファイルではありません"
+            f"名前は {claimed} ですが、中身が {KIND_NAMES[KINDS[claimed]]} のファイルではありません"
             "（別の種類のファイルの名前を変えたものかもしれません）",
             file=name,
         )
     if kind == ".xlsx":
         check_workbook(data, name)
     else:
-        check_text(data, name)
+        check_text(data, name, KIND_NAMES[kind])
     return kind
 
 
-def check_text(data: bytes, name: str) -> None:
-    """A CSV must decode as UTF-8 or cp932 and hold no control characters (binary data
-    often decodes as cp932 by chance; its NULs and controls give it away)."""
+def check_text(data: bytes, name: str, what: str = "CSV") -> None:
+    """A CSV (or YAML) must decode as UTF-8 or cp932 and hold no control characters (binary
+    data often decodes as cp932 by chance; its NULs and controls give it away)."""
+    if _decoded(data) is None:
+        raise InputError(
+            f"{what} として読めません。文字だけのファイルを UTF-8 か Shift_JIS で保存してください",
+            file=name,
+        )
+
+
+def _decoded(data: bytes) -> str | None:
+    """``data`` as text (UTF-8, else cp932) without control characters; None otherwise."""
     for encoding in CSV_ENCODINGS:
         try:
             text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-        if _TEXT_CONTROL.search(text):
-            break
-        return
-    raise InputError(
-        "CSV として読めません。文字だけのファイルを UTF-8 か Shift_JIS で保存してください",
-        file=name,
-    )
+        return None if _TEXT_CONTROL.search(text) else text
+    return None
 
 
 def check_workbook(data: bytes, name: str) -> None:
@@ -238,6 +260,8 @@ def read_upload(
     name the upload by ``name`` (its display name), never by a server path, and ask for a
     missing year or council as ``ask`` says."""
     kind = sniff(data, name)
+    if kind == ".yaml":
+        return _checked(_read_yaml(data, name, given, corpus), name)
     with _READING, tempfile.TemporaryDirectory(prefix="kb-upload-") as tmp:
         path = Path(tmp) / f"upload{kind}"
         path.write_bytes(data)
@@ -257,13 +281,64 @@ def read_upload(
                 f"{'Excel ファイル' if kind == '.xlsx' else 'CSV'}として読めません（壊れているか、対応していない内容があります）",
                 file=name,
             ) from None
+    return _checked(Upload(table, file_year, table.source.title), name)
+
+
+def _checked(upload: Upload, name: str) -> Upload:
+    """``upload`` once its table passes what any table file must (its council id names a
+    file, so plain ASCII), through the corpus's own reader."""
+    table = upload.table
     if not _COUNCIL_ID.fullmatch(table.council_id):
         raise InputError(
             f"会議ID「{table.council_id}」は使えません。英数字と - _ で40文字までにしてください",
             file=name,
         )
     checked = table_from_dict(table_to_dict(table), name)  # the corpus's own checks too
-    return Upload(checked, file_year, table.source.title)
+    return Upload(checked, upload.file_year, upload.title)
+
+
+def _read_yaml(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Upload:
+    """A table file of the corpus's own YAML (a coordinator's edit of ``corpus/tables/…``,
+    or a kept version), read with the corpus's checks. Anchors and aliases are refused
+    (no table file uses them, and aliases can multiply a small file's content). The year
+    and council are the file's: a form's year or council differing from them is refused
+    rather than silently moving the table."""
+    text = _decoded(data) or ""
+    raw = parse_yaml(text, Path(name))  # a syntax error names its row
+    if any(  # read as events: aliases are never expanded here
+        isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None)
+        for event in yaml.parse(text, Loader=yaml.SafeLoader)
+    ):
+        raise InputError("YAML のアンカーとエイリアス（& と *）は使えません", file=name)
+    try:
+        table = table_from_dict(raw, name)
+    except (TypeError, ValueError, AttributeError):
+        raise InputError(
+            "kb の表の YAML として読めません（year・page は数字、columns は列の並びにしてください）",
+            file=name,
+        ) from None
+    for stated, given_value, label in (
+        (table.year, given.year, "年度"),
+        (table.council, given.council, "会議名"),
+    ):
+        if given_value not in (None, "") and given_value != stated:
+            raise InputError(
+                f"YAML の表の{label}はファイルの中のもの（{stated}）です。{label}の欄は空にしてください",
+                file=name,
+            )
+    if not 1900 <= table.year <= 2100:
+        raise InputError(f"year は西暦にしてください（{table.year}）", file=name)
+    for column in table.columns:
+        for f, cell in column.cells.items():
+            if len(cell) > MAX_CELL_CHARS:
+                raise InputError(
+                    f"{f.ja}のセルが長すぎます（{len(cell):,}文字。1つのセルは"
+                    f"{MAX_CELL_CHARS:,}文字までです）",
+                    file=name,
+                    column=f"列 {column.key}",
+                )
+    check_links(table, corpus, name)
+    return Upload(table, table.year, table.source.title)
 
 
 def _stated_year(path: Path, given: TableMeta) -> int | None:

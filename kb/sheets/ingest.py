@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from kb.core.errors import InputError
@@ -607,28 +609,40 @@ def read_table(
         columns=columns,
     )
     if corpus is not None:
-        _check_links(table, drafts, corpus, file)
+        check_links(table, corpus, file, partial(_spot, table, drafts))
     return table
 
 
-def _check_links(table: Table, drafts: list[_Draft], corpus: Corpus, file: str) -> None:
+def _spot(table: Table, drafts: list[_Draft], column: Column) -> dict:
+    """Where the sheet states ``column``'s 継続元: its row, column and sheet."""
+    draft = drafts[table.columns.index(column)]
+    row, col = draft.where["continues"]
+    return {"row": row, "column": col, "sheet": draft.sheet}
+
+
+def check_links(
+    table: Table, corpus: Corpus, file: str, spot: Callable[[Column], dict] | None = None
+) -> None:
     """Refuse a 継続元 (``continues``) naming no column of the council's previous table,
-    and an ingest that would leave a later table's 継続元 pointing at nothing."""
+    and a table that would leave a later table's 継続元 pointing at nothing. ``spot``: where
+    one of ``table``'s columns is in ``file`` (row, column, sheet), by default its key."""
     others = [t for t in corpus.tables if t.slug != table.slug]
     problems = broken_links([*others, table])
     if not problems:
         return
     broken, column, message = problems[0]
-    if broken is not table:  # the sheet drops a column a later table continues
+    if broken is not table:  # the file drops a column a later table continues
         raise InputError(
             f"{broken.year}年度の表（{broken.slug}）の列 {column.key}（{column.organisation}）が"
             f"この表の列 {column.continues} を引き継いでいますが（継続元）、このファイルには"
             f"その列がありません。その列を残すか、先に{broken.year}年度の表の継続元を直してください",
             file=file,
         )
-    draft = drafts[table.columns.index(column)]
-    row, col = draft.where["continues"]
-    raise InputError(message, file=file, row=row, column=col, sheet=draft.sheet)
+    raise InputError(message, file=file, **(spot or _by_key)(column))
+
+
+def _by_key(column: Column) -> dict:
+    return {"column": f"列 {column.key}"}
 
 
 def ingest(
