@@ -1131,3 +1131,24 @@ def test_a_title_abbreviating_its_era_gives_the_year(
     path.write_bytes(csv_bytes([["H30年度取組み進捗状況一覧"], WIDE[0], *WIDE[2:]]))
     assert_ok(invoke_kb("ingest", path, corpus=empty_corpus))
     assert only_table(empty_corpus).year == 2018
+
+
+def test_ingest_notes_a_title_of_another_year_and_a_new_council(
+    run_kb, empty_corpus: Path, corpus_copy: Path, tmp_path: Path
+) -> None:
+    """What the admin upload asks to confirm, kb ingest says after the fact on stderr."""
+    path = tmp_path / "wide.csv"
+    path.write_bytes(csv_bytes([*WIDE[:2], ["表題", "平成29年度取組み進捗状況一覧"], *WIDE[2:]]))
+    first = run_kb("ingest", path, corpus=empty_corpus)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines()[1:] == [
+        "注意: 表題には平成29年度（2017年度）と書かれていますが、2018年度の表として取り込みました"
+        "（--year か「年度」の行を確かめてください）"
+    ]
+    path.write_bytes(csv_bytes(WIDE))
+    second = run_kb("ingest", path, corpus=corpus_copy)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.splitlines()[1:] == [
+        "注意: 会議「テスト会議」の表はこれまでありませんでした。新しい会議の表として取り込みました"
+        "（今ある会議：厚木地域小児等在宅医療連絡会議）"
+    ]

@@ -50,8 +50,8 @@ from kb.sheets.ingest import (
     Ask,
     TableMeta,
     check_links,
-    parse_year,
     read_table,
+    title_year_contradicting,
     year_in_words,
 )
 from kb.sheets.sheet import CSV_ENCODINGS
@@ -379,8 +379,8 @@ class Preview:
         ``confirm_year``. None otherwise."""
         stated = self.file_year
         if stated is None or stated == self.table.year:
-            stated = parse_year(self.title) if self.title else None
-            if stated is None or stated == self.table.year:
+            stated = title_year_contradicting(self.table)
+            if stated is None:
                 return None
             where = "ファイルの表題には"
         else:

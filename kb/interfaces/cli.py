@@ -127,12 +127,25 @@ def ingest(
     replace: bool,
 ) -> None:
     """Excel（.xlsx）または CSV の表をコーパスに取り込む。"""
-    from kb.sheets.ingest import TableMeta
+    from kb.sheets.ingest import TableMeta, title_year_contradicting, year_in_words
     from kb.sheets.ingest import ingest as run_ingest
 
+    councils = list(dict.fromkeys(t.council for t in Corpus.load(settings.corpus_dir).tables))
     meta = TableMeta(year=year, council=council, council_id=council_id, document=document)
     table, path = run_ingest(file, settings.corpus_dir, meta, replace=replace)
     log(f"{len(table.columns)}列を取り込みました → {path}")
+    # What the admin upload asks to confirm, said after the fact (kb ingest asks nothing).
+    title_year = title_year_contradicting(table)
+    if title_year is not None:
+        log(
+            f"注意: 表題には{year_in_words(title_year, table.source.title)}と書かれていますが、"
+            f"{table.year}年度の表として取り込みました（--year か「年度」の行を確かめてください）"
+        )
+    if councils and table.council not in councils:
+        log(
+            f"注意: 会議「{table.council}」の表はこれまでありませんでした。新しい会議の表として"
+            f"取り込みました（今ある会議：{'、'.join(councils)}）"
+        )
     click.echo(path)
 
 

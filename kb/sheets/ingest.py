@@ -107,6 +107,14 @@ def year_in_words(year: int, title: str) -> str:
     return f"{year}年度"
 
 
+def title_year_contradicting(table: Table) -> int | None:
+    """The year the table's title states (平成30年度…) when it is not the table's year: a
+    template's 年度 row or title left from last year. None when they agree or the title
+    states none."""
+    stated = parse_year(table.source.title) if table.source.title else None
+    return None if stated in (None, table.year) else stated
+
+
 @dataclass
 class _Draft:
     """A column being assembled from a sheet, with where its parts came from."""
