@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 from urllib.request import urlopen
 
 import pytest
+from admin_helpers import DATA
 from conftest import CORPUS, KB, free_port, serving_kb
 from fastapi.testclient import TestClient
 from html_dom import Node, parse
@@ -990,6 +991,23 @@ def test_kb_serve_rebuilds_an_index_of_an_older_kb(built_index, tmp_path: Path):
     assert (index / "current").resolve().name != old_build
     fresh = json.loads((index / "current" / "manifest.json").read_text(encoding="utf-8"))
     assert fresh["schema_version"] == SCHEMA_VERSION
+
+
+def test_kb_serve_rebuilds_an_index_older_than_its_tables(built_index, tmp_path: Path):
+    """A build after an admin upload cut short by a restart (or kb ingest without kb build)
+    left the server answering from the old tables for good, while the history said the
+    table had changed."""
+    corpus = Path(shutil.copytree(CORPUS, tmp_path / "corpus"))
+    index = Path(shutil.copytree(built_index.index_dir, tmp_path / "index", symlinks=True))
+    shutil.copy(DATA / "2018-atsugi.yaml", corpus / "tables")
+    with serving_kb(corpus, index, tmp_path) as (port, stderr):
+        status = json.loads(urlopen(f"http://127.0.0.1:{port}/api/status").read())
+        assert "索引を作った後に表が変わっているため、作り直します" in stderr.read_text(
+            encoding="utf-8"
+        )
+    assert status["chunks"] == 82 + 71
+    with serving_kb(corpus, index, tmp_path) as (port, stderr):  # up to date: no rebuild
+        assert "作り直します" not in stderr.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -546,7 +546,7 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
     from kb.interfaces.web.app import create_app
     from kb.retrieval.analysis import Analyzer
     from kb.retrieval.embedding import load_embedder, serving_loop
-    from kb.retrieval.index import CURRENT, built_by_older_kb
+    from kb.retrieval.index import CURRENT, built_by_older_kb, built_from_another_corpus
     from kb.retrieval.index import build as run_build
     from kb.search.service import SearchService
 
@@ -557,6 +557,11 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
         run_build(settings, embedder, Analyzer())
     elif built_by_older_kb(settings.index_dir):
         log("索引が以前の版の kb で作られているため、作り直します…")
+        run_build(settings, embedder, Analyzer())
+    elif built_from_another_corpus(settings.index_dir, settings.corpus_dir):
+        # An update cut short by a restart would otherwise stay unseen: the history says
+        # the table changed, the pages show the old one.
+        log("索引を作った後に表が変わっているため、作り直します（変わったセルだけ埋め込みます）…")
         run_build(settings, embedder, Analyzer())
     app = create_app(settings, SearchService(settings, embedder), log_requests=not quiet)
     log(f"{server.url_of(sock)} で開いています（終了は Ctrl+C）")

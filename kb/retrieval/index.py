@@ -368,6 +368,22 @@ def built_by_older_kb(index_dir: Path) -> bool:
     return int(manifest.get("schema_version", 0)) < SCHEMA_VERSION
 
 
+def built_from_another_corpus(index_dir: Path, corpus_dir: Path) -> bool:
+    """True when the live build was made from other tables than ``corpus_dir`` holds now (a
+    build after an admin change cut short by a restart, or ``kb ingest`` without ``kb
+    build``), so that ``kb serve`` rebuilds it rather than serve the old tables. False when
+    there is no build or its manifest cannot be read."""
+    try:
+        manifest = read_manifest(current_build(index_dir))
+    except KbError:
+        return False
+    return _other_tables(manifest, corpus_dir)
+
+
+def _other_tables(manifest: dict, corpus_dir: Path) -> bool:
+    return tables_hash(corpus_dir) != manifest.get("corpus_hash")
+
+
 def read_manifest(folder: Path) -> dict:
     try:
         return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -425,7 +441,7 @@ def open_index(index_dir: Path, embedder_name: str) -> LoadedIndex:
 
 def corpus_changed_since(loaded: LoadedIndex, corpus_dir: Path) -> bool:
     """True when the corpus has been edited after this index was built."""
-    return tables_hash(corpus_dir) != loaded.manifest.get("corpus_hash")
+    return _other_tables(loaded.manifest, corpus_dir)
 
 
 def file_digest(path: Path) -> str:
