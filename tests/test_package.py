@@ -45,17 +45,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     wheels = root / "wheels"
-    run(
+    built = run(
         sys.executable,
         "-m",
         "pip",
         "wheel",
+        "-v",  # setuptools' own warnings
         "--no-deps",
         "--no-build-isolation",
         "-w",
         wheels,
         source,
     )
+    # The template and static folders once read as packages setuptools "would ignore"
+    # (a deprecation: a later setuptools leaves them out, and every page fails).
+    assert "would be ignored" not in built.stdout + built.stderr
     (wheel,) = wheels.glob("kb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
