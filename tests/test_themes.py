@@ -422,7 +422,9 @@ def test_names_are_whole_noun_runs_not_pieces_of_longer_words(themes_service, co
 def test_kb_themes_csv_over_all_fields_with_n(cli, corpus_cells):
     run = cli["csv"]
     assert run.returncode == 0, run.stderr
-    rows = list(csv.reader(io.StringIO(run.stdout)))
+    # `kb themes --format csv > 議題案.csv` opened in Excel: garbled without the BOM.
+    assert run.stdout.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(run.stdout.removeprefix("\ufeff"))))
     assert rows[0] == CSV_HEADER
     numbers = {row[0] for row in rows[1:]}
     assert numbers == {"1", "2", "3", "4"}

@@ -632,5 +632,6 @@ def csv_rows(agenda: Agenda) -> list[list[str]]:
 
 
 def render_csv(agenda: Agenda) -> str:
-    """The agenda as CSV text (no BOM; add one for Excel when writing a file)."""
-    return csv_text(csv_rows(agenda))
+    """The agenda as CSV text for Excel: with a BOM, so Excel on a Japanese PC opens it
+    without garbling it, whether downloaded from /themes or saved from ``kb themes``."""
+    return "\ufeff" + csv_text(csv_rows(agenda))

@@ -282,5 +282,4 @@ def themes_csv(
     request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
 ) -> Response:
     found = _downloadable(request, year, field, n)
-    # The BOM lets Excel on a Japanese PC open the file without garbling it.
-    return _download(found, "\ufeff" + render_csv(found), "csv", "text/csv")
+    return _download(found, render_csv(found), "csv", "text/csv")
