@@ -130,6 +130,11 @@ class _Draft:
     stated: set[str] = field(default_factory=set)  # of keys.STATED: what the sheet has rows for
     sheet: str | None = None  # its worksheet, named in errors when a workbook has several
 
+    def error(self, message: str, file: str, part: tuple[int, str] | None) -> InputError:
+        """An InputError at ``part`` (row, column) of this column's sheet."""
+        row, column = part or (None, None)
+        return InputError(message, file=file, row=row, column=column, sheet=self.sheet)
+
 
 # --- wide layout -----------------------------------------------------------------------
 
@@ -490,13 +495,7 @@ def _column(draft: _Draft, file: str) -> Column:
         try:
             notes.update(parse_notes(extras["notes"]))
         except ValueError as exc:
-            raise InputError(
-                str(exc),
-                file=file,
-                row=draft.where["notes"][0],
-                column=draft.where["notes"][1],
-                sheet=draft.sheet,
-            ) from None
+            raise draft.error(str(exc), file, draft.where["notes"]) from None
     guessed_nos, guessed_title = guess_item(
         draft.cells.get(Field.item, ""), split_categories(draft.category)
     )
@@ -505,14 +504,8 @@ def _column(draft: _Draft, file: str) -> Column:
         try:
             item_nos = parse_item_nos(extras["item_no"])
         except ValueError:
-            row, col = draft.where["item_no"]
-            raise InputError(
-                f"項目番号は数字で書いてください「{extras['item_no']}」",
-                file=file,
-                row=row,
-                column=col,
-                sheet=draft.sheet,
-            ) from None
+            message = f"項目番号は数字で書いてください「{extras['item_no']}」"
+            raise draft.error(message, file, draft.where["item_no"]) from None
     try:
         page = (
             _int(extras["page"], file, *draft.where["page"]) if extras.get("page") else draft.page
@@ -544,23 +537,17 @@ def _check_duplicates(columns: list[Column], drafts: list[_Draft], file: str) ->
                 continue
             other = seen.get((key, clash))
             if other is not None:
-                row, col = (
+                part = (
                     draft.where.get("item_no")
                     or draft.where.get("key")
-                    or next(iter(draft.where.values()), (None, None))
+                    or next(iter(draft.where.values()), None)
                 )
                 what = (
                     f"列キー {column.key}"
                     if key == "key"
                     else f"{column.organisation} 項目{column.item_no}（{column.page}ページ）"
                 )
-                raise InputError(
-                    f"同じ列が2つあります: {what}",
-                    file=file,
-                    row=row,
-                    column=col,
-                    sheet=draft.sheet,
-                )
+                raise draft.error(f"同じ列が2つあります: {what}", file, part)
             seen[(key, clash)] = column
 
 
