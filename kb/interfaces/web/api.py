@@ -175,7 +175,7 @@ def _unprocessable(exc: FilterError, where: str = "query") -> HTTPException:
 )
 async def api_search(request: Request) -> Response:
     # Parameters are read by kb's own validators rather than declared to FastAPI: its
-    # per-parameter machinery cost a fresh query 0.08 ms (README "Benchmarks").
+    # per-parameter machinery cost a fresh query 0.08 ms (docs/benchmarks.md).
     params = request.query_params
     service = service_of(request)
     try:
