@@ -423,6 +423,22 @@ def test_table_page_shows_one_year_on_request(client, two_year_service) -> None:
     assert missing.status_code == 404 and "1999年度の表はありません" in missing.text
 
 
+def test_organisation_list_names_each_item_once_over_two_years(client, two_year_service) -> None:
+    """An item written in both years is one item of the organisation, not two: the list
+    gave 厚木市立病院 「項目 8・17・8・17」 once FY2018 was loaded."""
+    by_name = {o["organisation"]: o for o in client.get("/api/organisations").json()}
+    columns = two_year_service.index.store.all_columns
+    for name, entry in by_name.items():
+        numbers = {n for v in columns if v.organisation == name for n in v.item_nos}
+        assert sorted(entry["items"]) == sorted(numbers), name
+    assert by_name["厚木市立病院"]["items"] == [8, 17]
+    assert by_name["厚木市障がい福祉課②"]["items"] == [21, 20]  # renumbered: both numbers
+    assert by_name["厚木市立病院"]["years"] == [2017, 2018]
+    listed = page_of(client, "/organisations").find_all("li")
+    (hospital,) = [li for li in listed if li.find("a") and li.find("a").text == "厚木市立病院"]
+    assert "項目8・17／" in squeezed(hospital)
+
+
 def test_cell_page_of_a_single_year_item_says_so(client) -> None:
     section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
     assert "この項目は2018年度の表にだけあります" in section.text
