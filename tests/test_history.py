@@ -285,20 +285,25 @@ def test_kb_history_of_an_unknown_cell_is_one_error_line(run_kb, two_year_index)
 
 
 def test_fold_years_puts_the_same_item_into_one_result(invoke_kb, two_year_index: Settings) -> None:
-    # Folding asks for k per year (here 2 × 10) and folds them into at most k results.
-    plain = kb_json(invoke_kb, two_year_index, "search", "ガイドブック", "-k", "20", "--json")
+    # Folding takes the 50 cells the judge looks at and folds them into at most k results;
+    # answers fold with answers, weak cells with weak ones.
+    plain = kb_json(invoke_kb, two_year_index, "search", "ガイドブック", "-k", "50", "--json")
     folded = kb_json(
         invoke_kb, two_year_index, "search", "ガイドブック", "-k", "10", "--fold-years", "--json"
     )
     corpus = Corpus.load(two_year_index.corpus_dir)
     history = ItemHistory.of_tables(corpus.tables)
     item = {c.id: (history.item_of(c), c.field) for c in corpus.chunks}
-    keys = [item[h["id"]] for h in plain]
+
+    def key(hit: dict) -> tuple:
+        return (*item[hit["id"]], hit["confident"])
+
+    keys = [key(h) for h in plain]
     assert len(set(keys)) < len(keys)  # the query finds items in both years
     # One result per item and field, in the order of their best cell.
-    assert [item[h["id"]] for h in folded] == list(dict.fromkeys(keys))[:10]
+    assert [key(h) for h in folded] == list(dict.fromkeys(keys))[:10]
     for hit in folded:
-        members = [h for h in plain if item[h["id"]] == item[hit["id"]]]
+        members = [h for h in plain if key(h) == key(hit)]
         latest = max(h["year"] for h in members)
         # The latest year's best cell leads; the others follow, latest first.
         assert hit == {**next(h for h in members if h["year"] == latest), "earlier": hit["earlier"]}
@@ -306,6 +311,34 @@ def test_fold_years_puts_the_same_item_into_one_result(invoke_kb, two_year_index
         assert hit["earlier"] == sorted(others, key=lambda h: -h["year"])
     renumbered = next(h for h in folded if h["id"] == f"{RENUMBERED_2018}-item")
     assert [e["id"] for e in renumbered["earlier"]] == [f"{RENUMBERED_2017}-item"]
+
+
+@pytest.mark.parametrize("q", ["ショートステイ", "看護師不足", "ガイドブック", "停電"])
+def test_a_folded_result_does_not_depend_on_k(two_year_service, q: str) -> None:
+    """The first k folded results are those of a longer list, each led by the latest year's
+    cell: with -k 3, ショートステイ's third result was FY2017's 総合療育相談センター progress
+    although FY2018's progress of that item answers too (it ranked past k per year)."""
+    from kb.search.fold import item_history, search_folded
+
+    def shape(k: int) -> list:
+        hits = search_folded(two_year_service, q, k=k).hits
+        return [(h.chunk.id, h.confident, [e.chunk.id for e in h.earlier]) for h in hits]
+
+    longest = shape(20)
+    for k in range(1, 11):
+        assert shape(k) == longest[:k], k
+    # Each lead is its item's latest cell of that field among the cells judged alike.
+    history = item_history(two_year_service)
+    plain = two_year_service.search(q, k=50).hits
+    for hit in search_folded(two_year_service, q, k=10).hits:
+        alike = [
+            h
+            for h in plain
+            if history.item_of(h.chunk) == history.item_of(hit.chunk)
+            and h.chunk.field == hit.chunk.field
+            and h.confident == hit.confident
+        ]
+        assert hit.chunk.year == max(h.chunk.year for h in alike), hit.chunk.id
 
 
 def test_fold_years_keeps_k_results(invoke_kb, two_year_index: Settings) -> None:
