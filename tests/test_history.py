@@ -551,6 +551,41 @@ def test_browsing_by_filters_folds_too(client) -> None:
         (earlier,) = hit.find_all("details", cls="earlier")
         (link,) = earlier.find_all("a")
         assert link.attrs["href"].startswith(f"/cells/{RENUMBERED_2017}-")
+    # All ten cells are on the page (five of them under 以前の年度): none is left out.
+    heading = page_of(client, url + "&fold=1").find("h2", id="results-title")
+    assert squeezed(heading) == "条件に合うセル10件"
+
+
+def test_browsing_by_filters_folds_in_the_api_and_the_cli_as_on_the_page(
+    client, invoke_kb, two_year_index: Settings
+) -> None:
+    """fold=true without a query folded nothing in /api/search (no "earlier" key at all),
+    nor did kb search "" --fold-years, while the page folds."""
+    org = "厚木市障がい福祉課②"
+    api = client.get("/api/search", params={"org": org, "fold": "true", "k": 3}).json()["hits"]
+    cli = kb_json(
+        invoke_kb, two_year_index, "search", "", "--org", org, "--fold-years", "-k", "3", "--json"
+    )
+    assert api == cli
+    assert [h["id"] for h in api] == [
+        f"{RENUMBERED_2018}-{f}" for f in ("item", "progress", "challenge")
+    ]
+    assert [[e["id"] for e in h["earlier"]] for h in api] == [
+        [f"{RENUMBERED_2017}-{f}"] for f in ("item", "progress", "challenge")
+    ]
+    plain = client.get("/api/search", params={"org": org, "k": 3}).json()["hits"]
+    assert "earlier" not in plain[0]
+    every = invoke_kb(
+        "search",
+        "",
+        "--org",
+        org,
+        "--fold-years",
+        corpus=two_year_index.corpus_dir,
+        index=two_year_index.index_dir,
+    )
+    assert every.stderr.strip() == "条件に合うセル: 10件"  # all ten: five under ↳ 2017年度
+    assert every.stdout.count("↳ 2017年度") == 5
 
 
 def test_replacing_an_earlier_table_cannot_break_a_later_link(

@@ -366,7 +366,7 @@ def search(
     当てはまる記載を先に、関連が薄い候補は分けて表示します。各セルの ID は kb related に渡せます。
     検索語を空（""）にすると、絞り込みに合うセルを表の順に一覧にします。
     """
-    from kb.search.fold import search_folded
+    from kb.search.fold import browse_folded, search_folded
     from kb.search.validation import check_k
 
     service = _service(settings)
@@ -379,14 +379,18 @@ def search(
         run = partial(search_folded, service) if fold_years else service.search
         result = run(query, k=k, mode=mode, filters=filters)
     else:
-        result = service.browse(filters, limit=check_k(k))
+        browse = partial(browse_folded, service) if fold_years else service.browse
+        result = browse(filters, limit=check_k(k))
     hits = [h for g in result.groups() for h in g.hits] if group_by_org else result.hits
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
     answers = result.answers
+    # Folded, a result stands for its earlier years' cells too: count cells, as matched does.
+    shown = sum(1 + len(getattr(h, "earlier", [])) for h in answers)
     if result.browsing:
-        log(f"条件に合うセル: {result.matched}件（先頭{len(answers)}件を表示）")
+        part = f"（先頭{shown}件を表示）" if shown < result.matched else ""
+        log(f"条件に合うセル: {result.matched}件{part}")
     else:
         log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
         if result.unknown_words:

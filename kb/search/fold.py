@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from kb.corpus.history import ItemHistory
+from kb.retrieval.store import Filters
 from kb.search.hits import Hit, SearchResult
 from kb.search.service import FACET_DEPTH, SearchService
 from kb.search.validation import MAX_K, check_k
@@ -60,3 +61,13 @@ def search_folded(service: SearchService, query: str, k: int, **options: object)
     depth = check_k(k) if years < 2 else min(MAX_K, max(k * years, FACET_DEPTH))
     result = service.search(query, k=depth, **options)  # type: ignore[arg-type]
     return replace(result, hits=fold_years(result.hits, item_history(service))[:k])
+
+
+def browse_folded(service: SearchService, filters: Filters, limit: int = MAX_K) -> SearchResult:
+    """:meth:`SearchService.browse` folded across years: at most ``limit`` results, each
+    item's cells of one field once, led by the latest year's, in table order. Up to
+    MAX_K cells a year are read first, since a later table's cells come after all of an
+    earlier one's."""
+    years = max(1, len(service.index.store.values["year"]))
+    result = service.browse(filters, limit=MAX_K * years)
+    return replace(result, hits=fold_years(result.hits, item_history(service))[: check_k(limit)])

@@ -8,7 +8,6 @@ with status 422.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -39,7 +38,7 @@ from kb.interfaces.web.deps import (
     service_of,
     timeline_or_404,
 )
-from kb.search.fold import fold_years, item_history, search_folded
+from kb.search.fold import browse_folded, search_folded
 from kb.search.highlight import as_html, pieces
 from kb.search.service import FACET_DEPTH
 from kb.search.validation import (
@@ -159,10 +158,8 @@ async def search_page(
         if q.strip():
             context["result"] = run(q, k=k_value, filters=filters, with_facets=True)
         elif filters:
-            result = service.browse(filters)
-            if context["fold"]:
-                result = replace(result, hits=fold_years(result.hits, item_history(service)))
-            context["result"] = result
+            browse = partial(browse_folded, service) if context["fold"] else service.browse
+            context["result"] = browse(filters)
     except FilterError as exc:
         return render(request, "search.html", status=422, error=str(exc), **context)
     return render(request, "search.html", **context)
