@@ -419,6 +419,22 @@ def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index
     assert f"当てはまる記載 {len(answers)}件" in runs[0].stderr
 
 
+def test_plain_output_counts_what_matched_not_only_what_k_shows(
+    run_kb, built_index: Settings, service
+) -> None:
+    """With -k 3 the summary said 「当てはまる記載 3件」 for a query eight cells answer, as if
+    there were no more; it now says how many match and how many are shown, as the page does."""
+    matched = service.search("連携", k=3).matched
+    assert matched > 3
+    done = run_kb(
+        "search", "連携", "-k", "3", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"当てはまる記載 {matched}件" in done.stderr
+    assert "関連の強い順に3件を表示しています（-k で増やせます）" in done.stderr
+    assert len(re.findall(r"^ *\d+\. ", done.stdout, re.MULTILINE)) == 3
+
+
 @pytest.mark.parametrize("query", ["", "　 "])
 def test_empty_query_without_filters_is_a_usage_error(run_kb, built_index, query) -> None:
     done = run_kb("search", query, corpus=built_index.corpus_dir, index=built_index.index_dir)

@@ -367,6 +367,7 @@ def search(
     検索語を空（""）にすると、絞り込みに合うセルを表の順に一覧にします。
     """
     from kb.search.fold import browse_folded, search_folded
+    from kb.search.service import FACET_DEPTH
     from kb.search.validation import check_k
 
     service = _service(settings)
@@ -392,7 +393,10 @@ def search(
         part = f"（先頭{shown}件を表示）" if shown < result.matched else ""
         log(f"条件に合うセル: {result.matched}件{part}")
     else:
-        log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
+        more = "以上" if result.matched >= FACET_DEPTH else ""  # the judge looks no deeper
+        cut = f"。関連の強い順に{shown}件を表示しています（-k で増やせます）"
+        part = cut if shown < result.matched else ""
+        log(f"「{query}」の検索結果: 当てはまる記載 {result.matched}件{more}（{mode}）{part}")
         if result.unknown_words:
             quoted = "".join(f"「{w}」" for w in result.unknown_words)
             log(
