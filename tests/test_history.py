@@ -472,6 +472,24 @@ def test_organisation_list_names_each_item_once_over_two_years(client, two_year_
     assert "項目8・17／" in squeezed(hospital)
 
 
+def test_an_organisation_page_of_two_years_heads_each_year(client) -> None:
+    """Over two years the page listed 「項目8「退院前の…」」 twice under the same heading, the
+    year only in the small print beneath; each year is now a heading over its items."""
+    page = page_of(client, "/organisations/厚木市立病院")
+    assert [h.text for h in page.find_all("h2")] == ["2018年度", "2017年度"]
+    items = [squeezed(h) for h in page.find_all("h3")]
+    assert items[:2] == items[2:] and items[0].startswith("項目8")
+    ids = [h.attrs["id"] for h in page.find_all("h3")]
+    assert len(set(ids)) == len(ids)
+    sections = page.find_all("section", cls="org-year")
+    assert [s.attrs["aria-labelledby"] for s in sections] == [
+        h.attrs["id"] for h in page.find_all("h2")
+    ]
+    for section, year in zip(sections, ("2018", "2017"), strict=True):
+        hrefs = [a.attrs["href"] for a in section.find_all("a")]
+        assert hrefs and all(h.startswith(f"/cells/{year}-") for h in hrefs)
+
+
 def test_cell_page_of_a_single_year_item_says_so(client) -> None:
     section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
     assert "この項目は2018年度の表にだけあります" in section.text
