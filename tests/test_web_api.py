@@ -738,7 +738,12 @@ def test_unknown_cell_is_a_404_page(client):
     assert response.status_code == 404
     page = html(response)
     assert page.find("h1").text == "ページが見つかりません"
+    # which of the URL's names is unknown, not only that something is
+    assert f"セル {UNKNOWN_CELL} はありません" in page.find("main").text
     assert page.find("form", role="search")  # a way on
+    missing = html(client.get("/organisations/存在しない団体")).find("main")
+    assert "団体「存在しない団体」はありません" in missing.text
+    assert missing.find("a", href="/organisations")  # the list of the names there are
 
 
 def test_organisation_pages(client, cells):
