@@ -516,6 +516,18 @@ def test_search_page_folds_years_on_request(client) -> None:
     assert folded.find("form", cls="search-form").find("input", name="fold").attrs["value"] == "1"
 
 
+def test_the_page_reads_fold_as_the_api_does(client) -> None:
+    """/search?fold=true (the API's spelling) showed the results unfolded: only 1 folded."""
+    for flag in ("1", "true", "yes"):
+        page = page_of(client, f"/search?q=ガイドブック&view=cells&fold={flag}")
+        assert page.find_all("details", cls="earlier"), flag
+    for flag in ("", "0", "false"):
+        page = page_of(client, f"/search?q=ガイドブック&view=cells&fold={flag}")
+        assert not page.find_all("details", cls="earlier"), flag
+    bad = client.get("/search", params={"q": "ガイドブック", "fold": "maybe"})
+    assert bad.status_code == 422 and "fold は true か false にしてください（maybe）" in bad.text
+
+
 def _folded_cells(cards) -> set[str]:
     """The cells the folded result cards stand for: each card's own and its earlier years'."""
     cells = set()

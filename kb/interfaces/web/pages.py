@@ -46,6 +46,7 @@ from kb.search.validation import (
     canonical_organisation,
     check_query,
     parse_count,
+    parse_flag,
     parse_k,
     parse_year,
     parse_years,
@@ -146,11 +147,12 @@ async def search_page(
     context: dict = {
         "q": q,
         "view": "cells" if view == "cells" else "org",
-        "fold": fold == "1",  # the same item's cells of several years as one result
+        "fold": False,  # the same item's cells of several years as one result
         "selected": selected,
     }
-    run = partial(search_folded, service) if context["fold"] else service.search
     try:
+        context["fold"] = parse_flag(fold, "fold")  # fold=1 from the page, fold=true too
+        run = partial(search_folded, service) if context["fold"] else service.search
         # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
         await service.prepare(check_query(q))
         filters = service.filters(field, org, category, parse_years(year))
