@@ -775,6 +775,25 @@ def test_organisation_pages(client, cells):
     assert client.get("/organisations/存在しない団体").status_code == 404
 
 
+def test_an_agencys_cell_list_narrows_by_sheet_from_its_facets(client, cells):
+    """The agency page's 「この団体のセルを一覧で見る」 searched org=厚木市障がい福祉課; ticking
+    its sheet ① among the facets then still listed ②'s cells under a ✓ on ① alone."""
+    agency = html(client.get(f"/organisations/{FUKUSHI}"))
+    (link,) = [a for a in agency.find_all("a") if a.text == "この団体のセルを一覧で見る"]
+    listing = html(client.get(link.attrs["href"]))
+    sheets = {f"{FUKUSHI}①", f"{FUKUSHI}②"}
+    assert set(hit_ids(listing)) == {c.id for c in cells if c.organisation in sheets}
+    chosen = [
+        a
+        for a in listing.find("aside", cls="facets").find_all("a")
+        if "on" in a.attrs.get("class", "")
+    ]
+    assert {a.text.replace("✓", "").split()[0] for a in chosen} == sheets  # both ticked
+    one = facets_of(listing)["団体"][f"{FUKUSHI}②"][1]  # untick ②: ① is left
+    narrowed = html(client.get(one))
+    assert set(hit_ids(narrowed)) == {c.id for c in cells if c.organisation == f"{FUKUSHI}①"}
+
+
 @pytest.mark.parametrize(
     ("alias", "page"),
     [

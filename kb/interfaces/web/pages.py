@@ -194,7 +194,11 @@ def organisation_page(request: Request, name: str) -> Response:
     store = service_of(request).index.store
     columns = browse.organisation_columns(store.all_columns, name)
     if columns:
-        return render(request, "organisation.html", name=name, columns=columns)
+        # An agency's list names each of its sheets, so the search page's facets tick
+        # them and unticking one leaves the other (org=<agency> stayed whole).
+        sheets = dict.fromkeys(v.organisation for v in columns)
+        listing = f"/search?{urlencode([('org', sheet) for sheet in sheets])}"
+        return render(request, "organisation.html", name=name, columns=columns, listing=listing)
     canonical = canonical_organisation(store.aliases, name)
     if canonical != name and browse.organisation_columns(store.all_columns, canonical):
         return RedirectResponse(f"/organisations/{quote(canonical)}", status_code=307)
