@@ -528,6 +528,25 @@ def test_the_page_reads_fold_as_the_api_does(client) -> None:
     assert bad.status_code == 422 and "fold は true か false にしてください（maybe）" in bad.text
 
 
+def test_a_folded_pages_group_counts_cells_as_its_facets_do(client) -> None:
+    """Folded, 厚木市障がい福祉課① read 「3件」 over its results while its facet and the
+    heading counted its 4 cells (one of them under 以前の年度)."""
+    page = page_of(client, "/search?q=ショートステイ&fold=1")
+    facet = {}
+    for a in page.find("aside", cls="facets").find_all("a"):
+        count = a.find("span", cls="count").text
+        facet[a.text.strip().removesuffix(count).strip()] = int(count)
+    groups = page.find_all("section", cls="org-group")
+    assert groups
+    for group in groups:
+        name = group.find("h3").find("a").text
+        shown = group.find("h3").find("span", cls="count").text
+        cells = len(group.find_all("article", cls="hit")) + sum(
+            len(d.find_all("li")) for d in group.find_all("details", cls="earlier")
+        )
+        assert shown == f"{cells}件" and cells == facet[name], name
+
+
 def _folded_cells(cards) -> set[str]:
     """The cells the folded result cards stand for: each card's own and its earlier years'."""
     cells = set()
