@@ -380,6 +380,11 @@ def test_plain_output_names_the_words_no_cell_writes(run_kb, built_index: Settin
         "search", "看護師不足", corpus=built_index.corpus_dir, index=built_index.index_dir
     )
     assert "出てこない言葉" not in plain.stderr
+    english = run_kb(
+        "search", "respite care", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert "「care」は、表の日本語に置き換えられなかった言葉です" in english.stderr
+    assert "出てこない言葉" not in english.stderr  # ケア is in most cells
 
 
 def test_plain_output_says_when_a_query_has_no_topic(run_kb, built_index: Settings) -> None:

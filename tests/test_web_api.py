@@ -619,11 +619,28 @@ def test_words_no_cell_writes_are_named_beside_the_hits(client, service):
     assert said is not None and all(f"「{w}」" in said.text for w in unknown)
     assert ("については書かれていません" in said.text) == bool(result.answers)
     nothing = html(client.get("/search", params={"q": NONSENSE})).find("section", cls="no-match")
-    assert f"「{NONSENSE}」は、表のどの記載にも出てこない言葉です。" in nothing.text
+    assert f"「{NONSENSE}」は、表の日本語に置き換えられなかった言葉です。" in nothing.text
     # Every word of a query the table writes (or the vocabulary knows): no note.
     for q in (NURSE, "人手が足りない"):
         assert service.search(q).unknown_words == [], q
         assert not html(client.get("/search", params={"q": q})).find_all("p", cls="unknown-words")
+
+
+def test_an_english_word_the_vocabulary_lacks_is_not_said_to_be_absent(client, service):
+    """「respite care」: the page said the hits 「「care」については書かれていません」, though
+    they are about レスパイト and ケア is in most cells; the table is Japanese, and an
+    English word kb cannot put into it says nothing about what the table covers."""
+    result = service.search("respite care", k=20)
+    assert result.answers and result.untranslated_words == ["care"]
+    assert result.unknown_words == []
+    page = html(client.get("/search", params={"q": "respite care"}))
+    (said,) = page.find_all("p", cls="unknown-words")
+    assert "「care」は、表の日本語に置き換えられなかった言葉です。" in said.text
+    assert "書かれていません" not in said.text and "出てこない" not in said.text
+    assert "日本語でも探してみてください" in said.text
+    # Japanese words the table never writes are still said to be absent, beside the English.
+    mixed = service.search("人工透析 care", k=20)
+    assert mixed.unknown_words and mixed.untranslated_words == ["care"]
 
 
 def test_a_query_without_a_topic_is_told_so(client):

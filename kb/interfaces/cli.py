@@ -402,6 +402,11 @@ def search(
             log(
                 f"{quoted}は、表のどの記載にも出てこない言葉です（その言葉について書かれた記載はありません）"
             )
+        if result.untranslated_words:  # English kb cannot put into the table's Japanese
+            quoted = "".join(f"「{w}」" for w in result.untranslated_words)
+            log(
+                f"{quoted}は、表の日本語に置き換えられなかった言葉です（日本語でも探してみてください）"
+            )
         if result.topicless:
             log(f"「{query}」には、何について探すかを表す言葉が入っていません")
     if not answers:
