@@ -341,6 +341,24 @@ def test_a_folded_result_does_not_depend_on_k(two_year_service, q: str) -> None:
         assert hit.chunk.year == max(h.chunk.year for h in alike), hit.chunk.id
 
 
+@pytest.mark.parametrize("k", ["0", "-3", "101"])
+def test_fold_years_refuses_a_bad_k_as_search_does(run_kb, two_year_index, k: str) -> None:
+    for query in ("看護", ""):
+        done = run_kb(
+            "search",
+            query,
+            "--org",
+            "もみじ",
+            "-k",
+            k,
+            "--fold-years",
+            corpus=two_year_index.corpus_dir,
+            index=two_year_index.index_dir,
+        )
+        assert done.returncode == 1 and done.stdout == "", (query, done.stdout)
+        assert done.stderr.strip() == f"エラー: 表示件数 k は 1〜100 にしてください（{k}）"
+
+
 def test_fold_years_keeps_k_results(invoke_kb, two_year_index: Settings) -> None:
     args = ("search", "医療的ケア", "-k", "5", "--json")
     assert len(kb_json(invoke_kb, two_year_index, *args, "--fold-years")) == 5

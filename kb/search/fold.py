@@ -57,8 +57,8 @@ def search_folded(service: SearchService, query: str, k: int, **options: object)
     only ``k`` per year the earlier cell led its item and the later answer went missing, so
     the first three results differed from the first three of twenty.
     """
-    years = len(service.index.store.values["year"])
-    depth = check_k(k) if years < 2 else min(MAX_K, max(k * years, FACET_DEPTH))
+    k, years = check_k(k), len(service.index.store.values["year"])
+    depth = k if years < 2 else min(MAX_K, max(k * years, FACET_DEPTH))
     result = service.search(query, k=depth, **options)  # type: ignore[arg-type]
     return replace(result, hits=fold_years(result.hits, item_history(service))[:k])
 
