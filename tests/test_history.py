@@ -508,6 +508,21 @@ def test_an_organisation_page_of_two_years_heads_each_year(client) -> None:
         assert hrefs and all(h.startswith(f"/cells/{year}-") for h in hrefs)
 
 
+def test_cell_pages_of_one_organisation_have_titles_of_their_own(client) -> None:
+    """Every cell page of an organisation's field was titled 「厚木市立病院の課題」 alike, so a
+    tab or bookmark of item 8 could not be told from item 17, nor FY2017 from FY2018."""
+    titles = {
+        cell: page_of(client, f"/cells/{cell}").find("title").text
+        for cell in (
+            "2017-atsugi-c03-challenge",  # 厚木市立病院 item 8
+            "2018-atsugi-c02-challenge",  # item 8 again, a year later
+            "2018-atsugi-c03-challenge",  # 厚木市立病院 item 17
+        )
+    }
+    assert len(set(titles.values())) == 3, titles
+    assert titles["2017-atsugi-c03-challenge"].startswith("厚木市立病院 項目8の課題（2017年度）")
+
+
 def test_cell_page_of_a_single_year_item_says_so(client) -> None:
     section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
     assert "この項目は2018年度の表にだけあります" in section.text
