@@ -285,20 +285,25 @@ def test_kb_history_of_an_unknown_cell_is_one_error_line(run_kb, two_year_index)
 
 
 def test_fold_years_puts_the_same_item_into_one_result(invoke_kb, two_year_index: Settings) -> None:
-    # Folding asks for k per year (here 2 × 10) and folds them into at most k results.
-    plain = kb_json(invoke_kb, two_year_index, "search", "ガイドブック", "-k", "20", "--json")
+    # Folding takes the 50 cells the judge looks at and folds them into at most k results;
+    # answers fold with answers, weak cells with weak ones.
+    plain = kb_json(invoke_kb, two_year_index, "search", "ガイドブック", "-k", "50", "--json")
     folded = kb_json(
         invoke_kb, two_year_index, "search", "ガイドブック", "-k", "10", "--fold-years", "--json"
     )
     corpus = Corpus.load(two_year_index.corpus_dir)
     history = ItemHistory.of_tables(corpus.tables)
     item = {c.id: (history.item_of(c), c.field) for c in corpus.chunks}
-    keys = [item[h["id"]] for h in plain]
+
+    def key(hit: dict) -> tuple:
+        return (*item[hit["id"]], hit["confident"])
+
+    keys = [key(h) for h in plain]
     assert len(set(keys)) < len(keys)  # the query finds items in both years
     # One result per item and field, in the order of their best cell.
-    assert [item[h["id"]] for h in folded] == list(dict.fromkeys(keys))[:10]
+    assert [key(h) for h in folded] == list(dict.fromkeys(keys))[:10]
     for hit in folded:
-        members = [h for h in plain if item[h["id"]] == item[hit["id"]]]
+        members = [h for h in plain if key(h) == key(hit)]
         latest = max(h["year"] for h in members)
         # The latest year's best cell leads; the others follow, latest first.
         assert hit == {**next(h for h in members if h["year"] == latest), "earlier": hit["earlier"]}
@@ -306,6 +311,52 @@ def test_fold_years_puts_the_same_item_into_one_result(invoke_kb, two_year_index
         assert hit["earlier"] == sorted(others, key=lambda h: -h["year"])
     renumbered = next(h for h in folded if h["id"] == f"{RENUMBERED_2018}-item")
     assert [e["id"] for e in renumbered["earlier"]] == [f"{RENUMBERED_2017}-item"]
+
+
+@pytest.mark.parametrize("q", ["ショートステイ", "看護師不足", "ガイドブック", "停電"])
+def test_a_folded_result_does_not_depend_on_k(two_year_service, q: str) -> None:
+    """The first k folded results are those of a longer list, each led by the latest year's
+    cell: with -k 3, ショートステイ's third result was FY2017's 総合療育相談センター progress
+    although FY2018's progress of that item answers too (it ranked past k per year)."""
+    from kb.search.fold import item_history, search_folded
+
+    def shape(k: int) -> list:
+        hits = search_folded(two_year_service, q, k=k).hits
+        return [(h.chunk.id, h.confident, [e.chunk.id for e in h.earlier]) for h in hits]
+
+    longest = shape(20)
+    for k in range(1, 11):
+        assert shape(k) == longest[:k], k
+    # Each lead is its item's latest cell of that field among the cells judged alike.
+    history = item_history(two_year_service)
+    plain = two_year_service.search(q, k=50).hits
+    for hit in search_folded(two_year_service, q, k=10).hits:
+        alike = [
+            h
+            for h in plain
+            if history.item_of(h.chunk) == history.item_of(hit.chunk)
+            and h.chunk.field == hit.chunk.field
+            and h.confident == hit.confident
+        ]
+        assert hit.chunk.year == max(h.chunk.year for h in alike), hit.chunk.id
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "101"])
+def test_fold_years_refuses_a_bad_k_as_search_does(run_kb, two_year_index, k: str) -> None:
+    for query in ("看護", ""):
+        done = run_kb(
+            "search",
+            query,
+            "--org",
+            "もみじ",
+            "-k",
+            k,
+            "--fold-years",
+            corpus=two_year_index.corpus_dir,
+            index=two_year_index.index_dir,
+        )
+        assert done.returncode == 1 and done.stdout == "", (query, done.stdout)
+        assert done.stderr.strip() == f"エラー: 表示件数 k は 1〜100 にしてください（{k}）"
 
 
 def test_fold_years_keeps_k_results(invoke_kb, two_year_index: Settings) -> None:
@@ -423,6 +474,55 @@ def test_table_page_shows_one_year_on_request(client, two_year_service) -> None:
     assert missing.status_code == 404 and "1999年度の表はありません" in missing.text
 
 
+def test_organisation_list_names_each_item_once_over_two_years(client, two_year_service) -> None:
+    """An item written in both years is one item of the organisation, not two: the list
+    gave 厚木市立病院 「項目 8・17・8・17」 once FY2018 was loaded."""
+    by_name = {o["organisation"]: o for o in client.get("/api/organisations").json()}
+    columns = two_year_service.index.store.all_columns
+    for name, entry in by_name.items():
+        numbers = {n for v in columns if v.organisation == name for n in v.item_nos}
+        assert sorted(entry["items"]) == sorted(numbers), name
+    assert by_name["厚木市立病院"]["items"] == [8, 17]
+    assert by_name["厚木市障がい福祉課②"]["items"] == [21, 20]  # renumbered: both numbers
+    assert by_name["厚木市立病院"]["years"] == [2017, 2018]
+    listed = page_of(client, "/organisations").find_all("li")
+    (hospital,) = [li for li in listed if li.find("a") and li.find("a").text == "厚木市立病院"]
+    assert "項目8・17／" in squeezed(hospital)
+
+
+def test_an_organisation_page_of_two_years_heads_each_year(client) -> None:
+    """Over two years the page listed 「項目8「退院前の…」」 twice under the same heading, the
+    year only in the small print beneath; each year is now a heading over its items."""
+    page = page_of(client, "/organisations/厚木市立病院")
+    assert [h.text for h in page.find_all("h2")] == ["2018年度", "2017年度"]
+    items = [squeezed(h) for h in page.find_all("h3")]
+    assert items[:2] == items[2:] and items[0].startswith("項目8")
+    ids = [h.attrs["id"] for h in page.find_all("h3")]
+    assert len(set(ids)) == len(ids)
+    sections = page.find_all("section", cls="org-year")
+    assert [s.attrs["aria-labelledby"] for s in sections] == [
+        h.attrs["id"] for h in page.find_all("h2")
+    ]
+    for section, year in zip(sections, ("2018", "2017"), strict=True):
+        hrefs = [a.attrs["href"] for a in section.find_all("a")]
+        assert hrefs and all(h.startswith(f"/cells/{year}-") for h in hrefs)
+
+
+def test_cell_pages_of_one_organisation_have_titles_of_their_own(client) -> None:
+    """Every cell page of an organisation's field was titled 「厚木市立病院の課題」 alike, so a
+    tab or bookmark of item 8 could not be told from item 17, nor FY2017 from FY2018."""
+    titles = {
+        cell: page_of(client, f"/cells/{cell}").find("title").text
+        for cell in (
+            "2017-atsugi-c03-challenge",  # 厚木市立病院 item 8
+            "2018-atsugi-c02-challenge",  # item 8 again, a year later
+            "2018-atsugi-c03-challenge",  # 厚木市立病院 item 17
+        )
+    }
+    assert len(set(titles.values())) == 3, titles
+    assert titles["2017-atsugi-c03-challenge"].startswith("厚木市立病院 項目8の課題（2017年度）")
+
+
 def test_cell_page_of_a_single_year_item_says_so(client) -> None:
     section = page_of(client, "/cells/2018-atsugi-c09-item").find("section", cls="history")
     assert "この項目は2018年度の表にだけあります" in section.text
@@ -447,6 +547,37 @@ def test_search_page_folds_years_on_request(client) -> None:
     toggle = [a for a in folded.find_all("a") if a.text == "同じ項目をまとめる"]
     assert toggle and toggle[0].attrs.get("aria-current") == "page"
     assert folded.find("form", cls="search-form").find("input", name="fold").attrs["value"] == "1"
+
+
+def test_the_page_reads_fold_as_the_api_does(client) -> None:
+    """/search?fold=true (the API's spelling) showed the results unfolded: only 1 folded."""
+    for flag in ("1", "true", "yes"):
+        page = page_of(client, f"/search?q=ガイドブック&view=cells&fold={flag}")
+        assert page.find_all("details", cls="earlier"), flag
+    for flag in ("", "0", "false"):
+        page = page_of(client, f"/search?q=ガイドブック&view=cells&fold={flag}")
+        assert not page.find_all("details", cls="earlier"), flag
+    bad = client.get("/search", params={"q": "ガイドブック", "fold": "maybe"})
+    assert bad.status_code == 422 and "fold は true か false にしてください（maybe）" in bad.text
+
+
+def test_a_folded_pages_group_counts_cells_as_its_facets_do(client) -> None:
+    """Folded, 厚木市障がい福祉課① read 「3件」 over its results while its facet and the
+    heading counted its 4 cells (one of them under 以前の年度)."""
+    page = page_of(client, "/search?q=ショートステイ&fold=1")
+    facet = {}
+    for a in page.find("aside", cls="facets").find_all("a"):
+        count = a.find("span", cls="count").text
+        facet[a.text.strip().removesuffix(count).strip()] = int(count)
+    groups = page.find_all("section", cls="org-group")
+    assert groups
+    for group in groups:
+        name = group.find("h3").find("a").text
+        shown = group.find("h3").find("span", cls="count").text
+        cells = len(group.find_all("article", cls="hit")) + sum(
+            len(d.find_all("li")) for d in group.find_all("details", cls="earlier")
+        )
+        assert shown == f"{cells}件" and cells == facet[name], name
 
 
 def _folded_cells(cards) -> set[str]:
@@ -502,6 +633,41 @@ def test_browsing_by_filters_folds_too(client) -> None:
         (earlier,) = hit.find_all("details", cls="earlier")
         (link,) = earlier.find_all("a")
         assert link.attrs["href"].startswith(f"/cells/{RENUMBERED_2017}-")
+    # All ten cells are on the page (five of them under 以前の年度): none is left out.
+    heading = page_of(client, url + "&fold=1").find("h2", id="results-title")
+    assert squeezed(heading) == "条件に合うセル10件"
+
+
+def test_browsing_by_filters_folds_in_the_api_and_the_cli_as_on_the_page(
+    client, invoke_kb, two_year_index: Settings
+) -> None:
+    """fold=true without a query folded nothing in /api/search (no "earlier" key at all),
+    nor did kb search "" --fold-years, while the page folds."""
+    org = "厚木市障がい福祉課②"
+    api = client.get("/api/search", params={"org": org, "fold": "true", "k": 3}).json()["hits"]
+    cli = kb_json(
+        invoke_kb, two_year_index, "search", "", "--org", org, "--fold-years", "-k", "3", "--json"
+    )
+    assert api == cli
+    assert [h["id"] for h in api] == [
+        f"{RENUMBERED_2018}-{f}" for f in ("item", "progress", "challenge")
+    ]
+    assert [[e["id"] for e in h["earlier"]] for h in api] == [
+        [f"{RENUMBERED_2017}-{f}"] for f in ("item", "progress", "challenge")
+    ]
+    plain = client.get("/api/search", params={"org": org, "k": 3}).json()["hits"]
+    assert "earlier" not in plain[0]
+    every = invoke_kb(
+        "search",
+        "",
+        "--org",
+        org,
+        "--fold-years",
+        corpus=two_year_index.corpus_dir,
+        index=two_year_index.index_dir,
+    )
+    assert every.stderr.strip() == "条件に合うセル: 10件"  # all ten: five under ↳ 2017年度
+    assert every.stdout.count("↳ 2017年度") == 5
 
 
 def test_replacing_an_earlier_table_cannot_break_a_later_link(

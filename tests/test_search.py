@@ -380,6 +380,11 @@ def test_plain_output_names_the_words_no_cell_writes(run_kb, built_index: Settin
         "search", "看護師不足", corpus=built_index.corpus_dir, index=built_index.index_dir
     )
     assert "出てこない言葉" not in plain.stderr
+    english = run_kb(
+        "search", "respite care", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert "「care」は、表の日本語に置き換えられなかった言葉です" in english.stderr
+    assert "出てこない言葉" not in english.stderr  # ケア is in most cells
 
 
 def test_plain_output_says_when_a_query_has_no_topic(run_kb, built_index: Settings) -> None:
@@ -417,6 +422,22 @@ def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index
     assert re.findall(r"ID: (\S+)", tail) == weak[:3]
     assert not re.findall(r"^ *\d+\. ", tail, re.MULTILINE)
     assert f"当てはまる記載 {len(answers)}件" in runs[0].stderr
+
+
+def test_plain_output_counts_what_matched_not_only_what_k_shows(
+    run_kb, built_index: Settings, service
+) -> None:
+    """With -k 3 the summary said 「当てはまる記載 3件」 for a query eight cells answer, as if
+    there were no more; it now says how many match and how many are shown, as the page does."""
+    matched = service.search("連携", k=3).matched
+    assert matched > 3
+    done = run_kb(
+        "search", "連携", "-k", "3", corpus=built_index.corpus_dir, index=built_index.index_dir
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"当てはまる記載 {matched}件" in done.stderr
+    assert "関連の強い順に3件を表示しています（-k で増やせます）" in done.stderr
+    assert len(re.findall(r"^ *\d+\. ", done.stdout, re.MULTILINE)) == 3
 
 
 @pytest.mark.parametrize("query", ["", "　 "])

@@ -620,11 +620,28 @@ def test_words_no_cell_writes_are_named_beside_the_hits(client, service):
     assert said is not None and all(f"「{w}」" in said.text for w in unknown)
     assert ("については書かれていません" in said.text) == bool(result.answers)
     nothing = html(client.get("/search", params={"q": NONSENSE})).find("section", cls="no-match")
-    assert f"「{NONSENSE}」は、表のどの記載にも出てこない言葉です。" in nothing.text
+    assert f"「{NONSENSE}」は、表の日本語に置き換えられなかった言葉です。" in nothing.text
     # Every word of a query the table writes (or the vocabulary knows): no note.
     for q in (NURSE, "人手が足りない"):
         assert service.search(q).unknown_words == [], q
         assert not html(client.get("/search", params={"q": q})).find_all("p", cls="unknown-words")
+
+
+def test_an_english_word_the_vocabulary_lacks_is_not_said_to_be_absent(client, service):
+    """「respite care」: the page said the hits 「「care」については書かれていません」, though
+    they are about レスパイト and ケア is in most cells; the table is Japanese, and an
+    English word kb cannot put into it says nothing about what the table covers."""
+    result = service.search("respite care", k=20)
+    assert result.answers and result.untranslated_words == ["care"]
+    assert result.unknown_words == []
+    page = html(client.get("/search", params={"q": "respite care"}))
+    (said,) = page.find_all("p", cls="unknown-words")
+    assert "「care」は、表の日本語に置き換えられなかった言葉です。" in said.text
+    assert "書かれていません" not in said.text and "出てこない" not in said.text
+    assert "日本語でも探してみてください" in said.text
+    # Japanese words the table never writes are still said to be absent, beside the English.
+    mixed = service.search("人工透析 care", k=20)
+    assert mixed.unknown_words and mixed.untranslated_words == ["care"]
 
 
 def test_a_query_without_a_topic_is_told_so(client):
@@ -739,7 +756,12 @@ def test_unknown_cell_is_a_404_page(client):
     assert response.status_code == 404
     page = html(response)
     assert page.find("h1").text == "ページが見つかりません"
+    # which of the URL's names is unknown, not only that something is
+    assert f"セル {UNKNOWN_CELL} はありません" in page.find("main").text
     assert page.find("form", role="search")  # a way on
+    missing = html(client.get("/organisations/存在しない団体")).find("main")
+    assert "団体「存在しない団体」はありません" in missing.text
+    assert missing.find("a", href="/organisations")  # the list of the names there are
 
 
 def test_organisation_pages(client, cells):
@@ -769,6 +791,25 @@ def test_organisation_pages(client, cells):
         assert own and {f"/cells/{i}" for i in own} <= links, name
         assert all(h.text.strip() for h in page.find_all("h2")), "an empty heading"
     assert client.get("/organisations/存在しない団体").status_code == 404
+
+
+def test_an_agencys_cell_list_narrows_by_sheet_from_its_facets(client, cells):
+    """The agency page's 「この団体のセルを一覧で見る」 searched org=厚木市障がい福祉課; ticking
+    its sheet ① among the facets then still listed ②'s cells under a ✓ on ① alone."""
+    agency = html(client.get(f"/organisations/{FUKUSHI}"))
+    (link,) = [a for a in agency.find_all("a") if a.text == "この団体のセルを一覧で見る"]
+    listing = html(client.get(link.attrs["href"]))
+    sheets = {f"{FUKUSHI}①", f"{FUKUSHI}②"}
+    assert set(hit_ids(listing)) == {c.id for c in cells if c.organisation in sheets}
+    chosen = [
+        a
+        for a in listing.find("aside", cls="facets").find_all("a")
+        if "on" in a.attrs.get("class", "")
+    ]
+    assert {a.text.replace("✓", "").split()[0] for a in chosen} == sheets  # both ticked
+    one = facets_of(listing)["団体"][f"{FUKUSHI}②"][1]  # untick ②: ① is left
+    narrowed = html(client.get(one))
+    assert set(hit_ids(narrowed)) == {c.id for c in cells if c.organisation == f"{FUKUSHI}①"}
 
 
 @pytest.mark.parametrize(
@@ -893,7 +934,7 @@ def test_help_page(client):
         ({"q": NURSE, "k": "101"}, "表示件数"),
         ({"q": NURSE, "org": "存在しない団体"}, "団体「存在しない団体」は見つかりません"),
         ({"q": NURSE, "category": "存在しない区分"}, "課題区分「存在しない区分」はありません"),
-        ({"q": NURSE, "year": "1999"}, "1999年度の表はありません"),
+        ({"q": NURSE, "year": "1999"}, "1999年度の表はありません（表がある年度: 2017年度）"),
         ({"q": NURSE, "year": "abc"}, "年度は数字で"),
         ({"q": NURSE, "field": "bogus"}, "欄「bogus」はありません"),
     ],

@@ -59,7 +59,8 @@ def organisation_columns(columns: Sequence[ColumnView], name: str) -> list[Colum
 
 
 def organisation_list(columns: Sequence[ColumnView], aliases: dict[str, str]) -> list[dict]:
-    """Organisations in table order with their items, cell counts and aliases."""
+    """Organisations in table order with their item numbers (each once, in the order
+    first written), cell counts, years and aliases."""
     by_org: dict[str, dict] = {}
     for column in columns:
         entry = by_org.setdefault(
@@ -75,7 +76,8 @@ def organisation_list(columns: Sequence[ColumnView], aliases: dict[str, str]) ->
                 "years": [],
             },
         )
-        entry["items"] += column.item_nos
+        # An item written in several years is still one item of the organisation.
+        entry["items"] += [n for n in column.item_nos if n not in entry["items"]]
         entry["cells"] += len(column.filled)
         if column.year not in entry["years"]:
             entry["years"].append(column.year)

@@ -386,7 +386,8 @@ def search(
     当てはまる記載を先に、関連が薄い候補は分けて表示します。各セルの ID は kb related に渡せます。
     検索語を空（""）にすると、絞り込みに合うセルを表の順に一覧にします。
     """
-    from kb.search.fold import search_folded
+    from kb.search.fold import browse_folded, search_folded
+    from kb.search.service import FACET_DEPTH
     from kb.search.validation import check_k
 
     service = _service(settings)
@@ -399,20 +400,32 @@ def search(
         run = partial(search_folded, service) if fold_years else service.search
         result = run(query, k=k, mode=mode, filters=filters)
     else:
-        result = service.browse(filters, limit=check_k(k))
+        browse = partial(browse_folded, service) if fold_years else service.browse
+        result = browse(filters, limit=check_k(k))
     hits = [h for g in result.groups() for h in g.hits] if group_by_org else result.hits
     if as_json:
         click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         return
     answers = result.answers
+    # Folded, a result stands for its earlier years' cells too: count cells, as matched does.
+    shown = sum(1 + len(getattr(h, "earlier", [])) for h in answers)
     if result.browsing:
-        log(f"条件に合うセル: {result.matched}件（先頭{len(answers)}件を表示）")
+        part = f"（先頭{shown}件を表示）" if shown < result.matched else ""
+        log(f"条件に合うセル: {result.matched}件{part}")
     else:
-        log(f"「{query}」の検索結果: 当てはまる記載 {len(answers)}件（{mode}）")
+        more = "以上" if result.matched >= FACET_DEPTH else ""  # the judge looks no deeper
+        cut = f"。関連の強い順に{shown}件を表示しています（-k で増やせます）"
+        part = cut if shown < result.matched else ""
+        log(f"「{query}」の検索結果: 当てはまる記載 {result.matched}件{more}（{mode}）{part}")
         if result.unknown_words:
             quoted = "".join(f"「{w}」" for w in result.unknown_words)
             log(
                 f"{quoted}は、表のどの記載にも出てこない言葉です（その言葉について書かれた記載はありません）"
+            )
+        if result.untranslated_words:  # English kb cannot put into the table's Japanese
+            quoted = "".join(f"「{w}」" for w in result.untranslated_words)
+            log(
+                f"{quoted}は、表の日本語に置き換えられなかった言葉です（日本語でも探してみてください）"
             )
         if result.topicless:
             log(f"「{query}」には、何について探すかを表す言葉が入っていません")

@@ -7,8 +7,8 @@ characters still overlap. Overlapping pairs of characters, the classic complemen
 morphological analysis in Japanese retrieval, match there.
 They are ranked with the same BM25 as Sudachi's terms, read row by row
 (:class:`kb.retrieval.lexical.RowIndex`, the build's ``grams/`` folder), and only among
-the cells the other two legs ranked first (:func:`kb.search.fusion.rank`). Measured in the
-README ("Search quality").
+the cells the other two legs ranked first (:func:`kb.search.fusion.rank`). Measured in
+docs/search-quality.md ("Character pairs").
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from kb.corpus.history import ItemHistory
+from kb.retrieval.store import Filters
 from kb.search.hits import Hit, SearchResult
-from kb.search.service import SearchService
+from kb.search.service import FACET_DEPTH, SearchService
 from kb.search.validation import MAX_K, check_k
 
 
@@ -49,8 +50,24 @@ def fold_years(hits: list[Hit], history: ItemHistory) -> list[FoldedHit]:
 
 
 def search_folded(service: SearchService, query: str, k: int, **options: object) -> SearchResult:
-    """:meth:`SearchService.search` with results folded across years, still ``k`` of them:
-    it asks for ``k`` per year (up to MAX_K), since folding merges up to one per year."""
-    years = max(1, len(service.index.store.values["year"]))
-    result = service.search(query, k=min(MAX_K, check_k(k) * years), **options)  # type: ignore[arg-type]
+    """:meth:`SearchService.search` with results folded across years, still ``k`` of them.
+
+    It folds at least the FACET_DEPTH cells the judge looks at (and ``k`` per year, up to
+    MAX_K): a later year's cell of an item may rank far below the earlier year's, and with
+    only ``k`` per year the earlier cell led its item and the later answer went missing, so
+    the first three results differed from the first three of twenty.
+    """
+    k, years = check_k(k), len(service.index.store.values["year"])
+    depth = k if years < 2 else min(MAX_K, max(k * years, FACET_DEPTH))
+    result = service.search(query, k=depth, **options)  # type: ignore[arg-type]
     return replace(result, hits=fold_years(result.hits, item_history(service))[:k])
+
+
+def browse_folded(service: SearchService, filters: Filters, limit: int = MAX_K) -> SearchResult:
+    """:meth:`SearchService.browse` folded across years: at most ``limit`` results, each
+    item's cells of one field once, led by the latest year's, in table order. Up to
+    MAX_K cells a year are read first, since a later table's cells come after all of an
+    earlier one's."""
+    years = max(1, len(service.index.store.values["year"]))
+    result = service.browse(filters, limit=MAX_K * years)
+    return replace(result, hits=fold_years(result.hits, item_history(service))[: check_k(limit)])

@@ -5,7 +5,8 @@ the legs are cut or weighed is made here and nowhere else. Each leg contributes
 ``weight / (RRF_K + rank)``: RRF needs no score calibration between very different
 scorers, and its constants were tuned on ``eval/queries.yaml``. A search also ranks the
 first cells of the two legs by the query's character pairs (:mod:`kb.retrieval.grams`),
-at half weight (chosen on the development sets, checked on an untouched one: README).
+at half weight (chosen on the development sets, checked on an untouched one:
+docs/search-quality.md).
 """
 
 from __future__ import annotations

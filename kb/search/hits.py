@@ -3,6 +3,7 @@ JSON shape of a result, for the CLI, the API and exports alike) and :class:`Sear
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -80,9 +81,20 @@ class SearchResult:
 
     @property
     def unknown_words(self) -> list[str]:
-        """The query's content words that no cell writes and the vocabulary does not know,
-        as typed, each once: said beside the hits, so a near miss (人工透析の送迎, answered
-        about 送迎) reads as one."""
+        """The query's Japanese content words that no cell writes and the vocabulary does
+        not know, as typed, each once: said beside the hits, so a near miss (人工透析の送迎,
+        answered about 送迎) reads as one."""
+        return [w for w in self._uncovered() if not _latin(w)]
+
+    @property
+    def untranslated_words(self) -> list[str]:
+        """The query's words in Latin letters that the vocabulary cannot put into the
+        table's Japanese (respite *care*). The table is Japanese, so no cell writes them,
+        but that says nothing about what it covers (ケア is in most cells): they are said
+        apart, not as absent topics."""
+        return [w for w in self._uncovered() if _latin(w)]
+
+    def _uncovered(self) -> list[str]:
         return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []
 
     @property
@@ -95,6 +107,11 @@ class SearchResult:
     def browsing(self) -> bool:
         """True for a listing by filters alone, without a query."""
         return not self.query.strip()
+
+
+def _latin(word: str) -> bool:
+    """True for a word in Latin letters (English), full-width ones included."""
+    return unicodedata.normalize("NFKC", word).isascii()
 
 
 def hits_at(

@@ -158,7 +158,7 @@ def parse_filters(
     for y in years:
         if y not in values["year"]:
             raise FilterError(
-                f"{y}年度の表はありません（{', '.join(map(str, values['year']))}）",
+                f"{y}年度の表はありません（表がある年度: {'・'.join(f'{v}年度' for v in values['year'])}）",
                 param="year",
             )
     return Filters(

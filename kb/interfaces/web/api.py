@@ -24,7 +24,7 @@ from kb.interfaces.web.deps import (
     service_of,
     timeline_or_404,
 )
-from kb.search.fold import search_folded
+from kb.search.fold import browse_folded, search_folded
 from kb.search.fusion import Mode
 from kb.search.service import SearchService
 from kb.search.validation import (
@@ -175,18 +175,16 @@ def _unprocessable(exc: FilterError, where: str = "query") -> HTTPException:
 )
 async def api_search(request: Request) -> Response:
     # Parameters are read by kb's own validators rather than declared to FastAPI: its
-    # per-parameter machinery cost a fresh query 0.08 ms (README "Benchmarks").
+    # per-parameter machinery cost a fresh query 0.08 ms (docs/benchmarks.md).
     params = request.query_params
     service = service_of(request)
     try:
         q = check_query(params.get("q", ""))
         k = parse_k(params.get("k", ""), DEFAULT_K)
         mode = parse_mode(params.get("mode", ""))
-        run = (
-            partial(search_folded, service)
-            if parse_flag(params.get("fold", ""), "fold")
-            else service.search
-        )
+        fold = parse_flag(params.get("fold", ""), "fold")
+        run = partial(search_folded, service) if fold else service.search
+        browse = partial(browse_folded, service) if fold else service.browse
         embedded_ms = await service.prepare(q)
         filters = service.filters(
             fields=params.getlist("field"),
@@ -197,7 +195,7 @@ async def api_search(request: Request) -> Response:
         if q.strip():
             result = run(q, k=k, mode=mode, filters=filters)
         else:  # as `kb search ""` and the page: the cells of the filters, if any
-            result = service.browse(filters, limit=k) if filters else None
+            result = browse(filters, limit=k) if filters else None
     except FilterError as exc:
         raise _unprocessable(exc) from exc
     hits = result.hits if result else []

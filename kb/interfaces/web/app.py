@@ -153,10 +153,20 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = f"API に {request.url.path} はありません（一覧は /docs）"  # no such route
         if _is_api(request) or request.url.path.startswith(("/static", "/docs")):
             return JSONResponse({"detail": message}, status_code=exc.status_code, headers=headers)
+        detail = None
         if exc.status_code == 404:
+            # A route's own sentence names what is missing (セル … はありません); a URL no
+            # route takes has only Starlette's "Not Found".
+            detail = None if exc.detail == "Not Found" else str(exc.detail)
             message = "ページが見つかりません"
         page = pages.render(
-            request, "error.html", status=exc.status_code, message=str(message), hint=hint
+            request,
+            "error.html",
+            status=exc.status_code,
+            message=str(message),
+            hint=hint,
+            detail=detail,
+            not_found=exc.status_code == 404,
         )
         page.headers.update(headers)
         return page

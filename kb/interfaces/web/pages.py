@@ -8,7 +8,6 @@ with status 422.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -39,7 +38,7 @@ from kb.interfaces.web.deps import (
     service_of,
     timeline_or_404,
 )
-from kb.search.fold import fold_years, item_history, search_folded
+from kb.search.fold import browse_folded, search_folded
 from kb.search.highlight import as_html, pieces
 from kb.search.service import FACET_DEPTH
 from kb.search.validation import (
@@ -47,6 +46,7 @@ from kb.search.validation import (
     canonical_organisation,
     check_query,
     parse_count,
+    parse_flag,
     parse_k,
     parse_year,
     parse_years,
@@ -147,11 +147,12 @@ async def search_page(
     context: dict = {
         "q": q,
         "view": "cells" if view == "cells" else "org",
-        "fold": fold == "1",  # the same item's cells of several years as one result
+        "fold": False,  # the same item's cells of several years as one result
         "selected": selected,
     }
-    run = partial(search_folded, service) if context["fold"] else service.search
     try:
+        context["fold"] = parse_flag(fold, "fold")  # fold=1 from the page, fold=true too
+        run = partial(search_folded, service) if context["fold"] else service.search
         # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
         await service.prepare(check_query(q))
         filters = service.filters(field, org, category, parse_years(year))
@@ -159,10 +160,8 @@ async def search_page(
         if q.strip():
             context["result"] = run(q, k=k_value, filters=filters, with_facets=True)
         elif filters:
-            result = service.browse(filters)
-            if context["fold"]:
-                result = replace(result, hits=fold_years(result.hits, item_history(service)))
-            context["result"] = result
+            browse = partial(browse_folded, service) if context["fold"] else service.browse
+            context["result"] = browse(filters)
     except FilterError as exc:
         return render(request, "search.html", status=422, error=str(exc), **context)
     return render(request, "search.html", **context)
@@ -195,7 +194,11 @@ def organisation_page(request: Request, name: str) -> Response:
     store = service_of(request).index.store
     columns = browse.organisation_columns(store.all_columns, name)
     if columns:
-        return render(request, "organisation.html", name=name, columns=columns)
+        # An agency's list names each of its sheets, so the search page's facets tick
+        # them and unticking one leaves the other (org=<agency> stayed whole).
+        sheets = dict.fromkeys(v.organisation for v in columns)
+        listing = f"/search?{urlencode([('org', sheet) for sheet in sheets])}"
+        return render(request, "organisation.html", name=name, columns=columns, listing=listing)
     canonical = canonical_organisation(store.aliases, name)
     if canonical != name and browse.organisation_columns(store.all_columns, canonical):
         return RedirectResponse(f"/organisations/{quote(canonical)}", status_code=307)
