@@ -286,6 +286,13 @@ def test_the_upload_name_is_never_a_path(client, settings, token):
     assert "会議ID「../../escape」は使えません" in _refused(
         _upload(client, out.getvalue().encode(), "x.csv", token)
     )
+    # One line whatever the id holds (it was printed as it was, line break included).
+    rows = [["会議ID", "atsugi\nevil"] if r[:1] == ["会議ID"] else r for r in _fy2018_rows()]
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    assert "会議ID「atsugi\\nevil」は使えません" in _refused(
+        _upload(client, out.getvalue().encode(), "x.csv", token)
+    )
 
 
 def test_formulas_are_never_evaluated(client, token):

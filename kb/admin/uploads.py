@@ -290,7 +290,8 @@ def _checked(upload: Upload, name: str) -> Upload:
     table = upload.table
     if not _COUNCIL_ID.fullmatch(table.council_id):
         raise InputError(
-            f"会議ID「{table.council_id}」は使えません。英数字と - _ で40文字までにしてください",
+            f"会議ID「{json.dumps(table.council_id, ensure_ascii=False)[1:-1]}」は使えません。"
+            "英数字と - _ で40文字までにしてください",  # (escaped: one line, whatever it holds)
             file=name,
         )
     checked = table_from_dict(table_to_dict(table), name)  # the corpus's own checks too
