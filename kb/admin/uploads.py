@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
 from openpyxl.utils.cell import column_index_from_string
 
 from kb.admin.audit import History, sha256
@@ -44,7 +43,7 @@ from kb.admin.changes import CellChange, counts, diff
 from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
 from kb.core.model import MAX_CELL_CHARS, Table
-from kb.core.yamlio import parse_yaml
+from kb.core.yamlio import has_aliases, parse_yaml
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
 from kb.sheets.ingest import (
     Ask,
@@ -305,12 +304,9 @@ def _read_yaml(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Uplo
     and council are the file's: a form's year or council differing from them is refused
     rather than silently moving the table."""
     text = _decoded(data) or ""
-    raw = parse_yaml(text, Path(name))  # a syntax error names its row
-    if any(  # read as events: aliases are never expanded here
-        isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None)
-        for event in yaml.parse(text, Loader=yaml.SafeLoader)
-    ):
+    if has_aliases(text, Path(name)):  # a syntax error names its row
         raise InputError("YAML のアンカーとエイリアス（& と *）は使えません", file=name)
+    raw = parse_yaml(text, Path(name))
     try:
         table = table_from_dict(raw, name)
     except (TypeError, ValueError, AttributeError):

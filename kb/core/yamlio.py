@@ -60,6 +60,18 @@ def parse_yaml(text: str, path: Path) -> object:
         raise _unreadable(exc, path) from exc
 
 
+def has_aliases(text: str, path: Path) -> bool:
+    """Whether ``text`` uses anchors or aliases (& and *), read as events so nothing is
+    expanded; a syntax error is an InputError naming ``path`` and its row."""
+    try:
+        return any(
+            isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None)
+            for event in yaml.parse(text, Loader=_Loader)
+        )
+    except yaml.YAMLError as exc:
+        raise _unreadable(exc, path) from exc
+
+
 def compose_yaml(path: Path) -> yaml.Node | None:
     """The node tree of ``path`` (None for an empty file). Nodes keep their line
     (``node.start_mark.line``, from 0), so a checker can name the line of a bad entry."""
