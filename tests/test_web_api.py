@@ -373,7 +373,7 @@ def test_openapi_describes_the_api(client):
     assert params == {"q", "k", "mode", "field", "org", "category", "year", "fold"}
     # Parameters read by kb's validators are still documented, with their types.
     for path, wanted in (
-        ("/api/themes", {"year": "integer", "n": "integer", "field": "array"}),
+        ("/api/themes", {"year": "integer", "council": "string", "n": "integer", "field": "array"}),
         ("/api/cells/{cell_id}/similar", {"cell_id": "string", "k": "integer"}),
         ("/api/cells/{cell_id}/related", {"cell_id": "string", "k": "integer"}),
     ):

@@ -1,8 +1,9 @@
 """Themes across agencies: cluster a year's cells by meaning, label them, draft an agenda.
 
 Before each meeting the council secretariat proposes agenda items (議題案): the problems
-several organisations share. :func:`build_agenda` groups the cells of one year and of the
-chosen fields (default: the challenges) into themes:
+several organisations share. :func:`build_agenda` groups the cells of one council's table of
+one year and of the chosen fields (default: the challenges) into themes; another council's
+tables never join them, nor its earlier years the themes' ``since``:
 
 * **Similarity** (:mod:`kb.apps.similarity`): the build's own vector of each cell, less
   what its column's cells share (organisation, item title), blended with the overlap of
@@ -29,6 +30,8 @@ Everything is deterministic: the same index and settings give the same agenda.
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +42,7 @@ from kb.apps.continuity import first_years
 from kb.apps.similarity import cell_space, unit
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS, Field
-from kb.core.model import Chunk
+from kb.core.model import Chunk, Placement
 from kb.core.text import is_empty
 from kb.retrieval.analysis import Analyzer
 from kb.retrieval.store import ChunkStore, Filters
@@ -145,13 +148,16 @@ class Theme:
 
 @dataclass
 class Agenda:
-    """The themes of one year's cells of some fields: a draft agenda."""
+    """The themes of one council's cells of one year and some fields: a draft agenda."""
 
     year: int
     fields: tuple[Field, ...]
     themes: list[Theme]
-    # Earlier years of the index, the themes' ``since`` was looked for in.
+    # Earlier years of the council's tables, the themes' ``since`` was looked for in.
     earlier_years: tuple[int, ...] = ()
+    council: str = ""
+    # Every council the index holds, this one included (the page offers the others).
+    councils: tuple[str, ...] = ()
 
     @property
     def cell_count(self) -> int:
@@ -173,6 +179,7 @@ class Agenda:
         """The ``kb themes --format json`` document."""
         return {
             "year": self.year,
+            "council": self.council,
             "fields": [f.value for f in self.fields],
             "themes": [t.as_dict() for t in self.themes],
         }
@@ -196,36 +203,51 @@ def build_agenda(
     fields: Sequence[str] = DEFAULT_FIELDS,
     n: int | None = None,
     related: Related | None = None,
+    council: str | None = None,
 ) -> Agenda:
-    """Themes of ``year``'s cells (default: the latest year) in ``fields`` (field names, or
-    ``all`` for every field) of the build's ``store``; ``n`` fixes the number of themes.
-    ``analyzer`` reads the cells' words, ``embed`` gives their vectors, ``related`` (if
-    given) what other agencies did about a shared theme. Bad values raise a FilterError
-    naming the parameter."""
-    year = max(store.values["year"]) if year is None else year
+    """Themes of one council's cells of ``year`` in ``fields`` (field names, or ``all`` for
+    every field) of the build's ``store``; ``n`` fixes the number of themes. The council is
+    ``council`` (its name or id) or, left out, the one with the most columns that year (see
+    :func:`choose_council`); the year is the council's latest when left out. ``analyzer``
+    reads the cells' words, ``embed`` gives their vectors, ``related`` (if given) what other
+    agencies did about a shared theme. Bad values raise a FilterError naming the parameter."""
+    columns = store.all_columns
+    parse_filters(store.values, years=[] if year is None else [year])  # raises if unknown
+    council_id, council_name = choose_council(columns, council, year)
+    council_years = sorted({c.year for c in columns if c.council_id == council_id})
+    if year is None:
+        year = council_years[-1]
+    elif year not in council_years:
+        raise FilterError(
+            f"{council_name}の{year}年度の表はありません"
+            f"（表がある年度: {'・'.join(f'{y}年度' for y in council_years)}）",
+            "year",
+        )
     names = [name.strip() for name in fields if name.strip()] or list(DEFAULT_FIELDS)
     if ALL_FIELDS in names:
         names = [f.value for f in FIELDS]
     filters = parse_filters(store.values, fields=names, years=[year])  # raises if unknown
     wanted = tuple(f for f in FIELDS if f in filters.fields)
-    positions = np.flatnonzero(store.mask(filters))
-    if not len(positions):
+
+    def council_cells(found: Filters) -> list[Chunk]:
+        return [
+            c for c in store.get(np.flatnonzero(store.mask(found))) if c.council_id == council_id
+        ]
+
+    chunks = council_cells(filters)
+    if not chunks:
         raise FilterError(
-            f"{year}年度の{'・'.join(f.ja for f in wanted)}欄にセルがありません", "field"
+            f"{council_name}の{year}年度の{'・'.join(f.ja for f in wanted)}欄にセルがありません",
+            "field",
         )
-    if n is not None and not 1 <= n <= len(positions):
-        raise FilterError(f"テーマの数は 1〜{len(positions)} にしてください（{n}）", "n")
-    chunks = store.get(positions)
-    earlier_years = tuple(y for y in store.values["year"] if y < year)
+    if n is not None and not 1 <= n <= len(chunks):
+        raise FilterError(f"テーマの数は 1〜{len(chunks)} にしてください（{n}）", "n")
+    earlier_years = tuple(y for y in council_years if y < year)
     # Every cell of those years: the columns of the themed and earlier cells, whose shared
     # context (organisation, item title) similarity takes out of each cell's vector.
-    neighbours = store.get(np.flatnonzero(store.mask(Filters(years=(year, *earlier_years)))))
+    neighbours = council_cells(Filters(years=(year, *earlier_years)))
     year_cells = [c for c in neighbours if c.year == year]
-    earlier = (
-        store.get(np.flatnonzero(store.mask(Filters(fields=wanted, years=earlier_years))))
-        if earlier_years
-        else []
-    )
+    earlier = council_cells(Filters(fields=wanted, years=earlier_years)) if earlier_years else []
     background = [c.text for c in year_cells]
     space = cell_space(chunks, earlier, neighbours, analyzer, embed)
     own = space.similarity[: space.size, : space.size]
@@ -262,7 +284,37 @@ def build_agenda(
         fields=wanted,
         themes=[themes[t] for t in order],
         earlier_years=earlier_years,
+        council=council_name,
+        councils=council_names(columns),
     )
+
+
+def council_names(columns: Sequence[Placement]) -> tuple[str, ...]:
+    """The councils of ``columns`` (a build's), by name, in name order."""
+    return tuple(sorted({c.council for c in columns}))
+
+
+def choose_council(
+    columns: Sequence[Placement], wanted: str | None, year: int | None
+) -> tuple[str, str]:
+    """(id, name) of the council whose agenda is drafted: ``wanted``, by its name or id, or
+    the one with the most columns in ``year`` (the latest year of any table when None).
+    An agenda is one council's: its meeting does not discuss another council's table.
+    FilterError naming ``council`` for a council the build has no table of."""
+    names = {c.council_id: c.council for c in columns}
+    if wanted is not None and wanted.strip():
+        key = unicodedata.normalize("NFKC", wanted).strip()
+        for council_id, name in names.items():
+            if key in (council_id, unicodedata.normalize("NFKC", name)):
+                return council_id, name
+        raise FilterError(
+            f"会議「{wanted}」の表はありません（表がある会議: {'・'.join(sorted(names.values()))}）",
+            "council",
+        )
+    year = max(c.year for c in columns) if year is None else year
+    counts = Counter(c.council_id for c in columns if c.year == year)
+    council_id = min(counts, key=lambda k: (-counts[k], names[k]))
+    return council_id, names[council_id]
 
 
 def _cluster(similarity: np.ndarray, n: int | None) -> np.ndarray:
@@ -338,10 +390,10 @@ def _theme(
 
 
 def _related(related: Related, theme: Theme) -> list[Hit]:
-    """What other agencies wrote about the theme's central challenge, in its year or
-    before, outside the theme's own columns (those are listed already). Agencies outside
-    the theme come first, in related's order: "the others" are what a secretariat asks
-    for; a member's cell of another item only fills the list (and is labelled so)."""
+    """What other agencies of the council wrote about the theme's central challenge, in its
+    year or before, outside the theme's own columns (those are listed already). Agencies
+    outside the theme come first, in related's order: "the others" are what a secretariat
+    asks for; a member's cell of another item only fills the list (and is labelled so)."""
     central = theme.cells[0].chunk
     if central.field != Field.challenge:
         return []
@@ -349,7 +401,9 @@ def _related(related: Related, theme: Theme) -> list[Hit]:
     hits = [
         h
         for h in related(central.id, RELATED * 3)
-        if h.chunk.column_id not in columns and h.chunk.year <= central.year
+        if h.chunk.column_id not in columns
+        and h.chunk.year <= central.year
+        and h.chunk.council_id == central.council_id
     ]
     return sorted(hits, key=theme.is_member)[:RELATED]
 
@@ -547,7 +601,7 @@ def render_markdown(agenda: Agenda) -> str:
     lines = [
         f"# 議題案（{agenda.year}年度・{agenda.fields_ja}）",
         "",
-        f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を内容の近さでまとめた"
+        f"{agenda.council}の{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を内容の近さでまとめた"
         f"下書きです。複数の団体に共通するテーマが{len(shared)}件、"
         f"一つの団体だけのテーマが{len(single)}件あります。"
         "テーマ名は各テーマのセルの言葉から自動で選んだものです。"

@@ -587,6 +587,10 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
 @main.command()
 @click.option("--year", type=int, help="年度（省略時は最新の年度）")
 @click.option(
+    "--council",
+    help="会議の名前か会議ID（表が複数の会議にまたがるとき。省略時はその年度のセルが最も多い会議）",
+)
+@click.option(
     "--field",
     "fields",
     multiple=True,
@@ -604,7 +608,12 @@ def serve(settings: Settings, host: str, port: int, quiet: bool) -> None:
 @pass_settings
 @_fail_cleanly
 def themes(
-    settings: Settings, year: int | None, fields: tuple[str, ...], n: int | None, fmt: str
+    settings: Settings,
+    year: int | None,
+    council: str | None,
+    fields: tuple[str, ...],
+    n: int | None,
+    fmt: str,
 ) -> None:
     """複数の団体に共通するテーマをまとめ、議題案を出力する。例: kb themes > 議題案.md"""
     from kb.apps.themes import DEFAULT_FIELDS, build_agenda, render_csv, render_markdown
@@ -618,11 +627,15 @@ def themes(
         fields=fields or DEFAULT_FIELDS,
         n=n,
         related=service.related,
+        council=council,
     )
     log(
-        f"{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を"
+        f"{agenda.council}の{agenda.year}年度の{agenda.fields_ja}欄 {agenda.cell_count}件を"
         f" {len(agenda.themes)}のテーマにまとめました"
     )
+    others = [c for c in agenda.councils if c != agenda.council]
+    if others:
+        log(f"ほかの会議の表もあります（{'・'.join(others)}）。--council で選べます")
     if fmt == "json":
         _dump(agenda.as_dict())
     else:

@@ -295,6 +295,11 @@ def api_organisations(request: Request) -> list[dict]:
 THEMES_PARAMETERS = [
     _query_parameter("year", "年度（省略時は最新）", {"type": "integer"}),
     _query_parameter(
+        "council",
+        "会議の名前か会議ID（省略時はその年度のセルが最も多い会議）",
+        {"type": "string"},
+    ),
+    _query_parameter(
         "n", "テーマの数（省略時は内容から決める）", {"type": "integer", "minimum": 1}
     ),
 ]
@@ -312,6 +317,7 @@ def api_themes(
     params = request.query_params
     try:
         year, n = parse_year(params.get("year", "")), parse_count(params.get("n", ""))
-        return agenda(request, year, field or DEFAULT_FIELDS, n).as_dict()
+        council = params.get("council") or None
+        return agenda(request, year, field or DEFAULT_FIELDS, n, council).as_dict()
     except FilterError as exc:
         raise _unprocessable(exc) from exc

@@ -40,13 +40,17 @@ def organisations(request: Request) -> list[dict]:
 
 
 def agenda(
-    request: Request, year: int | None, fields: list[str] | tuple[str, ...], n: int | None
+    request: Request,
+    year: int | None,
+    fields: list[str] | tuple[str, ...],
+    n: int | None,
+    council: str | None = None,
 ) -> Agenda:
     """The agenda, computed once per build and parameters (a few hundred ms)."""
     service = service_of(request)
     index = service.index
     return index.memo.remembered(
-        ("themes", year, tuple(fields), n),
+        ("themes", year, tuple(fields), n, council),
         lambda: build_agenda(
             index.store,
             service.analyzer,
@@ -55,5 +59,6 @@ def agenda(
             fields,
             n,
             related=service.related,
+            council=council,
         ),
     )

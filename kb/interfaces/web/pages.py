@@ -23,6 +23,7 @@ from kb.apps.themes import (
     Agenda,
     continuity,
     continuity_note,
+    council_names,
     question_source,
     related_notes,
     render_csv,
@@ -229,9 +230,11 @@ def help_page(request: Request) -> HTMLResponse:
 # --- themes ----------------------------------------------------------------------------
 
 
-def _page_agenda(request: Request, year: str, field: list[str], n: str) -> Agenda:
+def _page_agenda(request: Request, year: str, field: list[str], n: str, council: str) -> Agenda:
     """The agenda for a page's GET parameters; FilterError for values kb does not know."""
-    return agenda(request, parse_year(year), field or DEFAULT_FIELDS, parse_count(n))
+    return agenda(
+        request, parse_year(year), field or DEFAULT_FIELDS, parse_count(n), council or None
+    )
 
 
 def _download(agenda: Agenda, text: str, suffix: str, media_type: str) -> Response:
@@ -249,14 +252,25 @@ def _download(agenda: Agenda, text: str, suffix: str, media_type: str) -> Respon
 
 @router.get("/themes", response_class=HTMLResponse)
 def themes_page(
-    request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+    request: Request,
+    year: str = "",
+    field: list[str] = Query([]),
+    n: str = "",
+    council: str = "",
 ) -> HTMLResponse:
+    store = service_of(request).index.store
     context: dict = {
-        "years": service_of(request).index.store.values["year"],
-        "selected": {"year": year, "field": field or list(DEFAULT_FIELDS), "n": n},
+        "years": store.values["year"],
+        "councils": council_names(store.all_columns),
+        "selected": {
+            "year": year,
+            "field": field or list(DEFAULT_FIELDS),
+            "n": n,
+            "council": council,
+        },
     }
     try:
-        found = _page_agenda(request, year, field, n)
+        found = _page_agenda(request, year, field, n, council)
     except FilterError as exc:
         return render(request, "themes.html", status=422, error=str(exc), **context)
     query = urlencode(request.query_params.multi_items())
@@ -265,24 +279,32 @@ def themes_page(
     )
 
 
-def _downloadable(request: Request, year: str, field: list[str], n: str) -> Agenda:
+def _downloadable(request: Request, year: str, field: list[str], n: str, council: str) -> Agenda:
     try:
-        return _page_agenda(request, year, field, n)
+        return _page_agenda(request, year, field, n, council)
     except FilterError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
 
 
 @router.get("/themes.md")
 def themes_markdown(
-    request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+    request: Request,
+    year: str = "",
+    field: list[str] = Query([]),
+    n: str = "",
+    council: str = "",
 ) -> Response:
-    found = _downloadable(request, year, field, n)
+    found = _downloadable(request, year, field, n, council)
     return _download(found, render_markdown(found), "md", "text/markdown")
 
 
 @router.get("/themes.csv")
 def themes_csv(
-    request: Request, year: str = "", field: list[str] = Query([]), n: str = ""
+    request: Request,
+    year: str = "",
+    field: list[str] = Query([]),
+    n: str = "",
+    council: str = "",
 ) -> Response:
-    found = _downloadable(request, year, field, n)
+    found = _downloadable(request, year, field, n, council)
     return _download(found, render_csv(found), "csv", "text/csv")
