@@ -137,6 +137,7 @@ def test_the_api_and_the_page_take_the_council(client):
     markdown = client.get("/themes.md", params={"year": 2018, "council": OTHER_ID})
     assert markdown.status_code == 200
     assert f"{OTHER}の2018年度の課題欄" in markdown.text
+    assert "この会議の2018年度より前の表がないため" in markdown.text
 
     unknown = client.get("/api/themes", params={"council": "横浜"})
     assert unknown.status_code == 422

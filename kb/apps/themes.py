@@ -585,7 +585,8 @@ SINGLE_NOTE = (
 def continuity_note(agenda: Agenda) -> str:
     """What 継続／新規 mean here, or why they are not shown."""
     if not agenda.earlier_years:
-        return f"{agenda.year}年度より前の表がないため、継続・新規は示していません。"
+        whose = "この会議の" if len(agenda.councils) > 1 else ""
+        return f"{whose}{agenda.year}年度より前の表がないため、継続・新規は示していません。"
     first, last = min(agenda.earlier_years), max(agenda.earlier_years)
     years = f"{first}年度" if first == last else f"{first}〜{last}年度"
     return (
