@@ -149,6 +149,8 @@ async def search_page(
         "q": q,
         "view": "cells" if view == "cells" else "org",
         "fold": False,  # the same item's cells of several years as one result
+        # Folding needs two years of tables; with one, its toggle would change nothing.
+        "several_years": len(service.index.store.values["year"]) > 1,
         "selected": selected,
     }
     try:
