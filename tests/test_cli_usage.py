@@ -52,7 +52,11 @@ def test_help_still_works_and_mistakes_are_one_japanese_line(
     tmp_path: Path, words: tuple[str, ...], command: click.Command
 ) -> None:
     shown = kb(*words, "--help", home=tmp_path)
-    assert shown.exit_code == 0 and shown.stdout.startswith(f"Usage: kb {' '.join(words)}")
+    assert shown.exit_code == 0 and shown.stdout.startswith(f"使い方: kb {' '.join(words)}")
+    # click's own words are Japanese too: headings, the help option's line, its notes.
+    assert "オプション:" in shown.stdout and "この説明を表示して終わる" in shown.stdout
+    for english in ("Usage:", "Options:", "Show this message", "[default:", "[required]"):
+        assert english not in shown.stdout, english
 
     line = one_error_line(kb(*words, "--no-such-option", home=tmp_path))
     assert line.startswith(f"kb {' '.join(words)} に --no-such-option というオプションはありません")
@@ -141,8 +145,8 @@ def test_usage_mistakes_in_japanese(tmp_path: Path, args: tuple[str, ...], messa
 def test_kb_alone_shows_its_help(tmp_path: Path) -> None:
     for words in ((), ("user",)):
         result = kb(*words, home=tmp_path)
-        assert result.exit_code == 0 and result.stdout.startswith("Usage: kb")
-        assert "Commands:" in result.stdout
+        assert result.exit_code == 0 and result.stdout.startswith("使い方: kb")
+        assert "コマンド:" in result.stdout and "Commands:" not in result.stdout
 
 
 def test_a_real_process_exits_1_with_one_line(run_kb, empty_corpus: Path) -> None:
@@ -153,7 +157,7 @@ def test_a_real_process_exits_1_with_one_line(run_kb, empty_corpus: Path) -> Non
         result.stderr == "エラー: --mode は hybrid・dense・lexical のどれかにしてください（foo）\n"
     )
     helped = run_kb("search", "--help", corpus=empty_corpus)
-    assert helped.returncode == 0 and helped.stdout.startswith("Usage: kb search")
+    assert helped.returncode == 0 and helped.stdout.startswith("使い方: kb search")
 
 
 def test_user_add_with_two_different_passwords_is_refused_in_japanese(tmp_path: Path) -> None:

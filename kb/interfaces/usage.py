@@ -1,11 +1,12 @@
-"""click's usage errors said in Japanese, on one line, with exit code 1.
+"""click's usage errors and help said in Japanese; an error on one line, with exit code 1.
 
 click reports a wrong option or argument with its English usage block and exit code 2; kb's
 command line promises one Japanese line and exit code 1 for every error. :class:`KbGroup`
 is the ``kb`` group: its commands and sub-groups are :class:`KbCommand` and KbGroup, whose
 parsing turns each click usage error into a Japanese sentence built from the parameter
 (its option name, its choices or range, the value given), and whose ``main`` prints that
-sentence and exits 1. ``--help`` still prints help and exits 0.
+sentence and exits 1. ``--help`` still prints help and exits 0, with click's own words in
+it (Usage, Options, Commands, default, the help option's line) in Japanese too.
 """
 
 from __future__ import annotations
@@ -40,8 +41,47 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+# click's headings, as its help formatter is handed them.
+_SECTIONS = {"Options": "オプション", "Commands": "コマンド", "Arguments": "引数"}
+# click's notes after an option's help text: [default: 10], [required].
+_NOTES = (("[default: ", "[既定: "), ("[required]", "[必須]"), ("; required]", "; 必須]"))
+HELP_OPTION_TEXT = "この説明を表示して終わる"
+
+
+class _JapaneseHelpFormatter(click.HelpFormatter):
+    """click's help layout with its own words in Japanese."""
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, "使い方: " if prefix is None else prefix)
+
+    def section(self, name: str) -> Any:
+        return super().section(_SECTIONS.get(name, name))
+
+    def write_dl(self, rows: Sequence[tuple[str, str]], *args: Any, **kwargs: Any) -> None:
+        super().write_dl([(term, _noted(text)) for term, text in rows], *args, **kwargs)
+
+
+def _noted(text: str) -> str:
+    for english, japanese_words in _NOTES:
+        text = text.replace(english, japanese_words)
+    return text
+
+
+class _KbContext(click.Context):
+    formatter_class = _JapaneseHelpFormatter
+
+
 class _SaysUsageErrorsInJapanese:
-    """Parsing that re-raises click's usage errors as :class:`UsageProblem`."""
+    """Parsing that re-raises click's usage errors as :class:`UsageProblem`, and help in
+    Japanese (:class:`_JapaneseHelpFormatter`, the help option's own line)."""
+
+    context_class = _KbContext
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.help = HELP_OPTION_TEXT
+        return option
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         given = list(args)
