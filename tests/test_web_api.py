@@ -812,6 +812,37 @@ def test_an_agencys_cell_list_narrows_by_sheet_from_its_facets(client, cells):
     assert set(hit_ids(narrowed)) == {c.id for c in cells if c.organisation == f"{FUKUSHI}①"}
 
 
+def ticked(page: Node) -> set[str]:
+    """The facet values shown ticked (✓) on a search page."""
+    facets = page.find("aside", cls="facets").find_all("a")
+    return {a.text.replace("✓", "").split()[0] for a in facets if "on" in a.attrs.get("class", "")}
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical", "ticked_names"),
+    [
+        ([("q", "看護師"), ("field", "課題")], [("q", "看護師"), ("field", "challenge")], {"課題"}),
+        ([("q", "看護師"), ("org", "もみじ")], [("q", "看護師"), ("org", MOMIJI)], {MOMIJI}),
+        ([("org", FUKUSHI)], [("org", f"{FUKUSHI}①"), ("org", f"{FUKUSHI}②")], None),
+    ],
+)
+def test_filters_in_another_spelling_open_the_page_in_the_facets_own(
+    client, given, canonical, ticked_names
+):
+    """/search?field=課題 or org=もみじ filtered right but ticked no facet, so ticking the
+    one that was in force added it a second time instead of taking it off."""
+    response = client.get("/search", params=given, follow_redirects=False)
+    assert response.status_code == 307
+    location = unquote(response.headers["location"])
+    assert location == "/search?" + "&".join(f"{k}={v}" for k, v in canonical)
+    page = html(client.get(location))
+    wanted = ticked_names or {value for name, value in canonical if name == "org"}
+    assert wanted <= ticked(page)
+    title = "欄" if ("field", "課題") in given else "団体"
+    one = sorted(wanted)[0]
+    assert one not in ticked(html(client.get(facets_of(page)[title][one][1])))
+
+
 @pytest.mark.parametrize(
     ("alias", "page"),
     [

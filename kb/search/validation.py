@@ -7,7 +7,7 @@ parameter (the API turns that into a 422, the pages into a message, the CLI into
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from kb.core.errors import FilterError
 from kb.core.fields import FIELDS
@@ -126,6 +126,36 @@ def resolve_organisations(
     return tuple(dict.fromkeys(resolved))
 
 
+def canonical_filter_params(
+    values: dict[str, list], aliases: dict[str, str], params: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """A page's query ``params`` with its field and organisation filters in the index's own
+    spelling, the names its facets and their links use: a field's label (課題) as its name
+    (challenge), an alias or part of a name as the organisation, an agency as each of its
+    sheets (厚木市障がい福祉課 → ① and ②). Values kb does not know are left as they are
+    (:func:`parse_filters` names them)."""
+    sheets = values["organisation"]
+    canonical: list[tuple[str, str]] = []
+    for name, value in params:
+        if name == "field" and (field := _FIELD_NAMES.get(_folded(value))) is not None:
+            canonical.append((name, field.value))
+        elif name == "org":
+            try:
+                found = resolve_organisations(values, aliases, [value])
+            except FilterError:
+                found = (value,)
+            for org in found:
+                own = [s for s in sheets if agency_of(s) == org] if org not in sheets else []
+                canonical += [(name, s) for s in own or [org]]
+        else:
+            canonical.append((name, value))
+    return list(dict.fromkeys(canonical))
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).strip().lower()
+
+
 def parse_filters(
     values: dict[str, list],
     aliases: dict[str, str] | None = None,
@@ -141,7 +171,7 @@ def parse_filters(
     parsed_fields = []
     for f in fields:
         # The pages' labels (課題, 来年度) as well as the names the URLs use (challenge).
-        field = _FIELD_NAMES.get(unicodedata.normalize("NFKC", f).strip().lower())
+        field = _FIELD_NAMES.get(_folded(f))
         if field is None:
             raise FilterError(
                 f"欄「{f}」はありません（{'・'.join(x.ja for x in FIELDS)}、"

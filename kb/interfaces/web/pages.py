@@ -44,6 +44,7 @@ from kb.search.highlight import as_html, pieces
 from kb.search.service import FACET_DEPTH
 from kb.search.validation import (
     MAX_QUERY_CHARS,
+    canonical_filter_params,
     canonical_organisation,
     check_query,
     parse_count,
@@ -159,6 +160,11 @@ async def search_page(
         # Checked even when blank: 600 spaces are refused like by the API, not shown as help.
         await service.prepare(check_query(q))
         filters = service.filters(field, org, category, parse_years(year))
+        given = list(request.query_params.multi_items())
+        store = service.index.store
+        canonical = canonical_filter_params(store.values, store.aliases, given)
+        if canonical != given:  # 課題, an alias: the facets tick and toggle the index's names
+            return RedirectResponse(f"{request.url.path}?{urlencode(canonical)}", 307)
         k_value = parse_k(k, DEFAULT_PAGE_K)
         if q.strip():
             context["result"] = run(q, k=k_value, filters=filters, with_facets=True)
