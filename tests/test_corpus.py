@@ -152,6 +152,21 @@ def test_corpus_check_command_fails_on_a_broken_table(run_kb, corpus_copy: Path)
     assert "元の文書と一致しません" in result.stderr
 
 
+def test_corpus_check_says_a_missing_source_is_unchecked_not_different(
+    run_kb, corpus_copy: Path
+) -> None:
+    """With the source text gone, the last line said 「元の文書と一致しません」, as if the
+    table had been found unfaithful."""
+    for source in (corpus_copy / "sources").glob("*.txt"):
+        source.unlink()
+    result = run_kb("corpus", "--check", corpus=corpus_copy)
+    assert result.returncode == 1
+    assert "元の文書のファイルがありません" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("元の文書のファイルが見つからないため、確かめられませんでした"), last
+    assert "一致しません" not in result.stderr
+
+
 # --- chunks ----------------------------------------------------------------------------
 
 

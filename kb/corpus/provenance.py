@@ -128,8 +128,13 @@ def check_against_files(table: Table, corpus_root: Path) -> list[str] | None:
     if not table.source.file:
         return None
     text_path = corpus_root / table.source.file
-    if not text_path.exists():
+    if source_missing(table, corpus_root):
         return [f"{table.source.file}: 元の文書のファイルがありません"]
     sidecar = text_path.with_suffix(".yaml")
     meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
     return check(table, text_path.read_text(encoding="utf-8"), list(meta.get("furniture", [])))
+
+
+def source_missing(table: Table, corpus_root: Path) -> bool:
+    """Whether ``table`` names a source file that is not in the corpus folder."""
+    return bool(table.source.file) and not (corpus_root / table.source.file).exists()

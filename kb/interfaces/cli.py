@@ -75,7 +75,7 @@ def pass_settings(command: Callable) -> Callable:
 @_fail_cleanly
 def corpus(settings: Settings, as_json: bool, check: bool) -> None:
     """読み込まれている表（団体・項目・欄ごとのセル数・年度）を表示する。"""
-    from kb.corpus.provenance import check_against_files
+    from kb.corpus.provenance import check_against_files, source_missing
     from kb.corpus.summary import corpus_summary, render
 
     loaded = Corpus.load(settings.corpus_dir)
@@ -95,7 +95,12 @@ def corpus(settings: Settings, as_json: bool, check: bool) -> None:
                 log(f"{slug}: {problem}")
         unchecked = sum(result is None for result in summary["check"].values())
         checked = len(summary["check"]) - unchecked
-        if problems:
+        missing = [t.slug for t in loaded.tables if source_missing(t, loaded.root)]
+        if problems and set(problems) <= set(missing):
+            log(
+                "元の文書のファイルが見つからないため、確かめられませんでした（上に挙げたファイルを置いてから、もう一度確かめてください）"
+            )
+        elif problems:
             log("元の文書と一致しません")
         elif not checked:
             log("元の文書と照らし合わせられる表がありません")
