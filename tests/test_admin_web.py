@@ -623,6 +623,32 @@ def test_a_sheet_without_its_council_or_year_asks_for_the_forms_field(
     assert form_says in page.text and "--" not in page.text.split("admin-error")[1][:300]
 
 
+@pytest.mark.parametrize("typed", ["平成30", "H30", "２０１８", "2018年度"])
+def test_the_forms_year_reads_as_a_sheets_year_row_does(client, token, typed):
+    """The form's 年度 took only 2018: 平成30 or ２０１８, as offices write the year and as
+    the sheet's own 年度 row is read, was refused."""
+    data = _without_lines(("年度,", "表題,"))
+    preview = _upload(client, data, "fy2018.csv", token, year=typed)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["table"] == "2018-atsugi"
+
+
+def test_a_form_year_that_is_no_year_names_the_field_and_the_forms_that_read(client, token):
+    data = _without_lines(("年度,", "表題,"))
+    api = _upload(client, data, "fy2018.csv", token, year="来年")
+    assert api.status_code == 422
+    assert api.json()["error"].startswith("年度「来年」を読み取れません（書き方の例: 2018・")
+    assert "year（年度、西暦）" in api.json()["error"]
+    sign_in(client)
+    page = client.post(
+        "/admin/upload",
+        data={"csrf": session_csrf(client), "year": "来年"},
+        files={"file": ("fy2018.csv", data)},
+    )
+    assert page.status_code == 422
+    assert "アップロードの画面の「年度」の欄" in page.text and "（year）" not in page.text
+
+
 def test_two_applies_at_once_are_serialised_and_neither_is_lost(client, settings, token):
     table = Corpus.load(settings.corpus_dir).tables[0]
     rows = [

@@ -25,7 +25,7 @@ from kb.admin.uploads import (
 from kb.admin.wording import entry_title
 from kb.core.errors import InputError, KbError
 from kb.corpus.tables import Corpus, table_text
-from kb.sheets.ingest import TableMeta
+from kb.sheets.ingest import YEAR_FORMS, Ask, TableMeta, parse_year
 
 HISTORY_SHOWN = 100
 
@@ -37,24 +37,30 @@ async def uploaded(request: Request, who: Who, form: FormData) -> Preview:
     if not isinstance(upload, UploadFile):
         raise InputError("ファイル（file）を選んでください")
     data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    ask = API_ASK if request.url.path.startswith("/api/") else FORM_ASK
     meta = TableMeta(
-        year=form_year(form_text(form, "year")),
+        year=form_year(form_text(form, "year"), ask),
         council=form_text(form, "council").strip()[:200] or None,
     )
     corpus = await run_in_threadpool(Corpus.load, admin.settings.corpus_dir)
-    ask = API_ASK if request.url.path.startswith("/api/") else FORM_ASK
     return await run_in_threadpool(
         admin.previews.create, data, display_name(upload.filename), meta, corpus, who.user, ask
     )
 
 
-def form_year(raw: str) -> int | None:
+def form_year(raw: str, ask: Ask) -> int | None:
+    """The year typed in the upload form's 年度 field (the API's ``year``), written as a
+    sheet's 年度 row may be (2018, ２０１８, 平成30, H30 …); None when left blank. A value
+    that is no year is refused, asking as ``ask`` does (the form's field, or the API's)."""
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or not 1900 <= int(raw) <= 2100:
-        raise InputError(f"年度（year）は西暦の数字で指定してください（例: 2018）「{raw[:20]}」")
-    return int(raw)
+    year = parse_year(raw)
+    if year is None or not 1900 <= year <= 2100:
+        raise InputError(
+            f"年度「{raw[:20]}」を読み取れません（書き方の例: {YEAR_FORMS}）。{ask.year}"
+        )
+    return year
 
 
 async def checked_upload(request: Request) -> tuple[Who, Preview | None, tuple[int, str]]:
