@@ -60,6 +60,7 @@ themes-council-unnamed|rows_of[COUNCIL] = council|rows_of[COUNCIL] = []|tests/te
 unknown-words-unsaid|return list(dict.fromkeys(self.judgement.evidence.uncovered)) if self.judgement else []|return []|tests/test_web_api.py tests/test_search.py -k "no_cell_writes"
 topicless-answered|if not evidence.topical:|if False:|tests/test_judge.py tests/test_web_api.py tests/test_search.py -k topic
 related-any-field|        if cell.chunk.field != Field.challenge:|        if False:|tests/test_web_api.py tests/test_themes.py -k "related"
+server-timing-embed-dropped|timings.get("embed", 0.0) + embedded_ms|timings.get("embed", 0.0)|tests/test_web_api.py -k phases_took
 api-empty-query-lists-nothing|result = service.browse(filters, limit=k) if filters else None|result = None|tests/test_web_api.py -k "empty"
 EOF
 )
