@@ -361,12 +361,21 @@ def test_plain_output_is_readable_japanese(
 
 
 @pytest.mark.parametrize(
-    "args", [("ペンギン", "--mode", "lexical"), ("xyzzy",), ("xyzzy", "--group-by-org")]
+    "args",
+    [
+        ("ペンギン", "--mode", "lexical"),
+        ("xyzzy",),
+        ("xyzzy", "--group-by-org"),
+        ("xyzzy", "--field", "challenge"),
+    ],
 )
 def test_no_match_is_one_line_and_exit_0(run_kb, built_index: Settings, args) -> None:
     done = run_kb(*("search", *args), corpus=built_index.corpus_dir, index=built_index.index_dir)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "該当する記載は見つかりませんでした。\n"
+    # The hint on stderr suggests dropping the filters only when there are some.
+    assert "別の言い方で探してみてください" in done.stderr
+    assert ("絞り込みを外すと見つかるかもしれません" in done.stderr) == ("--field" in args)
 
 
 def test_plain_output_names_the_words_no_cell_writes(run_kb, built_index: Settings) -> None:
@@ -401,7 +410,7 @@ def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index
             "search",
             "看護師不足",
             "-k",
-            "20",
+            "50",  # 18 answers and 32 weak hits: more weak ones than the section shows
             *extra,
             corpus=built_index.corpus_dir,
             index=built_index.index_dir,
@@ -412,7 +421,8 @@ def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index
     plain, hits = runs[0].stdout, json.loads(runs[1].stdout)
     answers = [h["id"] for h in hits if h["confident"]]
     weak = [h["id"] for h in hits if not h["confident"]]
-    assert answers and weak
+    # With -k 20 there were two weak hits, so "the best three" held whatever was shown.
+    assert answers and len(weak) > 3
     head, heading, tail = plain.partition("関連が薄い候補")
     assert heading, plain
     # Every answer is numbered with its id (what kb related takes), in rank order.
@@ -421,7 +431,16 @@ def test_plain_output_puts_weak_hits_apart_after_the_answers(run_kb, built_index
     # The weak section is short, unnumbered, and lists the best weak hits by id.
     assert re.findall(r"ID: (\S+)", tail) == weak[:3]
     assert not re.findall(r"^ *\d+\. ", tail, re.MULTILINE)
-    assert f"当てはまる記載 {len(answers)}件" in runs[0].stderr
+    # Each on two lines: the id, then the start of the cell's text on one line.
+    texts = {h["id"]: " ".join(h["text"].split()) for h in hits}
+    starts = re.findall(r"ID: (\S+)\n +(.+)", tail)
+    assert [i for i, _ in starts] == weak[:3]
+    for i, start in starts:
+        assert start == texts[i] or (start.endswith("…") and texts[i].startswith(start[:-1]))
+        assert len(start) <= 41, start
+    assert any(start.endswith("…") for _, start in starts)  # long cells are cut
+    assert f"当てはまる記載 {len(answers)}件（" in runs[0].stderr
+    assert "関連の強い順" not in runs[0].stderr  # every answer is shown: nothing to add
 
 
 def test_plain_output_counts_what_matched_not_only_what_k_shows(
@@ -449,11 +468,21 @@ def test_empty_query_without_filters_is_a_usage_error(run_kb, built_index, query
     assert len(lines) == 1 and lines[0].startswith("エラー: 検索語を入れてください"), lines
 
 
-def test_empty_query_with_a_filter_lists_its_cells(run_kb, built_index, corpus_chunks) -> None:
+def test_empty_query_with_a_filter_lists_its_cells(
+    run_kb, invoke_kb, built_index, corpus_chunks
+) -> None:
     hits = search_json(run_kb, built_index, "", "--field", "challenge", "-k", "100")
     expected = [c.id for c in corpus_chunks if c.field.value == "challenge"]
     assert sorted(h["id"] for h in hits) == sorted(expected)
     assert all(h["confident"] for h in hits)
+    # In plain text the count says how many match and, when -k cuts the list, how many show.
+    for k, note in ((5, "（先頭5件を表示）"), (100, "")):
+        done = invoke_kb(
+            "search", "", "--field", "challenge", "-k", k,
+            corpus=built_index.corpus_dir, index=built_index.index_dir,
+        )  # fmt: skip
+        assert done.stderr.strip() == f"条件に合うセル: {len(expected)}件{note}"
+        assert len(re.findall(r"^ *\d+\. ", done.stdout, re.MULTILINE)) == min(k, len(expected))
 
 
 # --- hostile queries ---------------------------------------------------------------------
