@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from conftest import CORPUS, REPO
 from html_dom import parse
 
 from kb.core.errors import CellNotFound, InputError
+from kb.core.fields import Field
 from kb.core.settings import Settings
 from kb.corpus.history import ItemHistory
 from kb.corpus.tables import Corpus, load_table, save_table, table_from_dict
@@ -668,6 +670,19 @@ def test_browsing_by_filters_folds_in_the_api_and_the_cli_as_on_the_page(
     )
     assert every.stderr.strip() == "条件に合うセル: 10件"  # all ten: five under ↳ 2017年度
     assert every.stdout.count("↳ 2017年度") == 5
+    # Each earlier cell on one line: its id and its text's first line, cut at 50 characters
+    # (厚木市立病院's cells have first lines of 51-73 characters).
+    corpus = Corpus.load(two_year_index.corpus_dir)
+    hospital = invoke_kb(
+        "search", "", "--org", "厚木市立病院", "--fold-years", "-k", "100",
+        corpus=two_year_index.corpus_dir, index=two_year_index.index_dir,
+    )  # fmt: skip
+    earlier = re.findall(r"↳ 2017年度（(\S+)）: (.*)", every.stdout + hospital.stdout)
+    assert {i for i, _ in earlier} >= {f"{RENUMBERED_2017}-{f.value}" for f in Field}
+    for cell, shown in earlier:
+        first = corpus.chunk(cell).text.strip().splitlines()[0]
+        assert shown == (first if len(first) <= 50 else first[:50] + "…"), cell
+    assert any(shown.endswith("…") for _, shown in earlier)  # a long line is cut
 
 
 def test_replacing_an_earlier_table_cannot_break_a_later_link(
