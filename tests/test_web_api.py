@@ -74,6 +74,10 @@ def test_a_fresh_search_says_what_its_phases_took_and_a_remembered_one_does_not(
         direct.append((time.perf_counter() - started) * 1000)
     assert phases["embed"] >= 0.3 * sorted(direct)[1], (timing, direct)
     assert "Server-Timing" not in client.get("/api/search", params=params).headers
+    # Another answer to the same query (k=5) reuses the query's vector: no embedding.
+    again = client.get("/api/search", params={**params, "k": 5}).headers["Server-Timing"]
+    embedded = float(re.search(r"embed;dur=([\d.]+)", again).group(1))
+    assert embedded < 0.3 * sorted(direct)[1], (again, direct)
 
 
 # (API parameters, the same search as `kb search` arguments)
