@@ -201,6 +201,20 @@ def test_themes_are_ordered_by_how_many_agencies_share_them(agenda):
     assert counts[0] > 1, "no theme is shared by two agencies"
 
 
+def test_fewer_themes_are_ordered_by_agencies_then_size(themes_service):
+    """The default agenda's shared themes are all pairs of two agencies, which any order
+    by agencies or by size puts alike; with 3 or 4 themes the two orders differ."""
+    shapes = []
+    for n in (3, 4):
+        themes = agenda_of(themes_service, n=n).themes
+        shape = [(not t.shared, -len(t.agencies), -len(t.cells)) for t in themes]
+        assert shape == sorted(shape), n
+        shapes += shape
+    # Some themes tie on agencies but differ in size, and some rank by agencies before size.
+    assert len({s[:2] for s in shapes}) < len(set(shapes))
+    assert any(a[1] < b[1] and a[2] >= b[2] for a in shapes for b in shapes)
+
+
 def test_organisations_are_listed_as_printed(agenda):
     for theme in agenda.themes:
         assert theme.organisations == list(dict.fromkeys(h.chunk.organisation for h in theme.cells))

