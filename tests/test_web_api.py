@@ -625,6 +625,8 @@ def test_words_no_cell_writes_are_named_beside_the_hits(client, service):
     result = service.search(NEAR_MISS, k=20)
     unknown = result.unknown_words
     assert unknown and all(w in NEAR_MISS for w in unknown)
+    # Each named once, however often typed.
+    assert service.search(f"{NEAR_MISS}と透析").unknown_words == unknown == ["透析"]
     store = service.index.store
     assert not any(w in c.text for w in unknown for c in store.get(range(len(store))))
     page = html(client.get("/search", params={"q": NEAR_MISS}))
@@ -654,6 +656,9 @@ def test_an_english_word_the_vocabulary_lacks_is_not_said_to_be_absent(client, s
     # Japanese words the table never writes are still said to be absent, beside the English.
     mixed = service.search("人工透析 care", k=20)
     assert mixed.unknown_words and mixed.untranslated_words == ["care"]
+    # Typed in full-width letters (as a Japanese keyboard may), it is English all the same.
+    wide = service.search("ｒｅｓｐｉｔｅ ｃａｒｅ", k=20)
+    assert (wide.untranslated_words, wide.unknown_words) == (["ｃａｒｅ"], [])
 
 
 def test_a_query_without_a_topic_is_told_so(client):
