@@ -640,6 +640,27 @@ def test_browsing_by_filters_folds_too(client) -> None:
     assert squeezed(heading) == "条件に合うセル10件"
 
 
+def test_browsing_past_the_shown_cells_counts_every_cell_in_the_facets(
+    client, two_year_service
+) -> None:
+    """Both years' cells are more than a page shows (100): the heading and the facets count
+    all of them, not the shown ones."""
+    store = two_year_service.index.store
+    cells = store.get(range(len(store)))
+    page = page_of(client, "/search?year=2017&year=2018&view=cells")
+    assert len(page.find_all("article", cls="hit")) == 100 < len(cells)
+    heading = squeezed(page.find("h2", id="results-title"))
+    assert heading == f"条件に合うセル{len(cells)}件（先頭100件を表示）"
+    counts = {}
+    for a in page.find("aside", cls="facets").find_all("a"):
+        count = a.find("span", cls="count").text
+        counts[squeezed(a).removeprefix("✓").removesuffix(count)] = int(count)
+    for year in (2017, 2018):
+        assert counts[f"{year}年度"] == sum(c.year == year for c in cells)
+    for name in dict.fromkeys(c.organisation for c in cells):
+        assert counts[name] == sum(c.organisation == name for c in cells), name
+
+
 def test_browsing_by_filters_folds_in_the_api_and_the_cli_as_on_the_page(
     client, invoke_kb, two_year_index: Settings
 ) -> None:
