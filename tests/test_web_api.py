@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 from urllib.request import urlopen
 
 import pytest
+import yaml
 from admin_helpers import DATA
 from conftest import CORPUS, KB, free_port, serving_kb
 from fastapi.testclient import TestClient
@@ -349,6 +350,10 @@ def test_api_organisations(client, cells):
     assert names == list(dict.fromkeys(c.organisation for c in cells))
     by_name = {o["organisation"]: o for o in organisations}
     assert "もみじ" in by_name[MOMIJI]["aliases"]
+    # Each organisation's aliases as organisations.yaml writes them, never its own name.
+    raw = yaml.safe_load((CORPUS / "organisations.yaml").read_text(encoding="utf-8"))
+    written = {o["name"]: sorted(o.get("aliases") or []) for o in raw["organisations"]}
+    assert {n: o["aliases"] for n, o in by_name.items()} == {n: written.get(n, []) for n in names}
     assert by_name[f"{FUKUSHI}②"]["agency"] == FUKUSHI
     for name, entry in by_name.items():
         assert entry["cells"] == sum(1 for c in cells if c.organisation == name)
