@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/kb ]; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e .
+  # setuptools' notice about editable installs is for package authors, not for a user here.
+  PYTHONWARNINGS=ignore .venv/bin/pip install --quiet -e .
 fi
 exec .venv/bin/kb serve "$@"   # builds the index first when index/ is empty
