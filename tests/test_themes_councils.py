@@ -10,7 +10,6 @@ whose every problem 厚木 wrote in FY2017. Nothing here is in corpus/.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 from conftest import CORPUS
 from fastapi.testclient import TestClient
-from test_themes_over_time import fy2018_yaml
+from test_themes_over_time import built_with, fy2018_yaml
 
 from kb.core.settings import Settings
 from kb.interfaces.web.app import create_app
@@ -43,15 +42,8 @@ def other_council_yaml() -> str:
 @pytest.fixture(scope="module")
 def councils(tmp_path_factory, run_kb, built_index: Settings) -> tuple[Path, Path]:
     """(corpus, index) of the three tables, built by the real ``kb build``."""
-    root = tmp_path_factory.mktemp("councils")
-    corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
-    (corpus / "tables" / "2018-atsugi.yaml").write_text(fy2018_yaml(), encoding="utf-8")
-    (corpus / "tables" / f"2018-{OTHER_ID}.yaml").write_text(other_council_yaml(), encoding="utf-8")
-    index = root / "index"
-    shutil.copytree(built_index.index_dir / "cache", index / "cache")
-    build = run_kb("build", corpus=corpus, index=index)
-    assert build.returncode == 0, build.stderr
-    return corpus, index
+    tables = {"2018-atsugi.yaml": fy2018_yaml(), f"2018-{OTHER_ID}.yaml": other_council_yaml()}
+    return built_with(tmp_path_factory.mktemp("councils"), run_kb, built_index, tables)
 
 
 @pytest.fixture(scope="module")

@@ -33,18 +33,27 @@ def fy2018_yaml() -> str:
     return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
 
 
-@pytest.fixture(scope="module")
-def two_years(tmp_path_factory, run_kb, built_index: Settings) -> tuple[Path, Path]:
-    """(corpus, index) of FY2017 + FY2018, built by the real ``kb build``; the session
-    index's embedding cache is copied so only the FY2018 cells are embedded."""
-    root = tmp_path_factory.mktemp("two-years")
+def built_with(
+    root: Path, run_kb, built_index: Settings, tables: dict[str, str]
+) -> tuple[Path, Path]:
+    """(corpus, index) in ``root``: the project's corpus plus ``tables`` (file name → YAML),
+    built by the real ``kb build``; the session index's embedding cache is copied so only
+    the added tables' cells are embedded."""
     corpus = Path(shutil.copytree(CORPUS, root / "corpus"))
-    (corpus / "tables" / "2018-atsugi.yaml").write_text(fy2018_yaml(), encoding="utf-8")
+    for name, text in tables.items():
+        (corpus / "tables" / name).write_text(text, encoding="utf-8")
     index = root / "index"
     shutil.copytree(built_index.index_dir / "cache", index / "cache")
     build = run_kb("build", corpus=corpus, index=index)
     assert build.returncode == 0, build.stderr
     return corpus, index
+
+
+@pytest.fixture(scope="module")
+def two_years(tmp_path_factory, run_kb, built_index: Settings) -> tuple[Path, Path]:
+    """(corpus, index) of FY2017 + FY2018."""
+    root = tmp_path_factory.mktemp("two-years")
+    return built_with(root, run_kb, built_index, {"2018-atsugi.yaml": fy2018_yaml()})
 
 
 @pytest.fixture(scope="module")
