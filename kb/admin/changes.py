@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from kb.core.errors import InputError
 from kb.core.fields import Field
-from kb.core.model import MAX_CELL_CHARS, Chunk, Table, chunks_of
+from kb.core.model import Chunk, Table, chunks_of, too_long
 from kb.corpus.tables import Corpus, table_from_dict, table_to_dict
 
 # C0/C1 controls other than tab and line breaks: pasted by accident, invisible in a page.
@@ -106,8 +106,8 @@ def clean_cell_text(text: str, cell_id: str) -> str:
     where = {"file": cell_id}
     if not text:
         raise InputError("空にはできません。内容がないときは「－」と入力してください", **where)
-    if len(text) > MAX_CELL_CHARS:
-        raise InputError(f"長すぎます（{len(text)}文字、{MAX_CELL_CHARS}文字まで）", **where)
+    if problem := too_long(text):
+        raise InputError(problem, **where)
     if _CONTROL.search(text):
         raise InputError(
             "制御文字（見えない文字）が含まれています。貼り付け直してください", **where

@@ -42,7 +42,7 @@ from kb.admin.audit import History, sha256
 from kb.admin.changes import CellChange, counts, diff
 from kb.admin.storage import write_private
 from kb.core.errors import InputError, KbError
-from kb.core.model import MAX_CELL_CHARS, Table
+from kb.core.model import Table, too_long
 from kb.core.yamlio import has_aliases, parse_yaml
 from kb.corpus.tables import Corpus, table_from_dict, table_text, table_to_dict
 from kb.sheets.ingest import (
@@ -327,10 +327,9 @@ def _read_yaml(data: bytes, name: str, given: TableMeta, corpus: Corpus) -> Uplo
         raise InputError(f"year は西暦にしてください（{table.year}）", file=name)
     for column in table.columns:
         for f, cell in column.cells.items():
-            if len(cell) > MAX_CELL_CHARS:
+            if problem := too_long(cell):
                 raise InputError(
-                    f"{f.ja}のセルが長すぎます（{len(cell):,}文字。1つのセルは"
-                    f"{MAX_CELL_CHARS:,}文字までです）",
+                    f"{f.ja}の{problem}",
                     file=name,
                     column=f"列 {column.key}",
                 )

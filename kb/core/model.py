@@ -29,6 +29,13 @@ NOTE_COLUMN = "column"
 MAX_CELL_CHARS = 5000
 
 
+def too_long(text: str) -> str | None:
+    """Why ``text`` cannot be a cell for its length, in Japanese; None when it can be one."""
+    if len(text) <= MAX_CELL_CHARS:
+        return None
+    return f"セルが長すぎます（{len(text):,}文字。1つのセルは{MAX_CELL_CHARS:,}文字までです）"
+
+
 class _ItemFacts:
     """What a column, a chunk and a column view say alike about their item and its writer
     (each has ``item_nos``, ``item_title``, ``organisation`` and ``category``)."""

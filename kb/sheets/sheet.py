@@ -21,7 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
 from kb.core.errors import InputError
-from kb.core.model import MAX_CELL_CHARS
+from kb.core.model import too_long
 from kb.core.text import EMPTY_MARKS
 
 SUPPORTED = (".xlsx", ".csv")
@@ -112,10 +112,9 @@ def _check_cell_lengths(sheets: list[Sheet], file: str) -> None:
     for sheet in sheets:
         for r, row in enumerate(sheet.rows):
             for c, cell in enumerate(row):
-                if len(cell) > MAX_CELL_CHARS:
+                if problem := too_long(cell):
                     raise InputError(
-                        f"セルが長すぎます（{len(cell):,}文字。"
-                        f"1つのセルは{MAX_CELL_CHARS:,}文字までです）",
+                        problem,
                         file=file,
                         row=r + 1,
                         column=column_letter(c),
